@@ -1,0 +1,94 @@
+//! Command-line flags, parsed into typed arguments, and the dispatch to
+//! `commands`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{commands, exit, logging};
+
+/// The configuration file, when `FILE` is not given.
+pub(crate) const BOTFLEET_CONFIG: &str = "BOTFLEET_CONFIG";
+
+/// Run a fleet of Telegram bots in production.
+///
+/// botfleet runs each bot's workers under one supervisor with a tiered cache,
+/// a fleet-wide database connection budget and a Telegram sender that uses the
+/// full allowance without being throttled.
+#[derive(Debug, Parser)]
+#[command(name = "botfleet", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// More log output: -v info, -vv debug, -vvv trace (default: warnings).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Less log output: -q errors only, -qq nothing.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    quiet: u8,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check or print a fleet configuration (fleet.toml).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate a fleet.toml: exit 0 with a summary, or 64 with every problem
+    /// as FILE:LINE:COL.
+    Check(ConfigFile),
+    /// Print the resolved configuration: presets applied, ${VAR} resolved,
+    /// secrets shown as ***.
+    Show(ConfigFile),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigFile {
+    /// The fleet configuration file.
+    #[arg(value_name = "FILE", env = BOTFLEET_CONFIG, default_value = botfleet_config::DEFAULT_CONFIG_FILE)]
+    pub(crate) file: PathBuf,
+}
+
+/// Parses the command line, runs the command and turns the outcome into an
+/// exit code. Errors are printed once, as `error: ...` with their causes.
+pub(crate) fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            // Help and version go to stdout, usage errors to stderr.
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    if let Some(warning) = logging::init(cli.global.verbose, cli.global.quiet) {
+        tracing::warn!("{warning}.");
+    }
+    let result = match cli.command {
+        Command::Config(command) => commands::config::run(&command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            if !exit::is_broken_pipe(&error) {
+                let _ = writeln!(std::io::stderr().lock(), "error: {error:#}");
+            }
+            exit::code_for(&error)
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand. Each takes its typed arguments, writes to
+//! stdout/stderr explicitly (so a closed pipe is an error, not a panic) and
+//! returns the exit code.
+
+pub(crate) mod config;

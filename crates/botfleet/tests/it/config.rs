@@ -1,0 +1,197 @@
+//! `botfleet config check` and `botfleet config show`.
+
+use expect_test::expect;
+
+use crate::{TOKEN, botfleet, scratch, stderr, stdout};
+
+const VALID: &str = r#"environment = "prod"
+[database]
+url = "postgres://bot:${DB_PASSWORD}@127.0.0.1:5432/fleet"
+
+[[bot]]
+name = "dating"
+token = "${DATING_TOKEN}"
+[bot.worker]
+command = "dating-bot"
+env = { DATABASE_URL = "postgres://bot:${DB_PASSWORD}@127.0.0.1/fleet" }
+"#;
+
+#[test]
+fn check_accepts_the_example_config() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let output = botfleet(
+        std::path::Path::new(examples),
+        &["config", "check", "fleet.toml"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    expect![[r#"
+        fleet.toml: ok: environment "prod", 2 bots (dating, analytics), 4 to 9 workers, PostgreSQL, Redis, monitor on 127.0.0.1:8001
+    "#]]
+    .assert_eq(&stdout(&output));
+}
+
+#[test]
+fn check_reports_every_mistake_and_exits_64() {
+    let dir = scratch("three-mistakes");
+    std::fs::write(
+        dir.join("fleet.toml"),
+        r#"environment = "prod"
+[database]
+url = "postgres://127.0.0.1/fleet"
+
+[[bot]]
+name = "dating"
+token = "12345:not-a-token"
+min_workers = 4
+max_workers = 2
+[bot.worker]
+comand = "dating-bot"
+"#,
+    )
+    .unwrap();
+    let output = botfleet(&dir, &["config", "check"], &[]);
+    assert_eq!(output.status.code(), Some(64));
+    assert_eq!(stdout(&output), "");
+    expect![[r#"
+        fleet.toml:7:9: bot[0].token: malformed bot token: the part after `:` has 11 characters, not 35; expected `<bot id>:<35 characters of A-Z a-z 0-9 _ ->`
+        fleet.toml:8:15: bot[0].min_workers: min_workers (4) is greater than max_workers (2)
+        fleet.toml:10:1: bot[0].worker: missing `command`, the worker program to run
+        fleet.toml:11:1: bot[0].worker.comand: unknown key `comand` (did you mean `command`?)
+        error: fleet.toml has 4 problems
+    "#]]
+    .assert_eq(&stderr(&output));
+}
+
+#[test]
+fn missing_file_exits_66_and_says_why() {
+    let dir = scratch("missing");
+    let output = botfleet(&dir, &["config", "check", "nope.toml"], &[]);
+    assert_eq!(output.status.code(), Some(66));
+    expect![[r#"
+        error: cannot load the fleet configuration (give its path, or set BOTFLEET_CONFIG): cannot read nope.toml: No such file or directory (os error 2)
+    "#]]
+    .assert_eq(&stderr(&output));
+}
+
+#[test]
+fn the_file_can_come_from_botfleet_config() {
+    let dir = scratch("env-file");
+    std::fs::write(dir.join("my-fleet.toml"), VALID).unwrap();
+    let vars = [
+        ("BOTFLEET_CONFIG", "my-fleet.toml"),
+        ("DATING_TOKEN", TOKEN),
+        ("DB_PASSWORD", "pw-123456"),
+    ];
+    let output = botfleet(&dir, &["config", "check"], &vars);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).starts_with("my-fleet.toml: ok: "));
+}
+
+#[test]
+fn show_prints_the_resolved_config_without_secrets() {
+    let dir = scratch("show");
+    std::fs::write(dir.join("fleet.toml"), VALID).unwrap();
+    let vars = [
+        ("DATING_TOKEN", TOKEN),
+        ("DB_PASSWORD", "pw-123456"),
+        ("RUST_LOG", "trace"),
+    ];
+    let output = botfleet(&dir, &["-vvv", "config", "show"], &vars);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    expect![[r#"
+        # Resolved configuration (environment = "prod"); secrets are shown as ***.
+        environment = "prod"
+
+        [database]
+        url = "postgres://bot:***@127.0.0.1:5432/fleet"
+
+        [monitor]
+        bind = "127.0.0.1:8001"
+
+        [[bot]]
+        name = "dating"
+        token = "***"
+        mode = "polling"
+        min_workers = 2
+        max_workers = 8
+
+        [bot.worker]
+        command = "dating-bot"
+        args = []
+
+        [bot.worker.env]
+        DATABASE_URL = "***"
+    "#]]
+    .assert_eq(&stdout(&output));
+    let all = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(
+        stderr(&output).contains("Loaded the fleet configuration."),
+        "{all}"
+    );
+    for secret in [TOKEN, &TOKEN[10..], "pw-123456"] {
+        assert!(!all.contains(secret), "{secret} leaked:\n{all}");
+    }
+}
+
+#[test]
+fn errors_and_logs_never_show_a_token() {
+    let dir = scratch("leak");
+    // A token with one character too many, a token in a syntax error, and a
+    // token in an unknown key's value.
+    let almost = format!("{TOKEN}x");
+    std::fs::write(
+        dir.join("fleet.toml"),
+        format!("[[bot]]\nname = \"a\"\ntoken = \"{almost}\"\ntokn = \"{TOKEN}\"\n[bot.worker]\ncommand = \"x\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("broken.toml"),
+        format!("[[bot]]\ntoken = \"{TOKEN}\n"),
+    )
+    .unwrap();
+    for file in ["fleet.toml", "broken.toml"] {
+        let output = botfleet(
+            &dir,
+            &["-vvv", "config", "show", file],
+            &[("RUST_LOG", "trace")],
+        );
+        assert_eq!(output.status.code(), Some(64));
+        let all = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(all.contains(&format!("{file}:")), "{all}");
+        assert!(!all.contains(&TOKEN[10..]), "token leaked:\n{all}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let dir = scratch("usage");
+    let output = botfleet(&dir, &["config", "frobnicate"], &[]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(
+        stderr(&output).contains("unrecognized subcommand"),
+        "{}",
+        stderr(&output)
+    );
+    let output = botfleet(&dir, &["config", "--help"], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).contains("check"));
+    let output = botfleet(&dir, &["-v", "-q", "config", "check"], &[]);
+    assert_eq!(output.status.code(), Some(64));
+}
+
+#[test]
+fn a_bad_log_filter_is_reported_not_fatal() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let output = botfleet(
+        std::path::Path::new(examples),
+        &["config", "check"],
+        &[("BOTFLEET_LOG", "botfleet=loud")],
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stderr(&output).contains("ignoring BOTFLEET_LOG"),
+        "{}",
+        stderr(&output)
+    );
+}

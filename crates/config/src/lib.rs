@@ -1,0 +1,87 @@
+//! `botfleet-config`: the `fleet.toml` schema.
+//!
+//! A fleet file says *what* runs: the environment preset, the database, Redis,
+//! the monitor and each bot with its worker command. This crate reads it into
+//! a typed [`FleetConfig`]:
+//!
+//! - `${VAR}` and `${VAR:-default}` are resolved from the environment, so
+//!   tokens and passwords never sit in the file;
+//! - presets fill in what the file leaves out ([`Environment::preset`]);
+//! - every problem is reported at once as `FILE:LINE:COL: key: message`,
+//!   with "did you mean" suggestions for misspelt keys and values;
+//! - secrets are held in types that never print them, and
+//!   [`FleetConfig::to_redacted_toml`] shows the resolved file with `***`.
+//!
+//! It is *not* the place for how a process runs (CLI flags and `BOTFLEET_*`
+//! variables) and it must not depend on any other botfleet crate: it is a
+//! leaf that the runtime, the database layer and the binary read from.
+//!
+//! Later parts of botfleet add their own sections (`[cache]`, telegram
+//! limits, alerts, scaling) as a new module with a reader function and a
+//! field on [`FleetConfig`]; `docs/config.md` describes how.
+//!
+//! ```
+//! use std::collections::HashMap;
+//!
+//! let env: HashMap<String, String> = [(
+//!     "DATING_TOKEN".to_owned(),
+//!     "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawq".to_owned(),
+//! )]
+//! .into();
+//! let text = r#"
+//! [[bot]]
+//! name = "dating"
+//! token = "${DATING_TOKEN}"
+//! worker.command = "dating-bot"
+//! "#;
+//! let config = botfleet_config::FleetConfig::parse(text, "fleet.toml", &env).unwrap();
+//! assert_eq!(config.bots[0].token.bot_id(), 123456789);
+//! assert!(!config.to_redacted_toml().contains("AAHdq"));
+//! ```
+
+mod bot;
+mod env;
+mod error;
+mod fleet;
+mod interpolate;
+mod preset;
+mod reader;
+mod secret;
+mod sections;
+mod show;
+mod source;
+mod tree;
+
+use std::path::Path;
+
+pub use bot::{
+    BotConfig, BotToken, DEFAULT_WEBHOOK_LISTEN, IngestMode, MAX_BOT_NAME, MAX_WORKERS_LIMIT,
+    WebhookConfig, WorkerConfig, WorkerValue,
+};
+pub use env::{Env, ProcessEnv};
+pub use error::{ConfigError, Diagnostic};
+pub use fleet::FleetConfig;
+pub use preset::{Environment, Preset};
+pub use secret::{REDACTED, Secret, redact_url};
+pub use sections::{
+    Backend, DEFAULT_MONITOR_BIND, DatabaseConfig, DatabaseUrl, MonitorConfig, RedisConfig,
+};
+pub use source::Position;
+
+/// The configuration file used when none is named.
+pub const DEFAULT_CONFIG_FILE: &str = "fleet.toml";
+
+/// Reads and validates the file at `path`, resolving `${VAR}` from the
+/// process environment. Errors name the file as `path` was given.
+pub fn load(path: &Path) -> Result<FleetConfig, ConfigError> {
+    load_with_env(path, &ProcessEnv)
+}
+
+/// Like [`load`], with `${VAR}` resolved from `env`.
+pub fn load_with_env(path: &Path, env: &dyn Env) -> Result<FleetConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    FleetConfig::parse(&text, &path.display().to_string(), env)
+}

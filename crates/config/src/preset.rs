@@ -1,0 +1,87 @@
+//! Environment presets: the defaults each `environment` implies.
+//!
+//! A preset only supplies defaults; every value can be set explicitly in
+//! `fleet.toml`. Later sections (database pools, cache, Telegram limits,
+//! alerts, scaling) add their own fields here, so one `environment = "prod"`
+//! line picks sensible values for the whole fleet. The rationale for every
+//! value is in `docs/config.md`.
+
+/// The preset family of a fleet, from `environment = "..."`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Environment {
+    /// A developer's machine: one small worker per bot, embedded SQLite allowed.
+    #[default]
+    Dev,
+    /// Pre-production: production behaviour at a smaller size.
+    Staging,
+    /// Production.
+    Prod,
+    /// Production on a dedicated machine, sized for throughput.
+    HighPerformance,
+}
+
+impl Environment {
+    /// Every environment with its `fleet.toml` spelling.
+    pub const ALL: [(&'static str, Environment); 4] = [
+        ("dev", Environment::Dev),
+        ("staging", Environment::Staging),
+        ("prod", Environment::Prod),
+        ("high-performance", Environment::HighPerformance),
+    ];
+
+    /// The spelling used in `fleet.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Dev => "dev",
+            Environment::Staging => "staging",
+            Environment::Prod => "prod",
+            Environment::HighPerformance => "high-performance",
+        }
+    }
+
+    /// The defaults of this environment.
+    pub fn preset(self) -> Preset {
+        match self {
+            Environment::Dev => Preset {
+                min_workers: 1,
+                max_workers: 2,
+                requires_database_url: false,
+            },
+            Environment::Staging => Preset {
+                min_workers: 1,
+                max_workers: 4,
+                requires_database_url: true,
+            },
+            Environment::Prod => Preset {
+                min_workers: 2,
+                max_workers: 8,
+                requires_database_url: true,
+            },
+            Environment::HighPerformance => Preset {
+                min_workers: 4,
+                max_workers: 16,
+                requires_database_url: true,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Defaults implied by an [`Environment`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Preset {
+    /// Default `min_workers` of a bot.
+    pub min_workers: u32,
+    /// Default `max_workers` of a bot.
+    pub max_workers: u32,
+    /// Whether `database.url` must be given (only `dev` may fall back to the
+    /// embedded SQLite database).
+    pub requires_database_url: bool,
+}

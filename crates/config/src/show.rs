@@ -1,0 +1,119 @@
+//! Printing a resolved configuration: the redacted TOML of `config show` and
+//! the one-line summary of `config check`.
+
+use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
+
+use crate::bot::{BotConfig, WorkerValue};
+use crate::fleet::FleetConfig;
+use crate::secret::REDACTED;
+use crate::sections::Backend;
+
+impl FleetConfig {
+    /// The resolved configuration as TOML: presets applied, `${VAR}`
+    /// resolved, every secret replaced by `***`. Feeding it back (with the
+    /// secrets filled in) yields the same configuration.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut doc = DocumentMut::new();
+        doc["environment"] = value(self.environment.as_str());
+
+        let mut database = Table::new();
+        match &self.database.url {
+            Some(url) => database["url"] = value(url.redacted()),
+            None => {
+                database
+                    .decor_mut()
+                    .set_suffix("# url not set: the embedded SQLite database is used\n");
+            }
+        }
+        doc["database"] = Item::Table(database);
+
+        if let Some(redis) = &self.redis {
+            let mut t = Table::new();
+            t["url"] = value(redis.redacted_url());
+            doc["redis"] = Item::Table(t);
+        }
+
+        let mut monitor = Table::new();
+        monitor["bind"] = value(self.monitor.bind.to_string());
+        if self.monitor.token.is_some() {
+            monitor["token"] = value(REDACTED);
+        }
+        doc["monitor"] = Item::Table(monitor);
+
+        let mut bots = ArrayOfTables::new();
+        for bot in &self.bots {
+            bots.push(bot_table(bot));
+        }
+        doc["bot"] = Item::ArrayOfTables(bots);
+
+        let header = format!(
+            "# Resolved configuration (environment = \"{}\"); secrets are shown as {REDACTED}.\n",
+            self.environment
+        );
+        // Defence in depth: no secret may reach the output, whatever path it
+        // took into the document.
+        self.scrub(&(header + &doc.to_string()))
+    }
+
+    /// One line for `config check`: environment, bots, workers, storage.
+    pub fn summary(&self) -> String {
+        let names: Vec<&str> = self.bots.iter().map(|b| b.name.as_str()).collect();
+        let min: u32 = self.bots.iter().map(|b| b.min_workers).sum();
+        let max: u32 = self.bots.iter().map(|b| b.max_workers).sum();
+        let database = match self.database.url.as_ref().map(|u| u.backend()) {
+            Some(Backend::Postgres) => "PostgreSQL",
+            Some(Backend::Sqlite) => "SQLite",
+            None => "embedded SQLite",
+        };
+        let cache = if self.redis.is_some() {
+            "Redis"
+        } else {
+            "in-process cache"
+        };
+        let plural = if names.len() == 1 { "" } else { "s" };
+        format!(
+            "environment \"{}\", {} bot{plural} ({}), {min} to {max} workers, {database}, {cache}, monitor on {}",
+            self.environment,
+            names.len(),
+            names.join(", "),
+            self.monitor.bind
+        )
+    }
+}
+
+fn bot_table(bot: &BotConfig) -> Table {
+    let mut t = Table::new();
+    t["name"] = value(bot.name.as_str());
+    t["token"] = value(REDACTED);
+    t["mode"] = value(bot.mode.as_str());
+    t["min_workers"] = value(i64::from(bot.min_workers));
+    t["max_workers"] = value(i64::from(bot.max_workers));
+    if let Some(webhook) = &bot.webhook {
+        let mut w = Table::new();
+        w["url"] = value(webhook.url.as_str());
+        w["listen"] = value(webhook.listen.to_string());
+        w["secret_token"] = value(REDACTED);
+        t["webhook"] = Item::Table(w);
+    }
+    let mut worker = Table::new();
+    worker["command"] = value(bot.worker.command.as_str());
+    let args: Array = bot.worker.args.iter().map(shown).collect();
+    worker["args"] = value(args);
+    if !bot.worker.env.is_empty() {
+        let mut env = Table::new();
+        for (name, v) in &bot.worker.env {
+            env[name.as_str()] = value(shown(v));
+        }
+        worker["env"] = Item::Table(env);
+    }
+    t["worker"] = Item::Table(worker);
+    t
+}
+
+fn shown(v: &WorkerValue) -> &str {
+    if v.is_sensitive() {
+        REDACTED
+    } else {
+        v.value()
+    }
+}

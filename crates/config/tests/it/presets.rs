@@ -1,0 +1,66 @@
+//! Environment presets and defaults.
+
+use botfleet_config::{Backend, Environment, IngestMode};
+
+use crate::{MINIMAL, parse};
+
+#[test]
+fn dev_is_the_default_and_needs_no_database() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.environment, Environment::Dev);
+    assert!(config.database.url.is_none());
+    assert!(config.redis.is_none());
+    assert_eq!(config.monitor.bind.to_string(), "127.0.0.1:8001");
+    let bot = &config.bots[0];
+    assert_eq!(bot.mode, IngestMode::Polling);
+    assert_eq!((bot.min_workers, bot.max_workers), (1, 2));
+}
+
+#[test]
+fn each_environment_sets_worker_defaults() {
+    for (name, env) in Environment::ALL {
+        let text =
+            format!("environment = \"{name}\"\n[database]\nurl = \"postgres://db/x\"\n{MINIMAL}");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.environment, env);
+        let preset = env.preset();
+        let bot = &config.bots[0];
+        assert_eq!(
+            (bot.min_workers, bot.max_workers),
+            (preset.min_workers, preset.max_workers)
+        );
+        assert_eq!(
+            config.database.url.as_ref().unwrap().backend(),
+            Backend::Postgres
+        );
+    }
+}
+
+#[test]
+fn one_sided_worker_counts_pull_the_other_default_along() {
+    let prod = "environment = \"prod\"\n[database]\nurl = \"postgres://db/x\"\n";
+    let text = format!(
+        "{prod}{}",
+        MINIMAL.replace("[bot.worker]", "min_workers = 12\n[bot.worker]")
+    );
+    let bot = &parse(&text).unwrap().bots[0];
+    assert_eq!((bot.min_workers, bot.max_workers), (12, 12));
+    let text = format!(
+        "{prod}{}",
+        MINIMAL.replace("[bot.worker]", "max_workers = 1\n[bot.worker]")
+    );
+    let bot = &parse(&text).unwrap().bots[0];
+    assert_eq!((bot.min_workers, bot.max_workers), (1, 1));
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/fleet.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let config =
+        botfleet_config::FleetConfig::parse(&text, "examples/fleet.toml", &crate::env(&[]))
+            .unwrap();
+    assert_eq!(config.environment, Environment::Prod);
+    assert_eq!(config.bots.len(), 2);
+    assert_eq!(config.bots[1].mode, IngestMode::Webhook);
+}
