@@ -1,0 +1,136 @@
+//! `botfleet-testkit`: real servers for tests.
+//!
+//! Every botfleet test that needs PostgreSQL or Redis gets a real one, never a
+//! mock:
+//!
+//! - [`database()`] and [`redis()`] give a test its own database (or Redis
+//!   database and key prefix) on a server shared by the test binary, started
+//!   on first use and removed when the binary ends;
+//! - [`PostgresServer`] and [`RedisServer`] are dedicated servers a test
+//!   controls: settings such as `max_connections`, and faults (stop,
+//!   `kill -9`, start again on the same port and data).
+//!
+//! Servers run from the system's binaries (`initdb`/`postgres`,
+//! `redis-server`) on free loopback ports, in private temporary directories.
+//! A watchdog process removes them even when the test binary is killed. When
+//! the tests run as root, PostgreSQL runs as the `postgres` user.
+//!
+//! With `BOTFLEET_TEST_DATABASE_URL` / `BOTFLEET_TEST_REDIS_URL` set, the
+//! shared servers are those instead (dedicated servers are still started
+//! locally: faults need a process to kill). A missing binary is an error that
+//! says what to install; nothing is skipped silently.
+//!
+//! The testkit is synchronous and has no async runtime, so tests of any kind
+//! can use it. It must not depend on the runtime crates; it is a leaf used
+//! only as a dev-dependency.
+//!
+//! ```no_run
+//! let db = botfleet_testkit::database()?;
+//! assert_eq!(db.psql("SELECT 1 + 1")?, "2");
+//!
+//! let server = botfleet_testkit::PostgresServer::builder().max_connections(20).start()?;
+//! server.kill()?;
+//! server.start_again()?;
+//! # Ok::<(), botfleet_testkit::Error>(())
+//! ```
+
+mod error;
+mod port;
+mod postgres;
+mod process;
+mod redis;
+mod resp;
+mod tempdir;
+mod wait;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub use error::{Error, Result};
+pub use postgres::{PostgresBuilder, PostgresServer, SUPERUSER, TestDatabase};
+pub use redis::{RedisBuilder, RedisServer, TestRedis};
+pub use resp::{Reply, RespConn};
+pub use tempdir::BOTFLEET_TEST_TMPDIR;
+
+/// A PostgreSQL server to use instead of starting one, as a URL whose user
+/// may create databases.
+pub const BOTFLEET_TEST_DATABASE_URL: &str = "BOTFLEET_TEST_DATABASE_URL";
+/// A Redis server to use instead of starting one.
+pub const BOTFLEET_TEST_REDIS_URL: &str = "BOTFLEET_TEST_REDIS_URL";
+
+enum SharedPostgres {
+    Local(PostgresServer),
+    External(String),
+}
+
+enum SharedRedis {
+    Local(RedisServer),
+    External(String),
+}
+
+fn shared_postgres() -> Result<&'static SharedPostgres> {
+    static SERVER: OnceLock<Result<SharedPostgres>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| match std::env::var(BOTFLEET_TEST_DATABASE_URL) {
+            Ok(url) if !url.is_empty() => Ok(SharedPostgres::External(url)),
+            _ => PostgresServer::start().map(SharedPostgres::Local),
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn shared_redis() -> Result<&'static SharedRedis> {
+    static SERVER: OnceLock<Result<SharedRedis>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| match std::env::var(BOTFLEET_TEST_REDIS_URL) {
+            Ok(url) if !url.is_empty() => Ok(SharedRedis::External(url)),
+            _ => RedisServer::start().map(SharedRedis::Local),
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Checks that the server programs the tests need are installed: the
+/// PostgreSQL server programs, `psql` and `redis-server`. Every missing one
+/// is listed with what to install.
+pub fn preflight() -> std::result::Result<(), Vec<Error>> {
+    let bins = postgres::PgBins::find();
+    let psql = postgres::PgBins::psql(bins.as_ref().ok());
+    let redis = redis::find_redis_server();
+    let errors: Vec<Error> = [bins.err(), psql.err(), redis.err()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// A fresh, empty PostgreSQL database for one test, on the test binary's
+/// shared server.
+pub fn database() -> Result<TestDatabase> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    match shared_postgres()? {
+        SharedPostgres::Local(server) => server.create_database(),
+        SharedPostgres::External(url) => {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let name = format!("botfleet_test_{}_{n}", std::process::id());
+            TestDatabase::external(url, name)
+        }
+    }
+}
+
+/// An isolated Redis for one test, on the test binary's shared server: a
+/// database of its own on a local server, a key prefix on one given by URL.
+/// Tests should put [`TestRedis::prefix`] in front of their keys either way.
+pub fn redis() -> Result<TestRedis> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    match shared_redis()? {
+        SharedRedis::Local(server) => server.isolated(),
+        SharedRedis::External(url) => {
+            TestRedis::external(url, NEXT.fetch_add(1, Ordering::Relaxed))
+        }
+    }
+}

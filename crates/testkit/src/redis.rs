@@ -1,0 +1,326 @@
+//! Ephemeral Redis servers.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::port::free_port;
+use crate::process::{ServerProcess, Watchdog, command};
+use crate::resp::{Reply, RespConn};
+use crate::tempdir::TempDir;
+use crate::wait::poll;
+
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Databases of an ephemeral server: one per test, up to this many.
+const DATABASES: u32 = 1024;
+
+pub(crate) fn find_redis_server() -> Result<PathBuf> {
+    let path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    find_redis_server_in(
+        path.into_iter()
+            .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")]),
+    )
+}
+
+fn find_redis_server_in(dirs: impl Iterator<Item = PathBuf>) -> Result<PathBuf> {
+    dirs.map(|dir| dir.join("redis-server"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::MissingBinary {
+            what: "redis-server".into(),
+            searched: "on PATH, /usr/bin and /usr/local/bin".into(),
+            install: "install it with `apt-get install redis-server` (Debian, Ubuntu), or set BOTFLEET_TEST_REDIS_URL to use a running server".into(),
+        })
+}
+
+/// Options of a dedicated server.
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct RedisBuilder {
+    settings: Vec<(String, String)>,
+}
+
+impl RedisBuilder {
+    /// A server setting, as in `redis.conf`, e.g. `.setting("maxmemory", "64mb")`.
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// Starts the server on a free port.
+    pub fn start(self) -> Result<RedisServer> {
+        RedisServer::start_with(self)
+    }
+}
+
+/// A Redis server of this test process: loopback only, no persistence,
+/// 1024 databases. Shut down on drop, and by a watchdog if the process dies
+/// first. [`kill`](Self::kill) and [`start_again`](Self::start_again) keep
+/// the port (an outage, then recovery; the data is gone, as with a real
+/// Redis without persistence).
+#[derive(Debug)]
+pub struct RedisServer {
+    binary: PathBuf,
+    process: ServerProcess,
+    port: u16,
+    settings: Vec<(String, String)>,
+    next_database: AtomicU32,
+    _watchdog: Watchdog,
+    dir: TempDir,
+}
+
+impl RedisServer {
+    /// A dedicated server with default settings.
+    pub fn start() -> Result<RedisServer> {
+        RedisBuilder::default().start()
+    }
+
+    /// A dedicated server with settings.
+    pub fn builder() -> RedisBuilder {
+        RedisBuilder::default()
+    }
+
+    fn start_with(builder: RedisBuilder) -> Result<RedisServer> {
+        let binary = find_redis_server()?;
+        let dir = TempDir::new("redis")?;
+        let watchdog = Watchdog::arm(&dir.path().join("redis.pid"), "redis", "TERM", dir.path())?;
+        let mut server = RedisServer {
+            binary,
+            process: ServerProcess::new("Redis", dir.path().join("redis.log")),
+            port: 0,
+            settings: builder.settings,
+            next_database: AtomicU32::new(1),
+            _watchdog: watchdog,
+            dir,
+        };
+        let mut attempts = 0;
+        loop {
+            server.port = free_port()?;
+            let log_start = server.process.log().len();
+            match server.launch() {
+                Ok(()) => return Ok(server),
+                Err(error) => {
+                    let _ = server.process.kill();
+                    attempts += 1;
+                    let log = server.process.log();
+                    let port_taken = log[log_start..].contains("Address already in use");
+                    if !port_taken || attempts == 5 {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+
+    fn launch(&self) -> Result<()> {
+        let mut cmd = command(&self.binary);
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--databases", &DATABASES.to_string()])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--pidfile")
+            .arg(self.dir.path().join("redis.pid"))
+            .current_dir(self.dir.path());
+        for (name, value) in &self.settings {
+            cmd.arg(format!("--{name}")).arg(value);
+        }
+        self.process.spawn(cmd)?;
+        let url = self.url();
+        let outcome = poll(START_TIMEOUT, Duration::from_millis(10), || {
+            if let Some(status) = self.process.exited() {
+                return Some(Err(format!("redis-server exited ({status})")));
+            }
+            let pong = RespConn::connect(&url)
+                .and_then(|mut conn| conn.command(&["PING"]))
+                .is_ok_and(|reply| reply == Reply::Status("PONG".into()));
+            pong.then_some(Ok(()))
+        });
+        let detail = match outcome {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(detail)) => detail,
+            None => format!("no PONG after {START_TIMEOUT:?}"),
+        };
+        Err(Error::Start {
+            server: format!("Redis on port {}", self.port),
+            detail: format!("{detail}{}", self.process.log_tail()),
+        })
+    }
+
+    /// The TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's own directory (pid file, log); deleted with it.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// A connection (database 0).
+    pub fn connect(&self) -> Result<RespConn> {
+        RespConn::connect(&self.url())
+    }
+
+    /// A database of its own (1 to 1023) and a key prefix for one test.
+    pub fn isolated(&self) -> Result<TestRedis> {
+        let n = self.next_database.fetch_add(1, Ordering::Relaxed);
+        let db = 1 + (n - 1) % (DATABASES - 1);
+        Ok(TestRedis {
+            url: format!("{}/{db}", self.url()),
+            prefix: format!("t{n}:"),
+            clean_up: false,
+        })
+    }
+
+    /// Whether the server process is running.
+    pub fn is_running(&self) -> bool {
+        self.process.is_running()
+    }
+
+    /// Shuts the server down cleanly (`SHUTDOWN NOSAVE`).
+    pub fn stop(&self) -> Result<()> {
+        if !self.process.is_running() {
+            return Ok(());
+        }
+        // The server closes the connection instead of answering.
+        if let Ok(mut conn) = self.connect() {
+            let _ = conn.command(&["SHUTDOWN", "NOSAVE"]);
+        }
+        self.process.wait_exit(STOP_TIMEOUT)
+    }
+
+    /// Kills the server with SIGKILL: an outage without warning.
+    pub fn kill(&self) -> Result<()> {
+        self.process.kill()
+    }
+
+    /// Starts the server again on the same port after [`stop`](Self::stop)
+    /// or [`kill`](Self::kill). It comes back empty.
+    pub fn start_again(&self) -> Result<()> {
+        if self.process.is_running() {
+            return Ok(());
+        }
+        self.launch()
+    }
+
+    /// [`stop`](Self::stop) then [`start_again`](Self::start_again).
+    pub fn restart(&self) -> Result<()> {
+        self.stop()?;
+        self.start_again()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+    }
+}
+
+/// An isolated place in Redis for one test: its own database on a server of
+/// this process, or a key prefix on a server given by URL.
+#[derive(Debug)]
+pub struct TestRedis {
+    url: String,
+    prefix: String,
+    clean_up: bool,
+}
+
+impl TestRedis {
+    pub(crate) fn external(url: &str, n: u32) -> Result<TestRedis> {
+        // Check now that the server answers, so the test fails with a clear
+        // error rather than in its first command.
+        RespConn::connect(url)?.ok(&["PING"])?;
+        Ok(TestRedis {
+            url: url.to_owned(),
+            prefix: format!("botfleet-test-{}-{n}:", std::process::id()),
+            clean_up: true,
+        })
+    }
+
+    /// The URL to connect to, with the test's database selected.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The prefix this test's keys must start with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `key` with the test's prefix.
+    pub fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// A connection with the test's database selected.
+    pub fn connect(&self) -> Result<RespConn> {
+        RespConn::connect(&self.url)
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        if !self.clean_up {
+            return;
+        }
+        // On a shared server, remove what this test wrote.
+        let Ok(mut conn) = self.connect() else {
+            return;
+        };
+        let pattern = format!("{}*", self.prefix);
+        let mut cursor = "0".to_owned();
+        loop {
+            let Ok(Reply::Array(Some(reply))) =
+                conn.command(&["SCAN", &cursor, "MATCH", &pattern, "COUNT", "1000"])
+            else {
+                return;
+            };
+            let (Some(next), Some(Reply::Array(Some(keys)))) =
+                (reply.first().and_then(Reply::as_text), reply.get(1))
+            else {
+                return;
+            };
+            let keys: Vec<String> = keys.iter().filter_map(Reply::as_text).collect();
+            if !keys.is_empty() {
+                let mut del = vec!["DEL"];
+                del.extend(keys.iter().map(String::as_str));
+                let _ = conn.command(&del);
+            }
+            if next == "0" {
+                return;
+            }
+            cursor = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_server_says_what_to_install() {
+        let empty = TempDir::new("empty").unwrap();
+        let error = find_redis_server_in([empty.path().to_owned()].into_iter()).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("apt-get install redis-server"),
+            "{message}"
+        );
+        assert!(message.contains("BOTFLEET_TEST_REDIS_URL"), "{message}");
+    }
+}
