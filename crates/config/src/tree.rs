@@ -87,18 +87,7 @@ fn table(table: &toml_edit::Table, key_span: &Span) -> Node {
     let span = table.span().unwrap_or_else(|| key_span.clone());
     let entries = table
         .iter()
-        .map(|(key, child)| {
-            let key_span = table
-                .key(key)
-                .and_then(|k| k.span())
-                .or_else(|| child.span())
-                .unwrap_or_else(|| span.clone());
-            Entry {
-                key: key.to_owned(),
-                value: self::item(child, &key_span),
-                key_span,
-            }
-        })
+        .map(|(key, child)| entry(key, table.key(key), child.span(), &span, |s| item(child, s)))
         .collect();
     Node {
         span,
@@ -119,21 +108,34 @@ fn value(value: &Value, key_span: &Span) -> Node {
             table
                 .iter()
                 .map(|(key, child)| {
-                    let key_span = table
-                        .key(key)
-                        .and_then(|k| k.span())
-                        .or_else(|| child.span())
-                        .unwrap_or_else(|| span.clone());
-                    Entry {
-                        key: key.to_owned(),
-                        value: self::value(child, &key_span),
-                        key_span,
-                    }
+                    entry(key, table.key(key), child.span(), &span, |s| {
+                        self::value(child, s)
+                    })
                 })
                 .collect(),
         ),
     };
     Node { span, kind }
+}
+
+/// An entry whose key span is the key's own, else its value's, else its
+/// table's (implicit tables have no span of their own).
+fn entry(
+    key: &str,
+    key_item: Option<&toml_edit::Key>,
+    value_span: Option<Span>,
+    table_span: &Span,
+    node: impl FnOnce(&Span) -> Node,
+) -> Entry {
+    let key_span = key_item
+        .and_then(|k| k.span())
+        .or(value_span)
+        .unwrap_or_else(|| table_span.clone());
+    Entry {
+        key: key.to_owned(),
+        value: node(&key_span),
+        key_span,
+    }
 }
 
 #[cfg(test)]

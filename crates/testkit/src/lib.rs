@@ -44,7 +44,6 @@ mod tempdir;
 mod wait;
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use error::{Error, Result};
 pub use postgres::{PostgresBuilder, PostgresServer, SUPERUSER, TestDatabase};
@@ -68,26 +67,40 @@ enum SharedRedis {
     External(String),
 }
 
+/// The test binary's shared server: the one named by `var` if set, else one
+/// started on first use. A failure to start is kept and given to every test.
+fn shared<T>(
+    cell: &'static OnceLock<Result<T>>,
+    var: &str,
+    external: fn(String) -> T,
+    start: fn() -> Result<T>,
+) -> Result<&'static T> {
+    cell.get_or_init(|| match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Ok(external(url)),
+        _ => start(),
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
 fn shared_postgres() -> Result<&'static SharedPostgres> {
     static SERVER: OnceLock<Result<SharedPostgres>> = OnceLock::new();
-    SERVER
-        .get_or_init(|| match std::env::var(BOTFLEET_TEST_DATABASE_URL) {
-            Ok(url) if !url.is_empty() => Ok(SharedPostgres::External(url)),
-            _ => PostgresServer::start().map(SharedPostgres::Local),
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+    shared(
+        &SERVER,
+        BOTFLEET_TEST_DATABASE_URL,
+        SharedPostgres::External,
+        || PostgresServer::start().map(SharedPostgres::Local),
+    )
 }
 
 fn shared_redis() -> Result<&'static SharedRedis> {
     static SERVER: OnceLock<Result<SharedRedis>> = OnceLock::new();
-    SERVER
-        .get_or_init(|| match std::env::var(BOTFLEET_TEST_REDIS_URL) {
-            Ok(url) if !url.is_empty() => Ok(SharedRedis::External(url)),
-            _ => RedisServer::start().map(SharedRedis::Local),
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+    shared(
+        &SERVER,
+        BOTFLEET_TEST_REDIS_URL,
+        SharedRedis::External,
+        || RedisServer::start().map(SharedRedis::Local),
+    )
 }
 
 /// Checks that the server programs the tests need are installed: the
@@ -111,14 +124,9 @@ pub fn preflight() -> std::result::Result<(), Vec<Error>> {
 /// A fresh, empty PostgreSQL database for one test, on the test binary's
 /// shared server.
 pub fn database() -> Result<TestDatabase> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
     match shared_postgres()? {
         SharedPostgres::Local(server) => server.create_database(),
-        SharedPostgres::External(url) => {
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let name = format!("botfleet_test_{}_{n}", std::process::id());
-            TestDatabase::external(url, name)
-        }
+        SharedPostgres::External(url) => TestDatabase::create_on(url),
     }
 }
 
@@ -126,11 +134,8 @@ pub fn database() -> Result<TestDatabase> {
 /// database of its own on a local server, a key prefix on one given by URL.
 /// Tests should put [`TestRedis::prefix`] in front of their keys either way.
 pub fn redis() -> Result<TestRedis> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
     match shared_redis()? {
         SharedRedis::Local(server) => server.isolated(),
-        SharedRedis::External(url) => {
-            TestRedis::external(url, NEXT.fetch_add(1, Ordering::Relaxed))
-        }
+        SharedRedis::External(url) => TestRedis::on(url),
     }
 }

@@ -292,11 +292,8 @@ impl PostgresServer {
     /// Shuts the server down cleanly (fast mode: clients are disconnected,
     /// data is kept).
     pub fn stop(&self) -> Result<()> {
-        if !self.process.is_running() {
-            return Ok(());
-        }
-        self.pg_ctl_stop("fast")?;
-        self.process.wait_exit(STOP_TIMEOUT)
+        self.process
+            .stop_with(STOP_TIMEOUT, || self.pg_ctl_stop("fast"))
     }
 
     /// Kills the server with SIGKILL, as a crash or the OOM killer would.
@@ -309,17 +306,16 @@ impl PostgresServer {
     /// [`stop`](Self::stop) or [`kill`](Self::kill). After a kill, it waits
     /// for the old backends to exit and for crash recovery.
     pub fn start_again(&self) -> Result<()> {
-        if self.process.is_running() {
-            return Ok(());
-        }
-        launch(
-            &self.bins,
-            self.run_as,
-            &self.process,
-            &self.args,
-            &self.data_dir(),
-            self.port,
-        )
+        self.process.start_again_with(|| {
+            launch(
+                &self.bins,
+                self.run_as,
+                &self.process,
+                &self.args,
+                &self.data_dir(),
+                self.port,
+            )
+        })
     }
 
     /// [`stop`](Self::stop) then [`start_again`](Self::start_again).
@@ -452,7 +448,13 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    pub(crate) fn external(admin_url: &str, name: String) -> Result<TestDatabase> {
+    /// Creates a database on any server, given a URL whose user may create
+    /// databases (this is what `BOTFLEET_TEST_DATABASE_URL` uses). The
+    /// database is dropped when the value is.
+    pub fn create_on(admin_url: &str) -> Result<TestDatabase> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("botfleet_test_{}_{n}", std::process::id());
         let psql_path = PgBins::psql(PgBins::find().ok().as_ref())?;
         psql(&psql_path, admin_url, &format!("CREATE DATABASE {name}"))?;
         Ok(TestDatabase {

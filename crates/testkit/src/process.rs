@@ -186,6 +186,28 @@ impl ServerProcess {
         Ok(())
     }
 
+    /// Asks the server to shut down with `request`, then waits for it to
+    /// exit (killing it after `timeout`). Nothing to do if it is not running.
+    pub(crate) fn stop_with(
+        &self,
+        timeout: Duration,
+        request: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        if !self.is_running() {
+            return Ok(());
+        }
+        request()?;
+        self.wait_exit(timeout)
+    }
+
+    /// Starts the server with `launch` unless it is running.
+    pub(crate) fn start_again_with(&self, launch: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        launch()
+    }
+
     /// The last lines of the server's log, for error messages.
     pub(crate) fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();

@@ -188,14 +188,13 @@ impl RedisServer {
 
     /// Shuts the server down cleanly (`SHUTDOWN NOSAVE`).
     pub fn stop(&self) -> Result<()> {
-        if !self.process.is_running() {
-            return Ok(());
-        }
-        // The server closes the connection instead of answering.
-        if let Ok(mut conn) = self.connect() {
-            let _ = conn.command(&["SHUTDOWN", "NOSAVE"]);
-        }
-        self.process.wait_exit(STOP_TIMEOUT)
+        self.process.stop_with(STOP_TIMEOUT, || {
+            // The server closes the connection instead of answering.
+            if let Ok(mut conn) = self.connect() {
+                let _ = conn.command(&["SHUTDOWN", "NOSAVE"]);
+            }
+            Ok(())
+        })
     }
 
     /// Kills the server with SIGKILL: an outage without warning.
@@ -206,10 +205,7 @@ impl RedisServer {
     /// Starts the server again on the same port after [`stop`](Self::stop)
     /// or [`kill`](Self::kill). It comes back empty.
     pub fn start_again(&self) -> Result<()> {
-        if self.process.is_running() {
-            return Ok(());
-        }
-        self.launch()
+        self.process.start_again_with(|| self.launch())
     }
 
     /// [`stop`](Self::stop) then [`start_again`](Self::start_again).
@@ -240,7 +236,12 @@ pub struct TestRedis {
 }
 
 impl TestRedis {
-    pub(crate) fn external(url: &str, n: u32) -> Result<TestRedis> {
+    /// A key prefix of its own on any Redis, given its URL (this is what
+    /// `BOTFLEET_TEST_REDIS_URL` uses). The keys with that prefix are deleted
+    /// when the value is dropped.
+    pub fn on(url: &str) -> Result<TestRedis> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         // Check now that the server answers, so the test fails with a clear
         // error rather than in its first command.
         RespConn::connect(url)?.ok(&["PING"])?;

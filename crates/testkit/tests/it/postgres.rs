@@ -99,3 +99,19 @@ fn dropping_a_server_removes_it() {
     assert!(!dir.exists(), "{} left behind", dir.display());
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[test]
+fn databases_on_a_server_given_by_url_are_dropped_afterwards() {
+    // What BOTFLEET_TEST_DATABASE_URL does, against a server of our own.
+    let server = PostgresServer::start().unwrap();
+    let admin = server.url("postgres");
+    let db = botfleet_testkit::TestDatabase::create_on(&admin).unwrap();
+    let name = db.name().to_owned();
+    assert!(name.starts_with("botfleet_test_"));
+    db.psql("CREATE TABLE t (id int)").unwrap();
+    // An open connection must not keep the database alive (WITH (FORCE)).
+    let exists = format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'");
+    assert_eq!(server.psql("postgres", &exists).unwrap(), "1");
+    drop(db);
+    assert_eq!(server.psql("postgres", &exists).unwrap(), "0");
+}

@@ -3,7 +3,7 @@
 use botfleet_testkit::{RedisServer, Reply};
 
 #[test]
-fn each_test_gets_its_own_database() {
+fn each_test_gets_its_own_keys() {
     let a = botfleet_testkit::redis().unwrap();
     let b = botfleet_testkit::redis().unwrap();
     assert_ne!(a.prefix(), b.prefix());
@@ -19,10 +19,14 @@ fn each_test_gets_its_own_database() {
         Some("ann")
     );
     assert_eq!(
-        cb.ok(&["GET", &a.key("user:1")]).unwrap(),
+        cb.ok(&["GET", &b.key("user:1")]).unwrap(),
         Reply::Bulk(None)
     );
-    assert_eq!(cb.ok(&["DBSIZE"]).unwrap(), Reply::Integer(0));
+    if std::env::var_os(botfleet_testkit::BOTFLEET_TEST_REDIS_URL).is_none() {
+        // On a local server each test also has a database of its own.
+        assert_ne!(a.url(), b.url());
+        assert_eq!(cb.ok(&["DBSIZE"]).unwrap(), Reply::Integer(0));
+    }
 }
 
 #[test]
@@ -93,4 +97,22 @@ fn dropping_a_server_removes_it() {
     drop(server);
     assert!(!dir.exists(), "{} left behind", dir.display());
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn keys_on_a_server_given_by_url_are_deleted_afterwards() {
+    // What BOTFLEET_TEST_REDIS_URL does, against a server of our own.
+    let server = RedisServer::start().unwrap();
+    let a = botfleet_testkit::TestRedis::on(&format!("{}/3", server.url())).unwrap();
+    let b = botfleet_testkit::TestRedis::on(&format!("{}/3", server.url())).unwrap();
+    assert_ne!(a.prefix(), b.prefix());
+    let mut conn = a.connect().unwrap();
+    for i in 0..2500 {
+        conn.ok(&["SET", &a.key(&i.to_string()), "x"]).unwrap();
+    }
+    conn.ok(&["SET", &b.key("kept"), "y"]).unwrap();
+    assert_eq!(conn.ok(&["DBSIZE"]).unwrap(), Reply::Integer(2501));
+    drop(a);
+    assert_eq!(conn.ok(&["DBSIZE"]).unwrap(), Reply::Integer(1));
+    assert!(botfleet_testkit::TestRedis::on("redis://127.0.0.1:1").is_err());
 }
