@@ -64,6 +64,7 @@ fn ci() -> Result<(), String> {
                 "clippy",
                 "--workspace",
                 "--all-targets",
+                "--all-features",
                 "--locked",
                 "--",
                 "-D",
@@ -73,10 +74,20 @@ fn ci() -> Result<(), String> {
         ),
         (
             "doc",
-            &["doc", "--workspace", "--no-deps", "--locked"],
+            &[
+                "doc",
+                "--workspace",
+                "--no-deps",
+                "--all-features",
+                "--locked",
+            ],
             &[("RUSTDOCFLAGS", "-D warnings")],
         ),
-        ("test", &["test", "--workspace", "--locked"], &[]),
+        (
+            "test",
+            &["test", "--workspace", "--all-features", "--locked"],
+            &[],
+        ),
     ];
     for (name, args, env) in steps {
         say(&format!("==> cargo {}", args.join(" ")));

@@ -1,0 +1,15 @@
+//! `botfleet-cache`: one cache API over three tiers for bot workers.
+//!
+//! L1 is in-process memory, bounded by an eviction policy
+//! ([`policy::WTinyLfu`], adaptive Window-TinyLFU); L2 is Redis, shared by
+//! every process of the fleet; L3 is the caller's loader, usually a database
+//! query.
+//!
+//! This crate must not depend on the runtime or the database layer: the
+//! loader is the caller's closure. The eviction policies must not depend on
+//! Redis at all: they see key hashes and weights only, so the `sim` feature
+//! can replay access traces through exactly the code the cache runs.
+
+pub mod policy;
+#[cfg(feature = "sim")]
+pub mod sim;
