@@ -10,7 +10,7 @@ use botfleet_cache::sim::{Format, PolicySim, Request, Simulated, belady_hits, re
 /// A peer library as a read-through cache: a lookup, and an insert on miss.
 trait ReadThrough {
     fn get(&mut self, key: u64) -> bool;
-    fn insert(&mut self, key: u64);
+    fn insert(&mut self, key: u64, weight: u64);
 }
 
 struct Peer<C>(C);
@@ -19,35 +19,35 @@ impl<C: ReadThrough> Simulated for Peer<C> {
     fn access(&mut self, r: Request) -> bool {
         let hit = self.0.get(r.key);
         if !hit {
-            self.0.insert(r.key);
+            self.0.insert(r.key, r.weight);
         }
         hit
     }
 }
 
-impl ReadThrough for moka::sync::Cache<u64, ()> {
+impl ReadThrough for moka::sync::Cache<u64, u32> {
     fn get(&mut self, key: u64) -> bool {
         moka::sync::Cache::get(self, &key).is_some()
     }
-    fn insert(&mut self, key: u64) {
-        moka::sync::Cache::insert(self, key, ());
+    fn insert(&mut self, key: u64, weight: u64) {
+        moka::sync::Cache::insert(self, key, weight as u32);
     }
 }
 
 #[derive(Clone)]
 struct W;
-impl quick_cache::Weighter<u64, ()> for W {
-    fn weight(&self, _k: &u64, _v: &()) -> u64 {
-        1
+impl quick_cache::Weighter<u64, u64> for W {
+    fn weight(&self, _k: &u64, w: &u64) -> u64 {
+        *w
     }
 }
 
-impl ReadThrough for quick_cache::unsync::Cache<u64, (), W> {
+impl ReadThrough for quick_cache::unsync::Cache<u64, u64, W> {
     fn get(&mut self, key: u64) -> bool {
         quick_cache::unsync::Cache::get(self, &key).is_some()
     }
-    fn insert(&mut self, key: u64) {
-        quick_cache::unsync::Cache::insert(self, key, ());
+    fn insert(&mut self, key: u64, weight: u64) {
+        quick_cache::unsync::Cache::insert(self, key, weight);
     }
 }
 
@@ -62,6 +62,11 @@ fn main() {
         ("trace_vaultservice.gz", Format::Corda, &[1024]),
         ("orm-busy.trace.xz", Format::Cache2k, &[4096]),
         ("loop.trace.gz", Format::Lirs, &[512]),
+        (
+            "cloudPhysicsIO.oracleGeneral.bin",
+            Format::OracleGeneral,
+            &[128 << 20, 256 << 20],
+        ),
     ];
     let only = std::env::args().nth(2);
     let mut out = std::io::stdout().lock();
@@ -73,18 +78,25 @@ fn main() {
         for &cap in *caps {
             let n = trace.len() as f64;
             let pct = |h: u64| 100.0 * h as f64 / n;
-            let mut sim = PolicySim::new(WTinyLfu::with_seed(cap, cap as usize, 1));
+            // Weighted traces: size the sketch by the mean object size.
+            let mean = trace.iter().map(|r| r.weight).sum::<u64>() / trace.len().max(1) as u64;
+            let expected = (cap / mean.max(1)) as usize;
+            let mut sim = PolicySim::new(WTinyLfu::with_seed(cap, expected, 1));
             let ours = pct(replay(&mut sim, &trace));
             let window = sim.policy().window_capacity();
             let lru = pct(replay(&mut PolicySim::new(Lru::new(cap)), &trace));
             let opt = pct(belady_hits(&trace, cap));
-            let moka = pct(replay(&mut Peer(moka::sync::Cache::new(cap)), &trace));
+            let moka = pct(replay(
+                &mut Peer(
+                    moka::sync::Cache::builder()
+                        .max_capacity(cap)
+                        .weigher(|_k: &u64, w: &u32| *w)
+                        .build(),
+                ),
+                &trace,
+            ));
             let qc = pct(replay(
-                &mut Peer(quick_cache::unsync::Cache::with_weighter(
-                    cap as usize,
-                    cap,
-                    W,
-                )),
+                &mut Peer(quick_cache::unsync::Cache::with_weighter(expected, cap, W)),
                 &trace,
             ));
             writeln!(
