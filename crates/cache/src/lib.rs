@@ -10,6 +10,16 @@
 //! Redis at all: they see key hashes and weights only, so the `sim` feature
 //! can replay access traces through exactly the code the cache runs.
 
+mod error;
+mod flight;
+pub mod l1;
 pub mod policy;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod tiered;
+
+pub use error::{BoxError, Error};
+pub use tiered::{
+    DEFAULT_CAPACITY, DEFAULT_JITTER, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL, Stats, TieredCache,
+    TieredCacheBuilder,
+};

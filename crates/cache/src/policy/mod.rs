@@ -13,6 +13,7 @@ mod lru;
 mod sketch;
 mod wtinylfu;
 
+pub(crate) use hash::BuildU64Hasher;
 pub use lru::Lru;
 pub use wtinylfu::WTinyLfu;
 

@@ -1,0 +1,3 @@
+//! Integration tests of `botfleet-cache`.
+
+mod tiered;

@@ -1,0 +1,206 @@
+//! The read-through API in one process: loads, TTL, negative caching,
+//! single-flight, bounds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use botfleet_cache::{Error, TieredCache};
+
+type Cache = TieredCache<u64, String>;
+
+fn cache() -> Cache {
+    TieredCache::builder("profiles")
+        .ttl(Duration::from_secs(60))
+        .negative_ttl(Duration::from_secs(5))
+        .jitter(0.0)
+        .build()
+}
+
+/// A loader that counts its calls and answers `name-<key>`, or nothing for
+/// keys above 1000.
+fn counting(
+    calls: &Arc<AtomicUsize>,
+    key: u64,
+) -> impl Future<Output = Result<Option<String>, std::io::Error>> + use<> {
+    let calls = Arc::clone(calls);
+    async move {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok((key <= 1000).then(|| format!("name-{key}")))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn read_through_loads_once_then_serves_from_memory() {
+    let cache = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        let v = cache.get_or_load(&1, || counting(&calls, 1)).await.unwrap();
+        assert_eq!(v.as_deref(), Some("name-1"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let stats = cache.stats();
+    assert_eq!((stats.loads, stats.l1_hits, stats.l1_misses), (1, 2, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn values_expire_after_their_ttl() {
+    let cache = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    cache.get_or_load(&1, || counting(&calls, 1)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(59)).await;
+    cache.get_or_load(&1, || counting(&calls, 1)).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "still fresh at 59 s");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    cache.get_or_load(&1, || counting(&calls, 1)).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "reloaded after 61 s");
+    assert_eq!(cache.stats().expirations, 1);
+
+    cache.set_with_ttl(2, "short".into(), Duration::from_secs(1));
+    assert_eq!(cache.get(&2), Some(Some("short".into())));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(cache.get(&2), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_found_is_remembered_for_the_negative_ttl() {
+    let cache = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    for _ in 0..3 {
+        assert_eq!(
+            cache
+                .get_or_load(&5000, || counting(&calls, 5000))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.stats().negative_hits, 2);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    cache
+        .get_or_load(&5000, || counting(&calls, 5000))
+        .await
+        .unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "absence forgotten after 5 s"
+    );
+
+    let no_negative: Cache = TieredCache::builder("x")
+        .negative_ttl(Duration::ZERO)
+        .build();
+    no_negative
+        .get_or_load(&5000, || counting(&calls, 5000))
+        .await
+        .unwrap();
+    no_negative
+        .get_or_load(&5000, || counting(&calls, 5000))
+        .await
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_concurrent_misses_call_the_loader_once() {
+    let cache = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let cache = cache.clone();
+        let calls = Arc::clone(&calls);
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_or_load(&7, || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok::<_, std::io::Error>(Some("seven".to_owned()))
+                })
+                .await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().as_deref(), Some("seven"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.stats().single_flight_waits, 999);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_load_reaches_every_waiter_and_is_not_cached() {
+    let cache = cache();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let cache = cache.clone();
+        let calls = Arc::clone(&calls);
+        tasks.push(tokio::spawn(async move {
+            cache
+                .get_or_load(&3, || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Err::<Option<String>, _>(std::io::Error::other("database is down"))
+                })
+                .await
+        }));
+    }
+    for task in tasks {
+        let error = task.await.unwrap().unwrap_err();
+        assert!(matches!(error, Error::Load { .. }));
+        assert_eq!(
+            error.to_string(),
+            "loading profiles:3 failed: database is down"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.stats().load_errors, 1);
+    // Not cached: the next call loads again, and succeeds.
+    let v = cache.get_or_load(&3, || counting(&calls, 3)).await.unwrap();
+    assert_eq!(v.as_deref(), Some("name-3"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_spreads_expiry_of_a_batch() {
+    let cache: Cache = TieredCache::builder("batch")
+        .ttl(Duration::from_secs(100))
+        .jitter(0.2)
+        .build();
+    for k in 0..1000 {
+        cache.set(k, "v".into());
+    }
+    // Jitter takes up to 20 s off each TTL: at 90 s about half are gone,
+    // none expire before 80 s and all are gone at 100 s.
+    tokio::time::advance(Duration::from_millis(79_900)).await;
+    assert_eq!((0..1000).filter(|k| cache.get(k).is_some()).count(), 1000);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let alive = (0..1000).filter(|k| cache.get(k).is_some()).count();
+    assert!((300..700).contains(&alive), "{alive} of 1000 alive at 90 s");
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!((0..1000).filter(|k| cache.get(k).is_some()).count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn set_invalidate_and_bounds() {
+    let cache: Cache = TieredCache::builder("bounded").capacity(100).build();
+    for k in 0..10_000 {
+        cache.set(k, format!("{k}"));
+    }
+    let stats = cache.stats();
+    assert!(stats.l1_entries <= 100, "{stats:?}");
+    assert!(stats.evictions > 0);
+    cache.set(1, "one".into());
+    cache.set(2, "two".into());
+    cache.invalidate(&1);
+    cache.invalidate_many(&[2]);
+    assert_eq!((cache.get(&1), cache.get(&2)), (None, None));
+
+    let by_bytes: Cache = TieredCache::builder("bytes")
+        .capacity(1000)
+        .weigher(|_, v: &String| v.len() as u64)
+        .build();
+    for k in 0..100 {
+        by_bytes.set(k, "x".repeat(50));
+    }
+    assert!(by_bytes.stats().l1_entries <= 20);
+}
