@@ -10,16 +10,20 @@
 //! Redis at all: they see key hashes and weights only, so the `sim` feature
 //! can replay access traces through exactly the code the cache runs.
 
+mod breaker;
+mod codec;
 mod error;
 mod flight;
 pub mod l1;
+mod l2;
 pub mod policy;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod tiered;
 
 pub use error::{BoxError, Error};
+pub use l2::{DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, Redis, RedisUrlError};
 pub use tiered::{
-    DEFAULT_CAPACITY, DEFAULT_JITTER, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL, Stats, TieredCache,
-    TieredCacheBuilder,
+    DEFAULT_CAPACITY, DEFAULT_JITTER, DEFAULT_MAX_VALUE_BYTES, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL,
+    Stats, TieredCache, TieredCacheBuilder,
 };

@@ -7,11 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+use crate::codec;
 use crate::error::{BoxError, Error};
 use crate::flight::Flights;
 use crate::l1::{Cached, L1, Weigher};
+use crate::l2::Redis;
 
 /// How long values stay when nothing else is said.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
@@ -21,11 +25,16 @@ pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_JITTER: f64 = 0.1;
 /// The default L1 capacity, in entries.
 pub const DEFAULT_CAPACITY: u64 = 10_000;
+/// The default largest encoded value.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
 
 /// Builds a [`TieredCache`].
 #[must_use]
 pub struct TieredCacheBuilder<K, V> {
     namespace: String,
+    bot: Option<String>,
+    redis: Option<Redis>,
+    max_value_bytes: usize,
     capacity: u64,
     weigher: Option<Weigher<K, V>>,
     ttl: Duration,
@@ -34,6 +43,27 @@ pub struct TieredCacheBuilder<K, V> {
 }
 
 impl<K, V> TieredCacheBuilder<K, V> {
+    /// Shares values through `redis` (L2): a value loaded by one process is
+    /// found there by the others. Without it the cache is L1 and the loader.
+    pub fn redis(mut self, redis: Redis) -> Self {
+        self.redis = Some(redis);
+        self
+    }
+
+    /// The bot this cache belongs to; it prefixes the Redis keys
+    /// (`bf:<bot>:<namespace>:<key>`), so two bots never share entries.
+    pub fn bot(mut self, bot: impl Into<String>) -> Self {
+        self.bot = Some(bot.into());
+        self
+    }
+
+    /// Values whose encoding is larger are refused with
+    /// [`Error::TooLarge`] instead of being cached.
+    pub fn max_value_bytes(mut self, max: usize) -> Self {
+        self.max_value_bytes = max;
+        self
+    }
+
     /// The L1 capacity: entries, or total weight with a weigher.
     pub fn capacity(mut self, capacity: u64) -> Self {
         self.capacity = capacity;
@@ -80,13 +110,32 @@ impl<K, V> TieredCacheBuilder<K, V> {
 impl<K, V> TieredCacheBuilder<K, V>
 where
     K: Hash + Eq + Clone + Display + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// Builds the cache.
     pub fn build(self) -> TieredCache<K, V> {
-        TieredCache {
-            inner: Arc::new(Inner {
+        let prefix = match &self.bot {
+            Some(bot) => format!("bf:{bot}:{}:", self.namespace),
+            None => format!("bf:{}:", self.namespace),
+        };
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner<K, V>>| {
+            let weak = weak.clone();
+            // After a Redis outage, entries may have missed invalidations:
+            // correctness first, drop them all.
+            let on_recover: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.l1.clear();
+                    inner.counters.l1_clears.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            if let Some(redis) = &self.redis {
+                redis.on_recover(&on_recover);
+            }
+            Inner {
                 l1: L1::new(self.capacity, self.weigher),
+                l2: self.redis,
+                prefix,
+                max_value_bytes: self.max_value_bytes,
                 flights: Flights::new(),
                 namespace: self.namespace,
                 ttl: self.ttl,
@@ -95,8 +144,10 @@ where
                 random: std::collections::hash_map::RandomState::new(),
                 sequence: AtomicU64::new(0),
                 counters: Counters::default(),
-            }),
-        }
+                _on_recover: on_recover,
+            }
+        });
+        TieredCache { inner }
     }
 }
 
@@ -122,6 +173,17 @@ pub struct Stats {
     pub expirations: u64,
     /// Entries in L1 now.
     pub l1_entries: u64,
+    /// L1 misses answered by Redis.
+    pub l2_hits: u64,
+    /// L1 misses Redis did not have.
+    pub l2_misses: u64,
+    /// Values in Redis that could not be decoded (treated as misses and
+    /// overwritten).
+    pub l2_corrupt: u64,
+    /// Redis calls skipped or failed (Redis unreachable or slow).
+    pub l2_unavailable: u64,
+    /// Times L1 was cleared because Redis came back after an outage.
+    pub l1_clears: u64,
 }
 
 #[derive(Default)]
@@ -130,10 +192,19 @@ struct Counters {
     load_errors: AtomicU64,
     negative_hits: AtomicU64,
     single_flight_waits: AtomicU64,
+    l2_hits: AtomicU64,
+    l2_misses: AtomicU64,
+    l2_corrupt: AtomicU64,
+    l2_unavailable: AtomicU64,
+    l1_clears: AtomicU64,
 }
 
 struct Inner<K, V> {
     l1: L1<K, V>,
+    l2: Option<Redis>,
+    /// `bf:[<bot>:]<namespace>:`, before each key in Redis.
+    prefix: String,
+    max_value_bytes: usize,
     flights: Flights<K, Result<Option<V>, Error>>,
     namespace: String,
     ttl: Duration,
@@ -142,10 +213,12 @@ struct Inner<K, V> {
     random: std::collections::hash_map::RandomState,
     sequence: AtomicU64,
     counters: Counters,
+    /// Registered with Redis (which holds it weakly) to clear L1 on recovery.
+    _on_recover: Arc<dyn Fn() + Send + Sync>,
 }
 
-/// A read-through cache over L1 memory and a loader (L2 Redis is added by
-/// its issue's next steps). Cheap to clone: clones share the cache.
+/// A read-through cache over L1 memory, L2 Redis (optional) and a loader.
+/// Cheap to clone: clones share the cache.
 pub struct TieredCache<K, V> {
     inner: Arc<Inner<K, V>>,
 }
@@ -161,12 +234,15 @@ impl<K, V> Clone for TieredCache<K, V> {
 impl<K, V> TieredCache<K, V>
 where
     K: Hash + Eq + Clone + Display + Send + Sync + 'static,
-    V: Clone + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// A builder for a cache of `namespace` (for example `profiles`).
     pub fn builder(namespace: impl Into<String>) -> TieredCacheBuilder<K, V> {
         TieredCacheBuilder {
             namespace: namespace.into(),
+            bot: None,
+            redis: None,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             capacity: DEFAULT_CAPACITY,
             weigher: None,
             ttl: DEFAULT_TTL,
@@ -175,10 +251,12 @@ where
         }
     }
 
-    /// The value of `key`: from L1, or from `loader`, whose result is cached
-    /// (`None` as a remembered absence for the negative TTL). Concurrent
-    /// misses of one key call the loader once and share its result; a loader
-    /// error is returned to all of them and not cached.
+    /// The value of `key`: from L1, else from Redis, else from `loader`,
+    /// whose result is written to Redis and L1 (`None` as a remembered
+    /// absence for the negative TTL). Concurrent misses of one key in this
+    /// process call the loader once and share its result; a loader error is
+    /// returned to all of them and not cached. With Redis unreachable the
+    /// call carries on with L1 and the loader, without error.
     pub async fn get_or_load<F, Fut, E>(&self, key: &K, loader: F) -> Result<Option<V>, Error>
     where
         F: FnOnce() -> Fut,
@@ -199,10 +277,13 @@ where
                     Some(Cached::Absent) => return Ok(None),
                     None => {}
                 }
+                if let Some(found) = self.l2_get(key).await {
+                    return Ok(found);
+                }
                 inner.counters.loads.fetch_add(1, Ordering::Relaxed);
                 match loader().await {
                     Ok(value) => {
-                        self.store(key.clone(), value.clone(), None);
+                        self.store(key.clone(), value.clone(), None).await?;
                         Ok(value)
                     }
                     Err(error) => {
@@ -231,29 +312,52 @@ where
         self.lookup(key)
     }
 
-    /// Caches `value` for `key` with the cache's TTL.
-    pub fn set(&self, key: K, value: V) {
-        self.store(key, Some(value), None);
+    /// Caches `value` for `key` with the cache's TTL, in L1 and Redis.
+    pub async fn set(&self, key: K, value: V) -> Result<(), Error> {
+        self.store(key, Some(value), None).await
     }
 
     /// Caches `value` for `key` for `ttl` (jitter applies).
-    pub fn set_with_ttl(&self, key: K, value: V, ttl: Duration) {
-        self.store(key, Some(value), Some(ttl));
+    pub async fn set_with_ttl(&self, key: K, value: V, ttl: Duration) -> Result<(), Error> {
+        self.store(key, Some(value), Some(ttl)).await
     }
 
-    /// Drops `key`.
-    pub fn invalidate(&self, key: &K) {
-        self.inner.l1.remove(key);
+    /// Drops `key` from L1 and Redis.
+    pub async fn invalidate(&self, key: &K) {
+        self.invalidate_many(std::slice::from_ref(key)).await;
     }
 
-    /// Drops every key of `keys`.
-    pub fn invalidate_many<'k>(&self, keys: impl IntoIterator<Item = &'k K>)
+    /// Drops every key of `keys` from L1 and Redis (one Redis round trip).
+    pub async fn invalidate_many<'k>(&self, keys: impl IntoIterator<Item = &'k K>)
     where
         K: 'k,
     {
+        let mut redis_keys = Vec::new();
         for key in keys {
             self.inner.l1.remove(key);
+            redis_keys.push(self.redis_key(key));
         }
+        if let (Some(redis), false) = (&self.inner.l2, redis_keys.is_empty()) {
+            let done = redis
+                .run(|mut c| async move {
+                    redis::cmd("DEL")
+                        .arg(&redis_keys)
+                        .query_async::<()>(&mut c)
+                        .await
+                })
+                .await;
+            if done.is_none() {
+                self.inner
+                    .counters
+                    .l2_unavailable
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The Redis key of `key`: `bf:[<bot>:]<namespace>:<key>`.
+    pub fn redis_key(&self, key: &K) -> String {
+        format!("{}{key}", self.inner.prefix)
     }
 
     /// The namespace.
@@ -275,6 +379,11 @@ where
             evictions: l1.evictions.load(Ordering::Relaxed),
             expirations: l1.expirations.load(Ordering::Relaxed),
             l1_entries: self.inner.l1.len() as u64,
+            l2_hits: c.l2_hits.load(Ordering::Relaxed),
+            l2_misses: c.l2_misses.load(Ordering::Relaxed),
+            l2_corrupt: c.l2_corrupt.load(Ordering::Relaxed),
+            l2_unavailable: c.l2_unavailable.load(Ordering::Relaxed),
+            l1_clears: c.l1_clears.load(Ordering::Relaxed),
         }
     }
 
@@ -291,14 +400,99 @@ where
         }
     }
 
-    fn store(&self, key: K, value: Option<V>, ttl: Option<Duration>) {
-        let (value, ttl) = match value {
-            Some(v) => (Cached::Value(v), ttl.unwrap_or(self.inner.ttl)),
-            None if self.inner.negative_ttl.is_zero() => return,
-            None => (Cached::Absent, self.inner.negative_ttl),
+    /// Looks `key` up in Redis. `Some` when Redis answered with a value or
+    /// an absence (now also in L1); `None` to carry on with the loader.
+    async fn l2_get(&self, key: &K) -> Option<Option<V>> {
+        let inner = &self.inner;
+        let redis = inner.l2.as_ref()?;
+        let redis_key = self.redis_key(key);
+        let reply = redis
+            .run(|mut c| async move {
+                redis::pipe()
+                    .get(&redis_key)
+                    .pttl(&redis_key)
+                    .query_async::<(Option<Vec<u8>>, i64)>(&mut c)
+                    .await
+            })
+            .await;
+        let Some((bytes, pttl)) = reply else {
+            inner
+                .counters
+                .l2_unavailable
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
         };
-        let expires_at = Instant::now() + self.jittered(ttl);
-        self.inner.l1.insert(key, value, expires_at);
+        let Some(bytes) = bytes else {
+            inner.counters.l2_misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let Some(value) = codec::decode::<V>(&bytes) else {
+            // Not ours, truncated, or of another shape: a miss; the load
+            // that follows overwrites it.
+            inner.counters.l2_corrupt.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(namespace = %inner.namespace, "Undecodable value in Redis; reloading it.");
+            return None;
+        };
+        inner.counters.l2_hits.fetch_add(1, Ordering::Relaxed);
+        // L1 keeps it no longer than Redis does.
+        let remaining = u64::try_from(pttl).map_or(inner.ttl, Duration::from_millis);
+        let found = match &value {
+            Cached::Value(v) => Some(v.clone()),
+            Cached::Absent => None,
+        };
+        let ttl = match value {
+            Cached::Value(_) => inner.ttl,
+            Cached::Absent => inner.negative_ttl,
+        }
+        .min(remaining);
+        inner.l1.insert(key.clone(), value, Instant::now() + ttl);
+        Some(found)
+    }
+
+    async fn store(&self, key: K, value: Option<V>, ttl: Option<Duration>) -> Result<(), Error> {
+        let inner = &self.inner;
+        let (value, ttl) = match value {
+            Some(v) => (Cached::Value(v), ttl.unwrap_or(inner.ttl)),
+            None if inner.negative_ttl.is_zero() => return Ok(()),
+            None => (Cached::Absent, inner.negative_ttl),
+        };
+        let ttl = self.jittered(ttl);
+        if let Some(redis) = &inner.l2 {
+            let bytes = codec::encode(&value).map_err(|e| Error::Load {
+                namespace: inner.namespace.clone(),
+                key: key.to_string(),
+                source: Arc::new(Box::new(e)),
+            })?;
+            if bytes.len() > inner.max_value_bytes {
+                return Err(Error::TooLarge {
+                    namespace: inner.namespace.clone(),
+                    key: key.to_string(),
+                    size: bytes.len(),
+                    max: inner.max_value_bytes,
+                });
+            }
+            let redis_key = self.redis_key(&key);
+            let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let done = redis
+                .run(|mut c| async move {
+                    redis::cmd("SET")
+                        .arg(&redis_key)
+                        .arg(bytes)
+                        .arg("PX")
+                        .arg(millis)
+                        .query_async::<()>(&mut c)
+                        .await
+                })
+                .await;
+            if done.is_none() {
+                inner
+                    .counters
+                    .l2_unavailable
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        inner.l1.insert(key, value, Instant::now() + ttl);
+        Ok(())
     }
 
     /// `ttl` minus a random share of up to `jitter` of it.

@@ -1,3 +1,4 @@
 //! Integration tests of `botfleet-cache`.
 
+mod redis;
 mod tiered;

@@ -56,7 +56,10 @@ async fn values_expire_after_their_ttl() {
     assert_eq!(calls.load(Ordering::SeqCst), 2, "reloaded after 61 s");
     assert_eq!(cache.stats().expirations, 1);
 
-    cache.set_with_ttl(2, "short".into(), Duration::from_secs(1));
+    cache
+        .set_with_ttl(2, "short".into(), Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(cache.get(&2), Some(Some("short".into())));
     tokio::time::advance(Duration::from_secs(2)).await;
     assert_eq!(cache.get(&2), None);
@@ -167,7 +170,7 @@ async fn jitter_spreads_expiry_of_a_batch() {
         .jitter(0.2)
         .build();
     for k in 0..1000 {
-        cache.set(k, "v".into());
+        cache.set(k, "v".into()).await.unwrap();
     }
     // Jitter takes up to 20 s off each TTL: at 90 s about half are gone,
     // none expire before 80 s and all are gone at 100 s.
@@ -184,15 +187,15 @@ async fn jitter_spreads_expiry_of_a_batch() {
 async fn set_invalidate_and_bounds() {
     let cache: Cache = TieredCache::builder("bounded").capacity(100).build();
     for k in 0..10_000 {
-        cache.set(k, format!("{k}"));
+        cache.set(k, format!("{k}")).await.unwrap();
     }
     let stats = cache.stats();
     assert!(stats.l1_entries <= 100, "{stats:?}");
     assert!(stats.evictions > 0);
-    cache.set(1, "one".into());
-    cache.set(2, "two".into());
-    cache.invalidate(&1);
-    cache.invalidate_many(&[2]);
+    cache.set(1, "one".into()).await.unwrap();
+    cache.set(2, "two".into()).await.unwrap();
+    cache.invalidate(&1).await;
+    cache.invalidate_many(&[2]).await;
     assert_eq!((cache.get(&1), cache.get(&2)), (None, None));
 
     let by_bytes: Cache = TieredCache::builder("bytes")
@@ -200,7 +203,7 @@ async fn set_invalidate_and_bounds() {
         .weigher(|_, v: &String| v.len() as u64)
         .build();
     for k in 0..100 {
-        by_bytes.set(k, "x".repeat(50));
+        by_bytes.set(k, "x".repeat(50)).await.unwrap();
     }
     assert!(by_bytes.stats().l1_entries <= 20);
 }

@@ -1,0 +1,203 @@
+//! L2: the Redis tier, shared by every cache of a process.
+//!
+//! One multiplexed connection per process, opened lazily (a worker starts
+//! even when Redis is down), every call bounded by a timeout and guarded by
+//! a [`Breaker`]: while Redis is unreachable, calls skip it at once and the
+//! caches run on L1 and their loaders with no error to the caller
+//! (invariant 5). When a probe finds Redis back, every cache registered with
+//! [`Redis::on_recover`] is told, so it can drop L1 entries that may have
+//! missed invalidations.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+
+use crate::breaker::{Breaker, Permit, Transition};
+
+/// The default bound on one Redis call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+/// The default wait before probing a Redis found unreachable.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+type Listener = Weak<dyn Fn() + Send + Sync>;
+
+/// A process's Redis, for the L2 tier of its caches. Cheap to clone.
+#[derive(Clone)]
+pub struct Redis {
+    inner: Arc<RedisInner>,
+}
+
+struct RedisInner {
+    client: redis::Client,
+    url: String,
+    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    breaker: Breaker,
+    timeout: Duration,
+    listeners: Mutex<Vec<Listener>>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("url", &self.inner.url)
+            .field("open", &self.inner.breaker.is_open())
+            .finish()
+    }
+}
+
+/// Why a Redis URL was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid Redis URL {url}: {reason}")]
+pub struct RedisUrlError {
+    url: String,
+    reason: String,
+}
+
+impl Redis {
+    /// A Redis at `url` with the default timeout and probe interval. Nothing
+    /// is connected yet.
+    pub fn new(url: &str) -> Result<Redis, RedisUrlError> {
+        Redis::with_options(url, DEFAULT_TIMEOUT, DEFAULT_PROBE_INTERVAL)
+    }
+
+    /// A Redis at `url`; each call is bounded by `timeout`, and after a
+    /// failure Redis is probed again every `probe_interval`.
+    pub fn with_options(
+        url: &str,
+        timeout: Duration,
+        probe_interval: Duration,
+    ) -> Result<Redis, RedisUrlError> {
+        let redacted = botfleet_config::redact_url(url);
+        let client = redis::Client::open(url).map_err(|e| RedisUrlError {
+            url: redacted.clone(),
+            // The client's message can quote the URL: keep only its kind.
+            reason: format!("{:?}", e.kind()),
+        })?;
+        Ok(Redis {
+            inner: Arc::new(RedisInner {
+                client,
+                url: redacted,
+                connection: tokio::sync::Mutex::new(None),
+                breaker: Breaker::new(probe_interval),
+                timeout,
+                listeners: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The URL, password redacted.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// Whether Redis is currently considered unreachable.
+    pub fn is_unavailable(&self) -> bool {
+        self.inner.breaker.is_open()
+    }
+
+    /// Calls `listener` each time Redis is reachable again after an outage,
+    /// for as long as `listener` is alive.
+    pub fn on_recover(&self, listener: &Arc<dyn Fn() + Send + Sync>) {
+        let mut listeners = self
+            .inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        listeners.retain(|l| l.strong_count() > 0);
+        listeners.push(Arc::downgrade(listener));
+    }
+
+    /// Runs `call` on the connection, unless the breaker says Redis is down.
+    /// `None` when Redis was skipped or failed; the caller carries on
+    /// without L2. Errors that are about one key (a wrong type) do not trip
+    /// the breaker.
+    pub(crate) async fn run<T, F, Fut>(&self, call: F) -> Option<T>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let inner = &self.inner;
+        if inner.breaker.permit() == Permit::Skip {
+            return None;
+        }
+        let attempt = async {
+            let connection = {
+                let mut slot = inner.connection.lock().await;
+                match slot.as_ref() {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = inner.client.get_multiplexed_async_connection().await?;
+                        *slot = Some(c.clone());
+                        c
+                    }
+                }
+            };
+            call(connection).await
+        };
+        let outcome = tokio::time::timeout(inner.timeout, attempt).await;
+        match outcome {
+            Ok(Ok(value)) => {
+                if inner.breaker.success() == Transition::Recovered {
+                    tracing::info!(redis = %inner.url, "Redis is reachable again; clearing L1 entries that may have missed invalidations.");
+                    self.notify_recovered();
+                }
+                Some(value)
+            }
+            Ok(Err(error)) if !is_connectivity(&error) => {
+                tracing::debug!(redis = %inner.url, %error, "Redis call failed.");
+                None
+            }
+            failed => {
+                *inner.connection.lock().await = None;
+                if inner.breaker.failure() == Transition::Opened {
+                    let reason = match failed {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => format!("no answer within {:?}", inner.timeout),
+                    };
+                    tracing::warn!(redis = %inner.url, %reason, "Redis is unreachable; caches serve from memory and loaders until it is back.");
+                }
+                None
+            }
+        }
+    }
+
+    fn notify_recovered(&self) {
+        let listeners: Vec<Arc<dyn Fn() + Send + Sync>> = self
+            .inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for listener in listeners {
+            listener();
+        }
+    }
+}
+
+fn is_connectivity(error: &redis::RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.is_unrecoverable_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            Redis::new("redis://:pw@h:6379/1").unwrap().url(),
+            "redis://:***@h:6379/1"
+        );
+        let error = Redis::new("redis://:secret@h:notaport")
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("secret"), "{error}");
+    }
+}

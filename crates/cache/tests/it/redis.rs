@@ -1,0 +1,228 @@
+//! The Redis tier against a real Redis from the testkit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use botfleet_cache::{Error, Redis, TieredCache};
+use botfleet_testkit::{RedisServer, TestRedis};
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Profile {
+    id: u64,
+    name: String,
+}
+
+type Cache = TieredCache<u64, Profile>;
+
+fn profile(id: u64) -> Profile {
+    Profile {
+        id,
+        name: format!("user-{id}"),
+    }
+}
+
+fn cache(redis: &Redis, bot: &str) -> Cache {
+    TieredCache::builder("profiles")
+        .bot(bot)
+        .redis(redis.clone())
+        .ttl(Duration::from_secs(60))
+        .build()
+}
+
+async fn isolated() -> TestRedis {
+    tokio::task::spawn_blocking(|| botfleet_testkit::redis().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Loads counted per call.
+async fn load(calls: &AtomicUsize, id: u64) -> Result<Option<Profile>, std::io::Error> {
+    calls.fetch_add(1, Ordering::SeqCst);
+    Ok(Some(profile(id)))
+}
+
+#[tokio::test]
+async fn a_value_loaded_by_one_process_is_found_by_another() {
+    let server = isolated().await;
+    let redis = Redis::new(server.url()).unwrap();
+    // Two caches with their own L1, as two worker processes would have.
+    let a = cache(&redis, server.prefix());
+    let b = cache(&Redis::new(server.url()).unwrap(), server.prefix());
+    let calls = AtomicUsize::new(0);
+    assert_eq!(
+        a.get_or_load(&1, || load(&calls, 1)).await.unwrap(),
+        Some(profile(1))
+    );
+    assert_eq!(
+        b.get_or_load(&1, || load(&calls, 1)).await.unwrap(),
+        Some(profile(1))
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the second process read L2"
+    );
+    assert_eq!((a.stats().l2_misses, b.stats().l2_hits), (1, 1));
+
+    // The key in Redis is prefixed and expires with the TTL.
+    let mut conn = server.connect().unwrap();
+    let key = a.redis_key(&1);
+    assert_eq!(key, format!("bf:{}:profiles:1", server.prefix()));
+    let pttl = conn.ok(&["PTTL", &key]).unwrap().as_text().unwrap();
+    let pttl: i64 = pttl.parse().unwrap();
+    assert!((50_000..=60_000).contains(&pttl), "PTTL {pttl}");
+
+    // Absences are shared too.
+    let none = || async { Ok::<_, std::io::Error>(None) };
+    assert_eq!(a.get_or_load(&99, none).await.unwrap(), None);
+    let from_redis = b
+        .get_or_load(&99, || async {
+            panic!("must come from Redis");
+            #[allow(unreachable_code, reason = "gives the loader its type")]
+            Ok::<_, std::io::Error>(None)
+        })
+        .await;
+    assert_eq!(from_redis.unwrap(), None);
+
+    // Invalidation removes it from Redis.
+    a.invalidate(&1).await;
+    assert_eq!(
+        conn.ok(&["EXISTS", &key]).unwrap().as_text().as_deref(),
+        Some("0")
+    );
+}
+
+#[tokio::test]
+async fn corrupt_bytes_in_redis_are_a_counted_miss_and_get_overwritten() {
+    let server = isolated().await;
+    let redis = Redis::new(server.url()).unwrap();
+    let cache = cache(&redis, server.prefix());
+    let mut conn = server.connect().unwrap();
+    let key = cache.redis_key(&5);
+    for garbage in ["not ours", "\u{bf}\u{1}", ""] {
+        conn.ok(&["SET", &key, garbage]).unwrap();
+        let calls = AtomicUsize::new(0);
+        let fresh = TieredCache::builder("profiles")
+            .bot(server.prefix())
+            .redis(redis.clone())
+            .build();
+        assert_eq!(
+            fresh.get_or_load(&5, || load(&calls, 5)).await.unwrap(),
+            Some(profile(5))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(fresh.stats().l2_corrupt, 1, "{garbage:?}");
+        let stored = conn.ok(&["GET", &key]).unwrap();
+        assert_ne!(stored.as_text().as_deref(), Some(garbage), "overwritten");
+    }
+    // The overwritten value is now served from Redis.
+    let again: Cache = TieredCache::builder("profiles")
+        .bot(server.prefix())
+        .redis(redis)
+        .build();
+    let calls = AtomicUsize::new(0);
+    again.get_or_load(&5, || load(&calls, 5)).await.unwrap();
+    assert_eq!(
+        (calls.load(Ordering::SeqCst), again.stats().l2_hits),
+        (0, 1)
+    );
+}
+
+#[tokio::test]
+async fn values_over_the_maximum_are_refused_with_a_clear_error() {
+    let server = isolated().await;
+    let cache: TieredCache<u64, String> = TieredCache::builder("bios")
+        .bot(server.prefix())
+        .redis(Redis::new(server.url()).unwrap())
+        .max_value_bytes(100)
+        .build();
+    let error = cache.set(1, "x".repeat(200)).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::TooLarge {
+                size: 204,
+                max: 100,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "bios:1: value of 204 bytes is larger than the maximum of 100 bytes (raise `max_value_bytes` or cache less)"
+    );
+    let loaded = cache
+        .get_or_load(&2, || async {
+            Ok::<_, std::io::Error>(Some("y".repeat(500)))
+        })
+        .await;
+    assert!(matches!(loaded, Err(Error::TooLarge { .. })));
+    assert_eq!(cache.get(&1), None, "nothing cached");
+    cache.set(3, "small".into()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dead_redis_degrades_and_recovery_clears_l1() {
+    let server = tokio::task::spawn_blocking(|| RedisServer::start().unwrap())
+        .await
+        .unwrap();
+    let server = Arc::new(server);
+    let redis = Redis::with_options(
+        &server.url(),
+        Duration::from_millis(200),
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    let cache = cache(&redis, "chaos");
+    let calls = AtomicUsize::new(0);
+    cache.get_or_load(&1, || load(&calls, 1)).await.unwrap();
+
+    let s = Arc::clone(&server);
+    tokio::task::spawn_blocking(move || s.kill().unwrap())
+        .await
+        .unwrap();
+
+    // Every call keeps working, from L1 or the loader, without error, and
+    // without waiting on the dead connection once the breaker is open.
+    let started = tokio::time::Instant::now();
+    for id in 1..=200 {
+        let got = cache.get_or_load(&id, || load(&calls, id)).await.unwrap();
+        assert_eq!(got, Some(profile(id)));
+    }
+    assert!(redis.is_unavailable());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "calls waited on a dead Redis: {:?}",
+        started.elapsed()
+    );
+    assert!(cache.stats().l2_unavailable > 0);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        200,
+        "key 1 from L1, the rest loaded"
+    );
+
+    let s = Arc::clone(&server);
+    tokio::task::spawn_blocking(move || s.start_again().unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The next miss probes Redis, finds it back and clears L1 (it may have
+    // missed invalidations while Redis was gone).
+    cache
+        .get_or_load(&1000, || load(&calls, 1000))
+        .await
+        .unwrap();
+    assert!(!redis.is_unavailable());
+    assert_eq!(cache.stats().l1_clears, 1);
+    assert_eq!(cache.get(&1), None, "L1 was cleared");
+    // And Redis is used again.
+    let mut conn = server.connect().unwrap();
+    let key = cache.redis_key(&1000);
+    assert_eq!(
+        conn.ok(&["EXISTS", &key]).unwrap().as_text().as_deref(),
+        Some("1")
+    );
+}
