@@ -14,6 +14,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 
 use crate::breaker::{Breaker, Permit, Transition};
+use crate::bus::{self, Bus, Sink};
 
 /// The default bound on one Redis call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -28,13 +29,22 @@ pub struct Redis {
     inner: Arc<RedisInner>,
 }
 
-struct RedisInner {
+pub(crate) struct RedisInner {
     client: redis::Client,
     url: String,
     connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     breaker: Breaker,
     timeout: Duration,
+    probe_interval: Duration,
     listeners: Mutex<Vec<Listener>>,
+    bus: Bus,
+    /// Identifies this process's messages on the bus.
+    origin: u64,
+    subscribed: tokio::sync::watch::Sender<bool>,
+    /// Taken by the subscriber task when it starts; dropping the handle
+    /// drops the sender's peer and stops the task.
+    listener: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    _stop_listener: tokio::sync::oneshot::Sender<()>,
 }
 
 impl std::fmt::Debug for Redis {
@@ -74,6 +84,11 @@ impl Redis {
             // The client's message can quote the URL: keep only its kind.
             reason: format!("{:?}", e.kind()),
         })?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let origin = {
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+        };
         Ok(Redis {
             inner: Arc::new(RedisInner {
                 client,
@@ -81,7 +96,13 @@ impl Redis {
                 connection: tokio::sync::Mutex::new(None),
                 breaker: Breaker::new(probe_interval),
                 timeout,
+                probe_interval,
                 listeners: Mutex::new(Vec::new()),
+                bus: Bus::default(),
+                origin,
+                subscribed: tokio::sync::watch::Sender::new(false),
+                listener: Mutex::new(Some(stopped)),
+                _stop_listener: stop,
             }),
         })
     }
@@ -106,6 +127,48 @@ impl Redis {
             .unwrap_or_else(|p| p.into_inner());
         listeners.retain(|l| l.strong_count() > 0);
         listeners.push(Arc::downgrade(listener));
+    }
+
+    /// Receives the keys invalidated on `channel` by other processes, for as
+    /// long as `sink` is alive. Starts this process's subscriber on first
+    /// use (it needs a tokio runtime; without one, nothing is received and
+    /// L1 relies on its TTL).
+    pub(crate) fn subscribe(&self, channel: &str, sink: &Arc<Sink>) {
+        self.inner.bus.register(channel, Arc::downgrade(sink));
+        let stopped = self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(stopped) = stopped else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(bus::listen(
+                    self.inner.client.clone(),
+                    Arc::downgrade(&self.inner),
+                    stopped,
+                    self.inner.probe_interval,
+                ));
+            }
+            Err(_) => {
+                tracing::warn!(redis = %self.inner.url, "No tokio runtime: invalidations from other processes will not be received.");
+            }
+        }
+    }
+
+    /// This process's id on the invalidation bus.
+    pub(crate) fn origin(&self) -> u64 {
+        self.inner.origin
+    }
+
+    /// Waits until this process receives invalidations (its subscriber is
+    /// subscribed), for at most `timeout`; whether it is.
+    pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
+        let mut subscribed = self.inner.subscribed.subscribe();
+        tokio::time::timeout(timeout, subscribed.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Runs `call` on the connection, unless the breaker says Redis is down.
@@ -163,8 +226,27 @@ impl Redis {
     }
 
     fn notify_recovered(&self) {
+        self.inner.notify_recovered();
+    }
+}
+
+impl RedisInner {
+    pub(crate) fn set_subscribed(&self, subscribed: bool, again: bool) {
+        self.subscribed.send_replace(subscribed);
+        if again {
+            tracing::info!(redis = %self.url, "Invalidation subscriber reconnected; clearing L1 entries that may have missed invalidations.");
+            self.notify_recovered();
+        }
+    }
+
+    pub(crate) fn dispatch(&self, channel: &str, payload: &[u8]) {
+        if !self.bus.dispatch(channel, payload, self.origin) {
+            tracing::debug!(%channel, "Ignored a malformed invalidation message.");
+        }
+    }
+
+    fn notify_recovered(&self) {
         let listeners: Vec<Arc<dyn Fn() + Send + Sync>> = self
-            .inner
             .listeners
             .lock()
             .unwrap_or_else(|p| p.into_inner())

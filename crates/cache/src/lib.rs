@@ -11,6 +11,7 @@
 //! can replay access traces through exactly the code the cache runs.
 
 mod breaker;
+mod bus;
 mod codec;
 mod error;
 mod flight;

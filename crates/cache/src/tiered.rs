@@ -3,6 +3,7 @@
 
 use std::fmt::Display;
 use std::hash::{BuildHasher, Hash};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -109,7 +110,7 @@ impl<K, V> TieredCacheBuilder<K, V> {
 
 impl<K, V> TieredCacheBuilder<K, V>
 where
-    K: Hash + Eq + Clone + Display + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Display + FromStr + Send + Sync + 'static,
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// Builds the cache.
@@ -118,8 +119,12 @@ where
             Some(bot) => format!("bf:{bot}:{}:", self.namespace),
             None => format!("bf:{}:", self.namespace),
         };
-        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner<K, V>>| {
-            let weak = weak.clone();
+        let channel = format!(
+            "bf:inv:{}",
+            prefix.trim_start_matches("bf:").trim_end_matches(':')
+        );
+        let inner = Arc::new_cyclic(|this: &std::sync::Weak<Inner<K, V>>| {
+            let weak = this.clone();
             // After a Redis outage, entries may have missed invalidations:
             // correctness first, drop them all.
             let on_recover: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
@@ -128,8 +133,22 @@ where
                     inner.counters.l1_clears.fetch_add(1, Ordering::Relaxed);
                 }
             });
+            // Keys set or invalidated by other processes leave L1.
+            let weak = this.clone();
+            let on_invalidate: Arc<crate::bus::Sink> = Arc::new(move |keys: &[String]| {
+                if let Some(inner) = weak.upgrade() {
+                    for key in keys.iter().filter_map(|k| k.parse::<K>().ok()) {
+                        inner.l1.remove(&key);
+                    }
+                    inner
+                        .counters
+                        .invalidations_received
+                        .fetch_add(keys.len() as u64, Ordering::Relaxed);
+                }
+            });
             if let Some(redis) = &self.redis {
                 redis.on_recover(&on_recover);
+                redis.subscribe(&channel, &on_invalidate);
             }
             Inner {
                 l1: L1::new(self.capacity, self.weigher),
@@ -144,7 +163,9 @@ where
                 random: std::collections::hash_map::RandomState::new(),
                 sequence: AtomicU64::new(0),
                 counters: Counters::default(),
+                channel,
                 _on_recover: on_recover,
+                _on_invalidate: on_invalidate,
             }
         });
         TieredCache { inner }
@@ -182,8 +203,11 @@ pub struct Stats {
     pub l2_corrupt: u64,
     /// Redis calls skipped or failed (Redis unreachable or slow).
     pub l2_unavailable: u64,
-    /// Times L1 was cleared because Redis came back after an outage.
+    /// Times L1 was cleared because Redis (or the invalidation subscriber)
+    /// came back after an outage.
     pub l1_clears: u64,
+    /// Keys dropped from L1 on invalidations from other processes.
+    pub invalidations_received: u64,
 }
 
 #[derive(Default)]
@@ -197,6 +221,7 @@ struct Counters {
     l2_corrupt: AtomicU64,
     l2_unavailable: AtomicU64,
     l1_clears: AtomicU64,
+    invalidations_received: AtomicU64,
 }
 
 struct Inner<K, V> {
@@ -213,8 +238,12 @@ struct Inner<K, V> {
     random: std::collections::hash_map::RandomState,
     sequence: AtomicU64,
     counters: Counters,
+    /// Where this cache's invalidations are published.
+    channel: String,
     /// Registered with Redis (which holds it weakly) to clear L1 on recovery.
     _on_recover: Arc<dyn Fn() + Send + Sync>,
+    /// Registered with Redis to drop keys invalidated by other processes.
+    _on_invalidate: Arc<crate::bus::Sink>,
 }
 
 /// A read-through cache over L1 memory, L2 Redis (optional) and a loader.
@@ -233,7 +262,7 @@ impl<K, V> Clone for TieredCache<K, V> {
 
 impl<K, V> TieredCache<K, V>
 where
-    K: Hash + Eq + Clone + Display + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Display + FromStr + Send + Sync + 'static,
     V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// A builder for a cache of `namespace` (for example `profiles`).
@@ -283,7 +312,7 @@ where
                 inner.counters.loads.fetch_add(1, Ordering::Relaxed);
                 match loader().await {
                     Ok(value) => {
-                        self.store(key.clone(), value.clone(), None).await?;
+                        self.store(key.clone(), value.clone(), None, false).await?;
                         Ok(value)
                     }
                     Err(error) => {
@@ -313,13 +342,14 @@ where
     }
 
     /// Caches `value` for `key` with the cache's TTL, in L1 and Redis.
+    /// Other processes drop their L1 copy of `key`.
     pub async fn set(&self, key: K, value: V) -> Result<(), Error> {
-        self.store(key, Some(value), None).await
+        self.store(key, Some(value), None, true).await
     }
 
     /// Caches `value` for `key` for `ttl` (jitter applies).
     pub async fn set_with_ttl(&self, key: K, value: V, ttl: Duration) -> Result<(), Error> {
-        self.store(key, Some(value), Some(ttl)).await
+        self.store(key, Some(value), Some(ttl), true).await
     }
 
     /// Drops `key` from L1 and Redis.
@@ -327,21 +357,29 @@ where
         self.invalidate_many(std::slice::from_ref(key)).await;
     }
 
-    /// Drops every key of `keys` from L1 and Redis (one Redis round trip).
+    /// Drops every key of `keys` from L1 and Redis, and from the L1 of
+    /// every other process (one Redis round trip: `DEL` and `PUBLISH`).
     pub async fn invalidate_many<'k>(&self, keys: impl IntoIterator<Item = &'k K>)
     where
         K: 'k,
     {
         let mut redis_keys = Vec::new();
+        let mut texts = Vec::new();
         for key in keys {
             self.inner.l1.remove(key);
             redis_keys.push(self.redis_key(key));
+            texts.push(key.to_string());
         }
         if let (Some(redis), false) = (&self.inner.l2, redis_keys.is_empty()) {
+            let message = crate::bus::payload(redis.origin(), &texts);
+            let channel = &self.inner.channel;
             let done = redis
                 .run(|mut c| async move {
-                    redis::cmd("DEL")
-                        .arg(&redis_keys)
+                    redis::pipe()
+                        .del(&redis_keys)
+                        .ignore()
+                        .publish(channel, message)
+                        .ignore()
                         .query_async::<()>(&mut c)
                         .await
                 })
@@ -384,6 +422,7 @@ where
             l2_corrupt: c.l2_corrupt.load(Ordering::Relaxed),
             l2_unavailable: c.l2_unavailable.load(Ordering::Relaxed),
             l1_clears: c.l1_clears.load(Ordering::Relaxed),
+            invalidations_received: c.invalidations_received.load(Ordering::Relaxed),
         }
     }
 
@@ -449,7 +488,15 @@ where
         Some(found)
     }
 
-    async fn store(&self, key: K, value: Option<V>, ttl: Option<Duration>) -> Result<(), Error> {
+    /// Writes to Redis (and tells other processes when `publish`: for
+    /// writes, not for loads of a value the source already had) and L1.
+    async fn store(
+        &self,
+        key: K,
+        value: Option<V>,
+        ttl: Option<Duration>,
+        publish: bool,
+    ) -> Result<(), Error> {
         let inner = &self.inner;
         let (value, ttl) = match value {
             Some(v) => (Cached::Value(v), ttl.unwrap_or(inner.ttl)),
@@ -473,15 +520,21 @@ where
             }
             let redis_key = self.redis_key(&key);
             let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            let message = publish.then(|| crate::bus::payload(redis.origin(), &[key.to_string()]));
+            let channel = &inner.channel;
             let done = redis
                 .run(|mut c| async move {
-                    redis::cmd("SET")
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("SET")
                         .arg(&redis_key)
                         .arg(bytes)
                         .arg("PX")
                         .arg(millis)
-                        .query_async::<()>(&mut c)
-                        .await
+                        .ignore();
+                    if let Some(message) = message {
+                        pipe.publish(channel, message).ignore();
+                    }
+                    pipe.query_async::<()>(&mut c).await
                 })
                 .await;
             if done.is_none() {
