@@ -45,6 +45,7 @@ pub(crate) struct RedisInner {
     /// drops the sender's peer and stops the task.
     listener: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     _stop_listener: tokio::sync::oneshot::Sender<()>,
+    round_trips: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Redis {
@@ -103,6 +104,7 @@ impl Redis {
                 subscribed: tokio::sync::watch::Sender::new(false),
                 listener: Mutex::new(Some(stopped)),
                 _stop_listener: stop,
+                round_trips: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -157,6 +159,13 @@ impl Redis {
         }
     }
 
+    /// Commands or pipelines sent to Redis so far (each is one round trip).
+    pub fn round_trips(&self) -> u64 {
+        self.inner
+            .round_trips
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// This process's id on the invalidation bus.
     pub(crate) fn origin(&self) -> u64 {
         self.inner.origin
@@ -184,6 +193,9 @@ impl Redis {
         if inner.breaker.permit() == Permit::Skip {
             return None;
         }
+        inner
+            .round_trips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let attempt = async {
             let connection = {
                 let mut slot = inner.connection.lock().await;

@@ -284,3 +284,144 @@ async fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+#[tokio::test]
+async fn get_many_reads_redis_in_one_round_trip_and_loads_the_rest_in_one_call() {
+    let server = isolated().await;
+    let writer = cache(&Redis::new(server.url()).unwrap(), server.prefix());
+    for id in 0..100 {
+        writer.set(id, profile(id)).await.unwrap();
+    }
+    // Another process, cold L1.
+    let redis = Redis::new(server.url()).unwrap();
+    let reader = cache(&redis, server.prefix());
+    let keys: Vec<u64> = (0..100).collect();
+    let before = redis.round_trips();
+    let got = reader
+        .get_many(&keys, |missing| async move {
+            panic!("all 100 are in Redis, asked for {missing:?}");
+            #[allow(unreachable_code, reason = "gives the loader its type")]
+            Ok::<_, std::io::Error>(std::collections::HashMap::new())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        redis.round_trips() - before,
+        1,
+        "one round trip for 100 keys"
+    );
+    assert_eq!(
+        got,
+        keys.iter().map(|&id| Some(profile(id))).collect::<Vec<_>>()
+    );
+
+    // Now a mix: 100 in L1, 50 unknown anywhere (one batch load, which finds
+    // only the even ones), one duplicate key.
+    let mut keys: Vec<u64> = (50..200).collect();
+    keys.push(150);
+    let batches = AtomicUsize::new(0);
+    let before = redis.round_trips();
+    let got = reader
+        .get_many(&keys, |missing| {
+            batches.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert_eq!(missing.len(), 100, "each missing key once");
+                Ok::<_, std::io::Error>(
+                    missing
+                        .into_iter()
+                        .filter(|id| id % 2 == 0)
+                        .map(|id| (id, profile(id)))
+                        .collect(),
+                )
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(batches.load(Ordering::SeqCst), 1);
+    assert_eq!(redis.round_trips() - before, 2, "one read, one write");
+    for (key, value) in keys.iter().zip(&got) {
+        let expected = (*key < 100 || key % 2 == 0).then(|| profile(*key));
+        assert_eq!(value, &expected, "key {key}");
+    }
+    // The odd ones are remembered as absent, in L1 and in Redis.
+    assert_eq!(reader.get(&151), Some(None));
+    let other = cache(&Redis::new(server.url()).unwrap(), server.prefix());
+    let again = other
+        .get_many(&[151, 152], |_| async {
+            panic!("both are in Redis now");
+            #[allow(unreachable_code, reason = "gives the loader its type")]
+            Ok::<_, std::io::Error>(std::collections::HashMap::new())
+        })
+        .await
+        .unwrap();
+    assert_eq!(again, vec![None, Some(profile(152))]);
+}
+
+#[tokio::test]
+async fn with_a_lease_four_processes_call_the_loader_once() {
+    let server = isolated().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        // Each "process" has its own Redis handle and L1.
+        let cache: Cache = TieredCache::builder("profiles")
+            .bot(server.prefix())
+            .redis(Redis::new(server.url()).unwrap())
+            .lease(Duration::from_secs(5))
+            .build();
+        let calls = Arc::clone(&calls);
+        tasks.push(tokio::spawn(async move {
+            let got = cache
+                .get_or_load(&7, || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok::<_, std::io::Error>(Some(profile(7)))
+                })
+                .await
+                .unwrap();
+            (got, cache.stats().lease_waits)
+        }));
+    }
+    let mut waits = 0;
+    for task in tasks {
+        let (got, lease_waits) = task.await.unwrap();
+        assert_eq!(got, Some(profile(7)));
+        waits += lease_waits;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(waits, 3);
+}
+
+#[tokio::test]
+async fn a_dead_leaseholder_blocks_nobody_beyond_the_lease() {
+    let server = isolated().await;
+    let cache: Cache = TieredCache::builder("profiles")
+        .bot(server.prefix())
+        .redis(Redis::new(server.url()).unwrap())
+        .lease(Duration::from_millis(300))
+        .build();
+    // A process that took the lease and died: the lease key stays until it
+    // expires.
+    let mut conn = server.connect().unwrap();
+    let lease_key = format!("bf:{}:profiles:lease:9", server.prefix());
+    conn.ok(&["SET", &lease_key, "dead", "PX", "300"]).unwrap();
+    let calls = AtomicUsize::new(0);
+    let started = tokio::time::Instant::now();
+    let got = cache.get_or_load(&9, || load(&calls, 9)).await.unwrap();
+    assert_eq!(got, Some(profile(9)));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "loaded after the lease ran out"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,279 @@
+//! The cache API: read-through over L1, Redis and a loader, single-flight,
+//! TTL with jitter, negative caching, batch reads.
+
+mod builder;
+mod remote;
+mod stats;
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::hash::{BuildHasher, Hash};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+pub use builder::{
+    DEFAULT_CAPACITY, DEFAULT_JITTER, DEFAULT_MAX_VALUE_BYTES, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL,
+    TieredCacheBuilder,
+};
+use remote::Lease;
+use stats::Counters;
+pub use stats::Stats;
+
+use crate::error::{BoxError, Error};
+use crate::flight::Flights;
+use crate::l1::{Cached, L1};
+use crate::l2::Redis;
+
+struct Inner<K, V> {
+    l1: L1<K, V>,
+    l2: Option<Redis>,
+    /// `bf:[<bot>:]<namespace>:`, before each key in Redis.
+    prefix: String,
+    /// Where this cache's invalidations are published.
+    channel: String,
+    max_value_bytes: usize,
+    lease: Option<Duration>,
+    flights: Flights<K, Result<Option<V>, Error>>,
+    namespace: String,
+    ttl: Duration,
+    negative_ttl: Duration,
+    jitter: f64,
+    random: std::collections::hash_map::RandomState,
+    sequence: AtomicU64,
+    counters: Counters,
+    /// Registered with Redis (which holds it weakly) to clear L1 on recovery.
+    _on_recover: Arc<dyn Fn() + Send + Sync>,
+    /// Registered with Redis to drop keys invalidated by other processes.
+    _on_invalidate: Arc<crate::bus::Sink>,
+}
+
+/// A read-through cache over L1 memory, L2 Redis (optional) and a loader.
+/// Cheap to clone: clones share the cache.
+///
+/// Keys are written to Redis and invalidation messages as their `Display`
+/// text and read back with `FromStr`.
+pub struct TieredCache<K, V> {
+    inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> Clone for TieredCache<K, V> {
+    fn clone(&self) -> Self {
+        TieredCache {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<K, V> TieredCache<K, V>
+where
+    K: Hash + Eq + Clone + Display + FromStr + Send + Sync + 'static,
+    V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// A builder for a cache of `namespace` (for example `profiles`).
+    pub fn builder(namespace: impl Into<String>) -> TieredCacheBuilder<K, V> {
+        TieredCacheBuilder::new(namespace.into())
+    }
+
+    /// The value of `key`: from L1, else from Redis, else from `loader`,
+    /// whose result is written to Redis and L1 (`None` as a remembered
+    /// absence for the negative TTL). Concurrent misses of one key in this
+    /// process call the loader once and share its result; with a lease,
+    /// misses in other processes wait for it too. A loader error is returned
+    /// to every waiter and not cached. With Redis unreachable the call
+    /// carries on with L1 and the loader, without error.
+    pub async fn get_or_load<F, Fut, E>(&self, key: &K, loader: F) -> Result<Option<V>, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+        E: Into<BoxError>,
+    {
+        if let Some(found) = self.lookup(key) {
+            return Ok(found);
+        }
+        let inner = &self.inner;
+        let (result, waited) = inner
+            .flights
+            .run(key, || async {
+                // Another caller may have filled L1 between our miss and
+                // this flight.
+                match inner.l1.peek(key, Instant::now()) {
+                    Some(Cached::Value(v)) => return Ok(Some(v)),
+                    Some(Cached::Absent) => return Ok(None),
+                    None => {}
+                }
+                if let Some(found) = self.l2_get(key).await {
+                    return Ok(found);
+                }
+                let lease = match self.acquire_lease(key).await {
+                    Lease::Waited(found) => return Ok(found),
+                    lease => lease,
+                };
+                Counters::add(&inner.counters.loads, 1);
+                let loaded = loader().await;
+                let stored = match &loaded {
+                    Ok(value) => self.store(key.clone(), value.clone(), None, false).await,
+                    Err(_) => Ok(()),
+                };
+                // Released after the value is in Redis, so the processes
+                // waiting on the lease find it there.
+                if let Lease::Held(token) = lease {
+                    self.release_lease(key, token).await;
+                }
+                stored?;
+                loaded.map_err(|error| {
+                    Counters::add(&inner.counters.load_errors, 1);
+                    Error::Load {
+                        namespace: inner.namespace.clone(),
+                        key: key.to_string(),
+                        source: Arc::new(error.into()),
+                    }
+                })
+            })
+            .await;
+        if waited {
+            Counters::add(&inner.counters.single_flight_waits, 1);
+        }
+        result
+    }
+
+    /// The values of `keys`, in order. L1 first; every L1 miss is looked up
+    /// in Redis in one round trip; `batch_loader` is called once with the
+    /// keys still missing and returns the values it found (keys it leaves
+    /// out are remembered as absent). What it loads is written to Redis in
+    /// one more round trip. Batch reads do not wait for single-key loads in
+    /// flight.
+    pub async fn get_many<F, Fut, E>(
+        &self,
+        keys: &[K],
+        batch_loader: F,
+    ) -> Result<Vec<Option<V>>, Error>
+    where
+        F: FnOnce(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<HashMap<K, V>, E>>,
+        E: Into<BoxError>,
+    {
+        let inner = &self.inner;
+        let mut out: Vec<Option<Option<V>>> = keys.iter().map(|k| self.lookup(k)).collect();
+        let mut missing: Vec<K> = Vec::new();
+        for (key, found) in keys.iter().zip(&out) {
+            if found.is_none() && !missing.contains(key) {
+                missing.push(key.clone());
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out.into_iter().map(Option::flatten).collect());
+        }
+        let mut found = self.l2_get_many(&missing).await;
+        missing.retain(|k| !found.contains_key(k));
+        if !missing.is_empty() {
+            Counters::add(&inner.counters.loads, 1);
+            let mut loaded = batch_loader(missing.clone()).await.map_err(|error| {
+                Counters::add(&inner.counters.load_errors, 1);
+                Error::Load {
+                    namespace: inner.namespace.clone(),
+                    key: format!("({} keys)", missing.len()),
+                    source: Arc::new(error.into()),
+                }
+            })?;
+            let entries: Vec<(K, Option<V>)> = missing
+                .into_iter()
+                .map(|key| {
+                    let value = loaded.remove(&key);
+                    (key, value)
+                })
+                .collect();
+            for (key, value) in &entries {
+                found.insert(key.clone(), value.clone());
+            }
+            self.store_many(entries).await?;
+        }
+        for (key, slot) in keys.iter().zip(out.iter_mut()) {
+            if slot.is_none() {
+                *slot = found.get(key).cloned();
+            }
+        }
+        Ok(out.into_iter().map(Option::flatten).collect())
+    }
+
+    /// The cached value of `key` in L1, without loading. `Some(None)` is a
+    /// remembered absence.
+    pub fn get(&self, key: &K) -> Option<Option<V>> {
+        self.lookup(key)
+    }
+
+    /// Caches `value` for `key` with the cache's TTL, in L1 and Redis.
+    /// Other processes drop their L1 copy of `key`.
+    pub async fn set(&self, key: K, value: V) -> Result<(), Error> {
+        self.store(key, Some(value), None, true).await
+    }
+
+    /// Caches `value` for `key` for `ttl` (jitter applies).
+    pub async fn set_with_ttl(&self, key: K, value: V, ttl: Duration) -> Result<(), Error> {
+        self.store(key, Some(value), Some(ttl), true).await
+    }
+
+    /// Drops `key` from L1 and Redis, and from the L1 of other processes.
+    pub async fn invalidate(&self, key: &K) {
+        self.invalidate_many(std::slice::from_ref(key)).await;
+    }
+
+    /// Drops every key of `keys` from L1 and Redis, and from the L1 of
+    /// every other process (one Redis round trip: `DEL` and `PUBLISH`).
+    pub async fn invalidate_many<'k>(&self, keys: impl IntoIterator<Item = &'k K>)
+    where
+        K: 'k,
+    {
+        let keys: Vec<&K> = keys.into_iter().collect();
+        for key in &keys {
+            self.inner.l1.remove(key);
+        }
+        self.l2_invalidate(&keys).await;
+    }
+
+    /// The Redis key of `key`: `bf:[<bot>:]<namespace>:<key>`.
+    pub fn redis_key(&self, key: &K) -> String {
+        format!("{}{key}", self.inner.prefix)
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        let inner = &self.inner;
+        inner
+            .counters
+            .snapshot(&inner.l1.counters, inner.l1.len() as u64)
+    }
+
+    fn lookup(&self, key: &K) -> Option<Option<V>> {
+        match self.inner.l1.get(key, Instant::now())? {
+            Cached::Value(v) => Some(Some(v)),
+            Cached::Absent => {
+                Counters::add(&self.inner.counters.negative_hits, 1);
+                Some(None)
+            }
+        }
+    }
+
+    /// `ttl` minus a random share of up to `jitter` of it.
+    fn jittered(&self, ttl: Duration) -> Duration {
+        let inner = &self.inner;
+        if inner.jitter == 0.0 {
+            return ttl;
+        }
+        let n = inner
+            .sequence
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let r = inner.random.hash_one(n) as f64 / u64::MAX as f64;
+        ttl.mul_f64(1.0 - inner.jitter * r)
+    }
+}
