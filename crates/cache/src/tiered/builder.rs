@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::stats::Counters;
-use super::{Inner, TieredCache};
+use super::{Inner, Tagger, TieredCache};
 use crate::flight::Flights;
 use crate::l1::{L1, Weigher};
 use crate::l2::Redis;
@@ -35,6 +35,7 @@ pub struct TieredCacheBuilder<K, V> {
     redis: Option<Redis>,
     max_value_bytes: usize,
     lease: Option<Duration>,
+    tagger: Option<Tagger<K, V>>,
     capacity: u64,
     weigher: Option<Weigher<K, V>>,
     ttl: Duration,
@@ -50,6 +51,7 @@ impl<K, V> TieredCacheBuilder<K, V> {
             redis: None,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             lease: None,
+            tagger: None,
             capacity: DEFAULT_CAPACITY,
             weigher: None,
             ttl: DEFAULT_TTL,
@@ -86,6 +88,14 @@ impl<K, V> TieredCacheBuilder<K, V> {
     /// dead leaseholder blocks nobody for longer).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
+        self
+    }
+
+    /// Tags each value with the rows it depends on (for example
+    /// `user:42`), so [`TieredCache::invalidate_tag`] can drop every entry
+    /// built from a row that changed, in every process.
+    pub fn tags(mut self, tagger: impl Fn(&K, &V) -> Vec<String> + Send + Sync + 'static) -> Self {
+        self.tagger = Some(Arc::new(tagger));
         self
     }
 
@@ -182,6 +192,8 @@ where
                 channel,
                 max_value_bytes: self.max_value_bytes,
                 lease: self.lease,
+                tagger: self.tagger,
+                tag_index: std::sync::Mutex::new(std::collections::HashMap::new()),
                 flights: Flights::new(),
                 namespace: self.namespace,
                 ttl: self.ttl,

@@ -30,6 +30,9 @@ use crate::flight::Flights;
 use crate::l1::{Cached, L1};
 use crate::l2::Redis;
 
+/// Derives the tags of a value.
+pub(crate) type Tagger<K, V> = Arc<dyn Fn(&K, &V) -> Vec<String> + Send + Sync>;
+
 struct Inner<K, V> {
     l1: L1<K, V>,
     l2: Option<Redis>,
@@ -39,6 +42,9 @@ struct Inner<K, V> {
     channel: String,
     max_value_bytes: usize,
     lease: Option<Duration>,
+    tagger: Option<Tagger<K, V>>,
+    /// Which L1 keys carry each tag (may name keys already gone from L1).
+    tag_index: std::sync::Mutex<HashMap<String, std::collections::HashSet<K>>>,
     flights: Flights<K, Result<Option<V>, Error>>,
     namespace: String,
     ttl: Duration,
@@ -234,6 +240,58 @@ where
             self.inner.l1.remove(key);
         }
         self.l2_invalidate(&keys).await;
+    }
+
+    /// Drops every entry tagged `tag` (see the builder's `tags`) from L1 and
+    /// Redis, and from the L1 of every other process.
+    pub async fn invalidate_tag(&self, tag: &str) {
+        let local: Vec<K> = self
+            .inner
+            .tag_index
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tag)
+            .map(|keys| keys.into_iter().collect())
+            .unwrap_or_default();
+        let remote = self.l2_take_tag(tag).await;
+        let mut keys = local;
+        for key in remote {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        self.invalidate_many(&keys).await;
+    }
+
+    /// Remembers the tags of `value` for `key` in the local index; returns
+    /// them for Redis.
+    fn index_tags(&self, key: &K, value: &Cached<V>) -> Vec<String> {
+        let (Some(tagger), Cached::Value(value)) = (&self.inner.tagger, value) else {
+            return Vec::new();
+        };
+        let tags = tagger(key, value);
+        if !tags.is_empty() {
+            let mut index = self
+                .inner
+                .tag_index
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for tag in &tags {
+                index.entry(tag.clone()).or_default().insert(key.clone());
+            }
+            // Keys evicted from L1 linger in the index; prune it when it
+            // outgrows the cache.
+            let capacity = self.inner.l1.len().max(1024);
+            if index.values().map(|k| k.len()).sum::<usize>() > 4 * capacity {
+                let l1 = &self.inner.l1;
+                let now = Instant::now();
+                index.retain(|_, keys| {
+                    keys.retain(|k| l1.peek(k, now).is_some());
+                    !keys.is_empty()
+                });
+            }
+        }
+        tags
     }
 
     /// The Redis key of `key`: `bf:[<bot>:]<namespace>:<key>`.

@@ -113,6 +113,7 @@ where
             Cached::Value(v) => (Some(v.clone()), inner.ttl),
             Cached::Absent => (None, inner.negative_ttl),
         };
+        self.index_tags(key, &value);
         inner
             .l1
             .insert(key.clone(), value, Instant::now() + ttl.min(remaining));
@@ -135,11 +136,14 @@ where
             None => (Cached::Absent, inner.negative_ttl),
         };
         let ttl = self.jittered(ttl);
+        let tags = self.index_tags(&key, &value);
         if let Some(redis) = &inner.l2 {
             let bytes = self.encode(&key, &value)?;
             let redis_key = self.redis_key(&key);
             let message = publish.then(|| crate::bus::payload(redis.origin(), &[key.to_string()]));
             let channel = &inner.channel;
+            let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
+            let key_text = key.to_string();
             let done = redis
                 .run(|mut c| async move {
                     let mut pipe = redis::pipe();
@@ -149,6 +153,7 @@ where
                         .arg("PX")
                         .arg(ttl_millis(ttl))
                         .ignore();
+                    add_tags(&mut pipe, &tag_keys, &key_text, ttl);
                     if let Some(message) = message {
                         pipe.publish(channel, message).ignore();
                     }
@@ -168,46 +173,43 @@ where
     pub(super) async fn store_many(&self, entries: Vec<(K, Option<V>)>) -> Result<(), Error> {
         let inner = &self.inner;
         let mut prepared = Vec::with_capacity(entries.len());
+        let mut writes = Vec::new();
         for (key, value) in entries {
             let (value, ttl) = match value {
                 Some(v) => (Cached::Value(v), inner.ttl),
                 None if inner.negative_ttl.is_zero() => continue,
                 None => (Cached::Absent, inner.negative_ttl),
             };
-            let bytes = match inner.l2 {
-                Some(_) => Some(self.encode(&key, &value)?),
-                None => None,
-            };
-            prepared.push((key, value, self.jittered(ttl), bytes));
+            let ttl = self.jittered(ttl);
+            let tags = self.index_tags(&key, &value);
+            if inner.l2.is_some() {
+                let bytes = self.encode(&key, &value)?;
+                let tag_keys: Vec<String> = tags.iter().map(|t| self.tag_key(t)).collect();
+                writes.push((self.redis_key(&key), bytes, ttl, key.to_string(), tag_keys));
+            }
+            prepared.push((key, value, ttl));
         }
-        if let Some(redis) = &inner.l2 {
-            let writes: Vec<(String, Vec<u8>, u64)> = prepared
-                .iter_mut()
-                .filter_map(|(key, _, ttl, bytes)| {
-                    Some((self.redis_key(key), bytes.take()?, ttl_millis(*ttl)))
+        if let (Some(redis), false) = (&inner.l2, writes.is_empty()) {
+            let done = redis
+                .run(|mut c| async move {
+                    let mut pipe = redis::pipe();
+                    for (k, bytes, ttl, text, tags) in &writes {
+                        pipe.cmd("SET")
+                            .arg(k)
+                            .arg(bytes)
+                            .arg("PX")
+                            .arg(ttl_millis(*ttl))
+                            .ignore();
+                        add_tags(&mut pipe, tags, text, *ttl);
+                    }
+                    pipe.query_async::<()>(&mut c).await
                 })
-                .collect();
-            if !writes.is_empty() {
-                let done = redis
-                    .run(|mut c| async move {
-                        let mut pipe = redis::pipe();
-                        for (k, bytes, millis) in writes {
-                            pipe.cmd("SET")
-                                .arg(k)
-                                .arg(bytes)
-                                .arg("PX")
-                                .arg(millis)
-                                .ignore();
-                        }
-                        pipe.query_async::<()>(&mut c).await
-                    })
-                    .await;
-                if done.is_none() {
-                    Counters::add(&inner.counters.l2_unavailable, 1);
-                }
+                .await;
+            if done.is_none() {
+                Counters::add(&inner.counters.l2_unavailable, 1);
             }
         }
-        for (key, value, ttl, _) in prepared {
+        for (key, value, ttl) in prepared {
             inner.l1.insert(key, value, Instant::now() + ttl);
         }
         Ok(())
@@ -238,6 +240,37 @@ where
         if done.is_none() {
             Counters::add(&inner.counters.l2_unavailable, 1);
         }
+    }
+
+    /// Reads and deletes the Redis set of keys tagged `tag` (atomically).
+    pub(super) async fn l2_take_tag(&self, tag: &str) -> Vec<K> {
+        let inner = &self.inner;
+        let Some(redis) = &inner.l2 else {
+            return Vec::new();
+        };
+        let tag_key = self.tag_key(tag);
+        let members = redis
+            .run(|mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .smembers(&tag_key)
+                    .del(&tag_key)
+                    .ignore()
+                    .query_async::<(Vec<String>,)>(&mut c)
+                    .await
+            })
+            .await;
+        match members {
+            Some((members,)) => members.iter().filter_map(|m| m.parse().ok()).collect(),
+            None => {
+                Counters::add(&inner.counters.l2_unavailable, 1);
+                Vec::new()
+            }
+        }
+    }
+
+    fn tag_key(&self, tag: &str) -> String {
+        format!("{}tag:{tag}", self.inner.prefix)
     }
 
     /// Takes the load lease of `key`, or waits (up to the lease time) for
@@ -319,6 +352,25 @@ where
             });
         }
         Ok(bytes)
+    }
+}
+
+/// Adds `key` to the Redis set of each tag, which lives at least as long as
+/// the entry.
+fn add_tags(pipe: &mut redis::Pipeline, tag_keys: &[String], key: &str, ttl: Duration) {
+    for tag_key in tag_keys {
+        pipe.sadd(tag_key, key)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(tag_key)
+            .arg(ttl_millis(ttl))
+            .arg("GT")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(tag_key)
+            .arg(ttl_millis(ttl))
+            .arg("NX")
+            .ignore();
     }
 }
 

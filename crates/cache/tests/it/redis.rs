@@ -425,3 +425,58 @@ async fn a_dead_leaseholder_blocks_nobody_beyond_the_lease() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn invalidating_a_tag_drops_its_entries_everywhere() {
+    let server = isolated().await;
+    // Match cards depend on two users; a change to either user drops them.
+    let build = |redis: &Redis| -> TieredCache<String, String> {
+        TieredCache::builder("cards")
+            .bot(server.prefix())
+            .redis(redis.clone())
+            .tags(|key: &String, _| key.split('-').map(|user| format!("user:{user}")).collect())
+            .build()
+    };
+    let (redis_a, redis_b) = (
+        Redis::new(server.url()).unwrap(),
+        Redis::new(server.url()).unwrap(),
+    );
+    let (a, b) = (build(&redis_a), build(&redis_b));
+    assert!(redis_b.wait_subscribed(Duration::from_secs(5)).await);
+    for pair in ["1-2", "1-3", "2-3"] {
+        a.set(pair.to_owned(), format!("card {pair}"))
+            .await
+            .unwrap();
+    }
+    // B read two of them (from Redis) into its L1.
+    for pair in ["1-2", "2-3"] {
+        let got = b
+            .get_or_load(&pair.to_owned(), || async { Ok::<_, std::io::Error>(None) })
+            .await
+            .unwrap();
+        assert_eq!(got, Some(format!("card {pair}")));
+    }
+
+    // User 1 changed: every card with user 1 goes, in both processes.
+    b.invalidate_tag("user:1").await;
+    let mut conn = server.connect().unwrap();
+    for (pair, exists) in [("1-2", "0"), ("1-3", "0"), ("2-3", "1")] {
+        let key = a.redis_key(&pair.to_owned());
+        assert_eq!(
+            conn.ok(&["EXISTS", &key]).unwrap().as_text().as_deref(),
+            Some(exists),
+            "{pair}"
+        );
+    }
+    assert_eq!(b.get(&"1-2".to_owned()), None);
+    assert!(
+        wait_until(|| a.get(&"1-2".to_owned()).is_none() && a.get(&"1-3".to_owned()).is_none())
+            .await
+    );
+    assert_eq!(a.get(&"2-3".to_owned()), Some(Some("card 2-3".into())));
+    let tag_key = format!("bf:{}:cards:tag:user:1", server.prefix());
+    assert_eq!(
+        conn.ok(&["EXISTS", &tag_key]).unwrap().as_text().as_deref(),
+        Some("0")
+    );
+}

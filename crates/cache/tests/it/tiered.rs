@@ -207,3 +207,26 @@ async fn set_invalidate_and_bounds() {
     }
     assert!(by_bytes.stats().l1_entries <= 20);
 }
+
+#[tokio::test(start_paused = true)]
+async fn tags_work_without_redis_too() {
+    let cache: TieredCache<u64, String> = TieredCache::builder("local")
+        .tags(|_, v: &String| vec![format!("owner:{}", v.split(':').next().unwrap_or(""))])
+        .build();
+    cache.set(1, "ann:bio".into()).await.unwrap();
+    cache.set(2, "ann:photo".into()).await.unwrap();
+    cache.set(3, "bob:bio".into()).await.unwrap();
+    let loaded = cache
+        .get_many(&[4], |_| async {
+            Ok::<_, std::io::Error>([(4, "ann:city".to_owned())].into())
+        })
+        .await
+        .unwrap();
+    assert_eq!(loaded, vec![Some("ann:city".to_owned())]);
+    cache.invalidate_tag("owner:ann").await;
+    assert_eq!(
+        (cache.get(&1), cache.get(&2), cache.get(&4)),
+        (None, None, None)
+    );
+    assert_eq!(cache.get(&3), Some(Some("bob:bio".into())));
+}
