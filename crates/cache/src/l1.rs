@@ -37,6 +37,8 @@ struct Slot<K, V> {
     key: K,
     value: Cached<V>,
     expires_at: Instant,
+    /// From here on, a read should refresh the entry in the background.
+    refresh_at: Instant,
 }
 
 struct Shard<K, V> {
@@ -105,9 +107,16 @@ where
 
     /// The entry for `key`, if present and not expired at `now`.
     pub fn get(&self, key: &K, now: Instant) -> Option<Cached<V>> {
+        self.get_marked(key, now).map(|(value, _)| value)
+    }
+
+    /// Like [`L1::get`], with whether the entry is due for a refresh.
+    pub fn get_marked(&self, key: &K, now: Instant) -> Option<(Cached<V>, bool)> {
         let (hash, mut shard) = self.locate(key);
         let found = match shard.map.get(&hash) {
-            Some(slot) if slot.key == *key && slot.expires_at > now => Some(slot.value.clone()),
+            Some(slot) if slot.key == *key && slot.expires_at > now => {
+                Some((slot.value.clone(), slot.refresh_at <= now))
+            }
             Some(slot) if slot.key == *key => {
                 shard.map.remove(&hash);
                 shard.policy.remove(hash);
@@ -139,6 +148,18 @@ where
     /// Stores `value` for `key` until `expires_at`. The policy may decline
     /// to keep it (or evict others); returns whether it was kept.
     pub fn insert(&self, key: K, value: Cached<V>, expires_at: Instant) -> bool {
+        self.insert_refreshing(key, value, expires_at, expires_at)
+    }
+
+    /// Like [`L1::insert`], with the instant from which reads should
+    /// refresh the entry in the background.
+    pub fn insert_refreshing(
+        &self,
+        key: K,
+        value: Cached<V>,
+        expires_at: Instant,
+        refresh_at: Instant,
+    ) -> bool {
         let weight = match &value {
             Cached::Value(v) => (self.weigher)(&key, v).max(1),
             Cached::Absent => 1,
@@ -163,6 +184,7 @@ where
                     key,
                     value,
                     expires_at,
+                    refresh_at,
                 },
             );
         } else {

@@ -17,6 +17,7 @@ mod error;
 mod flight;
 pub mod l1;
 mod l2;
+mod loading;
 pub mod policy;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -24,6 +25,7 @@ mod tiered;
 
 pub use error::{BoxError, Error};
 pub use l2::{DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, Redis, RedisUrlError};
+pub use loading::LoadingCache;
 pub use tiered::{
     DEFAULT_CAPACITY, DEFAULT_JITTER, DEFAULT_MAX_VALUE_BYTES, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL,
     Stats, TieredCache, TieredCacheBuilder,

@@ -36,6 +36,7 @@ pub struct TieredCacheBuilder<K, V> {
     max_value_bytes: usize,
     lease: Option<Duration>,
     tagger: Option<Tagger<K, V>>,
+    refresh_ahead: Option<f64>,
     capacity: u64,
     weigher: Option<Weigher<K, V>>,
     ttl: Duration,
@@ -52,6 +53,7 @@ impl<K, V> TieredCacheBuilder<K, V> {
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             lease: None,
             tagger: None,
+            refresh_ahead: None,
             capacity: DEFAULT_CAPACITY,
             weigher: None,
             ttl: DEFAULT_TTL,
@@ -96,6 +98,15 @@ impl<K, V> TieredCacheBuilder<K, V> {
     /// built from a row that changed, in every process.
     pub fn tags(mut self, tagger: impl Fn(&K, &V) -> Vec<String> + Send + Sync + 'static) -> Self {
         self.tagger = Some(Arc::new(tagger));
+        self
+    }
+
+    /// Reads in the last `share` of an entry's TTL (0.05 to 0.9) reload it
+    /// in the background while the current value is served, so hot keys
+    /// never expire under their readers. It takes a loader known to the
+    /// cache: see [`TieredCache::with_loader`].
+    pub fn refresh_ahead(mut self, share: f64) -> Self {
+        self.refresh_ahead = Some(share.clamp(0.05, 0.9));
         self
     }
 
@@ -193,6 +204,7 @@ where
                 max_value_bytes: self.max_value_bytes,
                 lease: self.lease,
                 tagger: self.tagger,
+                refresh_ahead: self.refresh_ahead,
                 tag_index: std::sync::Mutex::new(std::collections::HashMap::new()),
                 flights: Flights::new(),
                 namespace: self.namespace,

@@ -43,6 +43,7 @@ struct Inner<K, V> {
     max_value_bytes: usize,
     lease: Option<Duration>,
     tagger: Option<Tagger<K, V>>,
+    refresh_ahead: Option<f64>,
     /// Which L1 keys carry each tag (may name keys already gone from L1).
     tag_index: std::sync::Mutex<HashMap<String, std::collections::HashSet<K>>>,
     flights: Flights<K, Result<Option<V>, Error>>,
@@ -313,13 +314,55 @@ where
     }
 
     fn lookup(&self, key: &K) -> Option<Option<V>> {
-        match self.inner.l1.get(key, Instant::now())? {
-            Cached::Value(v) => Some(Some(v)),
+        self.lookup_marked(key).map(|(value, _)| value)
+    }
+
+    /// An L1 read, with whether the entry is due for a refresh.
+    pub(crate) fn lookup_marked(&self, key: &K) -> Option<(Option<V>, bool)> {
+        let (value, due) = self.inner.l1.get_marked(key, Instant::now())?;
+        match value {
+            Cached::Value(v) => Some((Some(v), due)),
             Cached::Absent => {
                 Counters::add(&self.inner.counters.negative_hits, 1);
-                Some(None)
+                Some((None, false))
             }
         }
+    }
+
+    /// Reloads `key` with `loader` and stores the result, in Redis and L1
+    /// (the background half of refresh-ahead). Errors keep the old value.
+    pub(crate) async fn refresh<F, Fut, E>(&self, key: K, loader: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+        E: Into<BoxError>,
+    {
+        Counters::add(&self.inner.counters.refreshes, 1);
+        match loader().await {
+            Ok(value) => {
+                if let Err(error) = self.store(key, value, None, true).await {
+                    tracing::debug!(namespace = %self.inner.namespace, %error, "Refresh not stored.");
+                }
+            }
+            Err(error) => {
+                Counters::add(&self.inner.counters.load_errors, 1);
+                let error: BoxError = error.into();
+                tracing::debug!(namespace = %self.inner.namespace, %error, "Refresh failed; the current value stays until it expires.");
+            }
+        }
+    }
+
+    /// Puts `value` in L1 for `ttl`, due for refresh in the last share of
+    /// it when refresh-ahead is on.
+    fn l1_insert(&self, key: K, value: Cached<V>, ttl: Duration) {
+        let now = Instant::now();
+        let refresh_at = match (self.inner.refresh_ahead, &value) {
+            (Some(share), Cached::Value(_)) => now + ttl.mul_f64(1.0 - share),
+            _ => now + ttl,
+        };
+        self.inner
+            .l1
+            .insert_refreshing(key, value, now + ttl, refresh_at);
     }
 
     /// `ttl` minus a random share of up to `jitter` of it.

@@ -114,9 +114,7 @@ where
             Cached::Absent => (None, inner.negative_ttl),
         };
         self.index_tags(key, &value);
-        inner
-            .l1
-            .insert(key.clone(), value, Instant::now() + ttl.min(remaining));
+        self.l1_insert(key.clone(), value, ttl.min(remaining));
         Some(found)
     }
 
@@ -164,7 +162,7 @@ where
                 Counters::add(&inner.counters.l2_unavailable, 1);
             }
         }
-        inner.l1.insert(key, value, Instant::now() + ttl);
+        self.l1_insert(key, value, ttl);
         Ok(())
     }
 
@@ -210,7 +208,7 @@ where
             }
         }
         for (key, value, ttl) in prepared {
-            inner.l1.insert(key, value, Instant::now() + ttl);
+            self.l1_insert(key, value, ttl);
         }
         Ok(())
     }

@@ -42,10 +42,12 @@ pub struct Stats {
     pub invalidations_received: u64,
     /// Misses that waited for another process's load (it held the lease).
     pub lease_waits: u64,
+    /// Background reloads of entries read near the end of their TTL.
+    pub refreshes: u64,
 }
 
 #[derive(Default)]
-pub(super) struct Counters {
+pub(crate) struct Counters {
     pub(super) loads: AtomicU64,
     pub(super) load_errors: AtomicU64,
     pub(super) negative_hits: AtomicU64,
@@ -57,10 +59,11 @@ pub(super) struct Counters {
     pub(super) l1_clears: AtomicU64,
     pub(super) invalidations_received: AtomicU64,
     pub(super) lease_waits: AtomicU64,
+    pub(crate) refreshes: AtomicU64,
 }
 
 impl Counters {
-    pub(super) fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -83,6 +86,7 @@ impl Counters {
             l1_clears: get(&self.l1_clears),
             invalidations_received: get(&self.invalidations_received),
             lease_waits: get(&self.lease_waits),
+            refreshes: get(&self.refreshes),
         }
     }
 }

@@ -230,3 +230,46 @@ async fn tags_work_without_redis_too() {
     );
     assert_eq!(cache.get(&3), Some(Some("bob:bio".into())));
 }
+
+#[tokio::test(start_paused = true)]
+async fn refresh_ahead_keeps_hot_keys_from_expiring_under_readers() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let cache = TieredCache::<u64, String>::builder("hot")
+        .ttl(Duration::from_secs(100))
+        .jitter(0.0)
+        .refresh_ahead(0.2)
+        .build()
+        .with_loader(move |key| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, std::io::Error>(Some(format!("{key} v{n}"))) }
+        });
+    assert_eq!(cache.get(&1).await.unwrap().as_deref(), Some("1 v0"));
+    // Before the last 20 % of the TTL: a plain hit.
+    tokio::time::advance(Duration::from_secs(70)).await;
+    assert_eq!(cache.get(&1).await.unwrap().as_deref(), Some("1 v0"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // In the last 20 %: the old value at once, a reload in the background.
+    tokio::time::advance(Duration::from_secs(15)).await;
+    assert_eq!(cache.get(&1).await.unwrap().as_deref(), Some("1 v0"));
+    assert_eq!(
+        cache.get(&1).await.unwrap().as_deref(),
+        Some("1 v0"),
+        "one refresh at a time"
+    );
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(cache.stats().refreshes, 1);
+    // Past the original expiry (100 s), readers never waited on a load.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(cache.get(&1).await.unwrap().as_deref(), Some("1 v1"));
+    assert_eq!(
+        cache.stats().loads,
+        1,
+        "only the first read loaded in the foreground"
+    );
+
+    let many = cache.get_many(&[1, 2, 3]).await.unwrap();
+    assert_eq!(many[0].as_deref(), Some("1 v1"));
+    assert!(many[1].is_some() && many[2].is_some());
+}
