@@ -210,7 +210,9 @@ impl Redis {
             };
             call(connection).await
         };
+        let started = tokio::time::Instant::now();
         let outcome = tokio::time::timeout(inner.timeout, attempt).await;
+        crate::metrics::record_l2_round_trip(started.elapsed());
         match outcome {
             Ok(Ok(value)) => {
                 if inner.breaker.success() == Transition::Recovered {

@@ -18,6 +18,7 @@ mod flight;
 pub mod l1;
 mod l2;
 mod loading;
+mod metrics;
 pub mod policy;
 #[cfg(feature = "sim")]
 pub mod sim;

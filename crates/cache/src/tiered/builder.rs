@@ -208,6 +208,7 @@ where
                 tag_index: std::sync::Mutex::new(std::collections::HashMap::new()),
                 flights: Flights::new(),
                 namespace: self.namespace,
+                bot: self.bot.unwrap_or_default(),
                 ttl: self.ttl,
                 negative_ttl: self.negative_ttl,
                 jitter: self.jitter,

@@ -48,6 +48,7 @@ struct Inner<K, V> {
     tag_index: std::sync::Mutex<HashMap<String, std::collections::HashSet<K>>>,
     flights: Flights<K, Result<Option<V>, Error>>,
     namespace: String,
+    bot: String,
     ttl: Duration,
     negative_ttl: Duration,
     jitter: f64,
@@ -122,7 +123,9 @@ where
                     lease => lease,
                 };
                 Counters::add(&inner.counters.loads, 1);
+                let started = Instant::now();
                 let loaded = loader().await;
+                crate::metrics::record_load(&inner.bot, &inner.namespace, started.elapsed());
                 let stored = match &loaded {
                     Ok(value) => self.store(key.clone(), value.clone(), None, false).await,
                     Err(_) => Ok(()),
@@ -303,6 +306,16 @@ where
     /// The namespace.
     pub fn namespace(&self) -> &str {
         &self.inner.namespace
+    }
+
+    /// The bot, as given to the builder (empty when none was).
+    pub fn bot(&self) -> &str {
+        &self.inner.bot
+    }
+
+    /// The Redis handle, if the cache has an L2.
+    pub fn redis(&self) -> Option<&Redis> {
+        self.inner.l2.as_ref()
     }
 
     /// The counters so far.

@@ -273,3 +273,44 @@ async fn refresh_ahead_keeps_hot_keys_from_expiring_under_readers() {
     assert_eq!(many[0].as_deref(), Some("1 v1"));
     assert!(many[1].is_some() && many[2].is_some());
 }
+
+#[tokio::test(start_paused = true)]
+async fn counters_reach_the_metrics_recorder_with_bounded_labels() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let cache: Cache = TieredCache::builder("profiles").bot("dating").build();
+    let calls = Arc::new(AtomicUsize::new(0));
+    cache.get_or_load(&1, || counting(&calls, 1)).await.unwrap();
+    cache.get_or_load(&1, || counting(&calls, 1)).await.unwrap();
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || cache.report_metrics());
+    let snapshot = snapshotter.snapshot().into_vec();
+    let value = |name: &str, tier: Option<&str>| {
+        snapshot.iter().find_map(|(key, _, _, value)| {
+            let k = key.key();
+            let labels: Vec<(String, String)> = k
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            let tier_ok = tier.is_none_or(|t| labels.contains(&("tier".into(), t.into())));
+            (k.name() == name && tier_ok).then(|| format!("{value:?}"))
+        })
+    };
+    let one = Some(format!("{:?}", DebugValue::Counter(1)));
+    assert_eq!(value("botfleet_cache_hits_total", Some("l1")), one);
+    assert_eq!(value("botfleet_cache_misses_total", Some("l1")), one);
+    assert_eq!(value("botfleet_cache_loads_total", None), one);
+    for (key, _, _, _) in &snapshot {
+        let k = key.key();
+        assert!(k.name().starts_with("botfleet_cache_"), "{}", k.name());
+        for label in k.labels() {
+            assert!(
+                ["bot", "namespace", "tier"].contains(&label.key()),
+                "label {}",
+                label.key()
+            );
+        }
+    }
+}
