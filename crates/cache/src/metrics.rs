@@ -19,76 +19,93 @@ use metrics::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::tiered::TieredCache;
+use crate::tiered::{Stats, TieredCache};
 
 pub(crate) const L2_ROUND_TRIP: &str = "botfleet_cache_l2_round_trip_seconds";
 pub(crate) const LOAD_DURATION: &str = "botfleet_cache_load_duration_seconds";
 const REDIS_AVAILABLE: &str = "botfleet_cache_redis_available";
 
-/// (name, unit, description) of every counter and gauge exported from
-/// [`crate::Stats`].
-const COUNTERS: &[(&str, &str)] = &[
-    (
-        "botfleet_cache_hits_total",
-        "Reads answered, by tier (l1, l2).",
-    ),
-    (
-        "botfleet_cache_misses_total",
-        "Reads a tier could not answer, by tier (l1, l2).",
-    ),
-    ("botfleet_cache_loads_total", "Loader calls."),
+/// Name, description and source field of one exported counter.
+type CounterSpec = (&'static str, &'static str, fn(&Stats) -> u64);
+
+/// The counters exported from [`Stats`] with one label set: name,
+/// description and the field they come from. (Hits and misses, labelled by
+/// tier as well, are exported separately.)
+const COUNTERS: &[CounterSpec] = &[
+    ("botfleet_cache_loads_total", "Loader calls.", |s| s.loads),
     (
         "botfleet_cache_load_errors_total",
         "Loader calls that failed.",
+        |s| s.load_errors,
     ),
     (
         "botfleet_cache_negative_hits_total",
         "Reads answered by a remembered absence.",
+        |s| s.negative_hits,
     ),
     (
         "botfleet_cache_single_flight_waits_total",
         "Callers that waited for another caller's load.",
+        |s| s.single_flight_waits,
     ),
     (
         "botfleet_cache_lease_waits_total",
         "Misses that waited for another process's load.",
+        |s| s.lease_waits,
     ),
     (
         "botfleet_cache_evictions_total",
         "Entries evicted from L1 by the policy.",
+        |s| s.evictions,
     ),
     (
         "botfleet_cache_expirations_total",
         "L1 entries found expired.",
+        |s| s.expirations,
     ),
     (
         "botfleet_cache_l2_corrupt_total",
         "Undecodable values found in Redis.",
+        |s| s.l2_corrupt,
     ),
     (
         "botfleet_cache_l2_unavailable_total",
         "Redis calls skipped or failed.",
+        |s| s.l2_unavailable,
     ),
     (
         "botfleet_cache_l1_clears_total",
         "L1 cleared after a Redis or subscriber outage.",
+        |s| s.l1_clears,
     ),
     (
         "botfleet_cache_invalidations_received_total",
         "Keys dropped on other processes' invalidations.",
+        |s| s.invalidations_received,
     ),
     (
         "botfleet_cache_refreshes_total",
         "Background refreshes of entries near expiry.",
+        |s| s.refreshes,
     ),
 ];
 
 fn describe() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        for (name, text) in COUNTERS {
+        for (name, text, _) in COUNTERS {
             describe_counter!(*name, Unit::Count, *text);
         }
+        describe_counter!(
+            "botfleet_cache_hits_total",
+            Unit::Count,
+            "Reads answered, by tier (l1, l2)."
+        );
+        describe_counter!(
+            "botfleet_cache_misses_total",
+            Unit::Count,
+            "Reads a tier could not answer, by tier (l1, l2)."
+        );
         describe_gauge!("botfleet_cache_l1_entries", Unit::Count, "Entries in L1.");
         describe_gauge!(
             REDIS_AVAILABLE,
@@ -137,27 +154,8 @@ where
         counter!("botfleet_cache_hits_total", &tiered("l2")).absolute(s.l2_hits);
         counter!("botfleet_cache_misses_total", &tiered("l1")).absolute(s.l1_misses);
         counter!("botfleet_cache_misses_total", &tiered("l2")).absolute(s.l2_misses);
-        for (name, value) in [
-            ("botfleet_cache_loads_total", s.loads),
-            ("botfleet_cache_load_errors_total", s.load_errors),
-            ("botfleet_cache_negative_hits_total", s.negative_hits),
-            (
-                "botfleet_cache_single_flight_waits_total",
-                s.single_flight_waits,
-            ),
-            ("botfleet_cache_lease_waits_total", s.lease_waits),
-            ("botfleet_cache_evictions_total", s.evictions),
-            ("botfleet_cache_expirations_total", s.expirations),
-            ("botfleet_cache_l2_corrupt_total", s.l2_corrupt),
-            ("botfleet_cache_l2_unavailable_total", s.l2_unavailable),
-            ("botfleet_cache_l1_clears_total", s.l1_clears),
-            (
-                "botfleet_cache_invalidations_received_total",
-                s.invalidations_received,
-            ),
-            ("botfleet_cache_refreshes_total", s.refreshes),
-        ] {
-            counter!(name, &labels).absolute(value);
+        for (name, _, field) in COUNTERS {
+            counter!(*name, &labels).absolute(field(&s));
         }
         gauge!("botfleet_cache_l1_entries", &labels).set(s.l1_entries as f64);
         if let Some(redis) = self.redis() {
@@ -172,7 +170,7 @@ mod tests {
 
     #[test]
     fn names_follow_the_naming_rules() {
-        for (name, _) in COUNTERS {
+        for (name, _, _) in COUNTERS {
             assert!(
                 name.starts_with("botfleet_cache_") && name.ends_with("_total"),
                 "{name}"
