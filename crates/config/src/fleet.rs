@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::bot::{self, BotConfig};
+use crate::cache::{self, CacheConfig};
 use crate::env::Env;
 use crate::error::ConfigError;
 use crate::preset::Environment;
@@ -29,6 +30,8 @@ pub struct FleetConfig {
     pub redis: Option<RedisConfig>,
     /// `[monitor]`.
     pub monitor: MonitorConfig,
+    /// `[cache]`, with the preset's defaults.
+    pub cache: CacheConfig,
     /// `[[bot]]`, in file order.
     pub bots: Vec<BotConfig>,
 }
@@ -106,6 +109,8 @@ fn read(cx: &mut Ctx<'_>, mut root: Table<'_>) -> Option<FleetConfig> {
         None => Some(Environment::default()),
     };
     let preset = environment.unwrap_or_default().preset();
+    let cache_table = root.table(cx, "cache");
+    let cache = cache::cache(cx, cache_table, &preset);
 
     let (database, url_given) = match root.table(cx, "database") {
         Some(t) => sections::database(cx, t),
@@ -153,6 +158,7 @@ fn read(cx: &mut Ctx<'_>, mut root: Table<'_>) -> Option<FleetConfig> {
         database,
         redis,
         monitor,
+        cache,
         bots,
     })
 }

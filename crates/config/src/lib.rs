@@ -40,6 +40,7 @@
 //! ```
 
 mod bot;
+mod cache;
 mod env;
 mod error;
 mod fleet;
@@ -58,6 +59,7 @@ pub use bot::{
     BotConfig, BotToken, DEFAULT_WEBHOOK_LISTEN, IngestMode, MAX_BOT_NAME, MAX_WORKERS_LIMIT,
     WebhookConfig, WorkerConfig, WorkerValue,
 };
+pub use cache::{CacheConfig, CacheSettings};
 pub use env::{Env, ProcessEnv};
 pub use error::{ConfigError, Diagnostic};
 pub use fleet::FleetConfig;

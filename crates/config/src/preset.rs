@@ -6,6 +6,10 @@
 //! line picks sensible values for the whole fleet. The rationale for every
 //! value is in `docs/config.md`.
 
+use std::time::Duration;
+
+use crate::cache::{CacheConfig, CacheSettings};
+
 /// The preset family of a fleet, from `environment = "..."`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -47,21 +51,25 @@ impl Environment {
                 min_workers: 1,
                 max_workers: 2,
                 requires_database_url: false,
+                cache: cache_preset(1_000, 60, 10, 0, false),
             },
             Environment::Staging => Preset {
                 min_workers: 1,
                 max_workers: 4,
                 requires_database_url: true,
+                cache: cache_preset(10_000, 300, 30, 2_000, true),
             },
             Environment::Prod => Preset {
                 min_workers: 2,
                 max_workers: 8,
                 requires_database_url: true,
+                cache: cache_preset(50_000, 300, 30, 2_000, true),
             },
             Environment::HighPerformance => Preset {
                 min_workers: 4,
                 max_workers: 16,
                 requires_database_url: true,
+                cache: cache_preset(200_000, 600, 60, 2_000, true),
             },
         }
     }
@@ -74,7 +82,7 @@ impl std::fmt::Display for Environment {
 }
 
 /// Defaults implied by an [`Environment`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Preset {
     /// Default `min_workers` of a bot.
@@ -84,4 +92,31 @@ pub struct Preset {
     /// Whether `database.url` must be given (only `dev` may fall back to the
     /// embedded SQLite database).
     pub requires_database_url: bool,
+    /// `[cache]` defaults.
+    pub cache: CacheConfig,
+}
+
+fn cache_preset(
+    capacity: u64,
+    ttl_s: u64,
+    negative_s: u64,
+    lease_ms: u64,
+    prefetch: bool,
+) -> CacheConfig {
+    CacheConfig {
+        defaults: CacheSettings {
+            capacity,
+            ttl: Duration::from_secs(ttl_s),
+            negative_ttl: Duration::from_secs(negative_s),
+            jitter: 0.1,
+            refresh_ahead: 0.2,
+        },
+        namespaces: Vec::new(),
+        max_value_bytes: 1 << 20,
+        lease: Duration::from_millis(lease_ms),
+        redis_timeout: Duration::from_millis(250),
+        redis_probe_interval: Duration::from_secs(1),
+        warming: true,
+        prefetch,
+    }
 }

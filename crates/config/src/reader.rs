@@ -170,22 +170,107 @@ impl<'n> Table<'n> {
                 return None;
             }
         };
-        if !range.contains(&value) {
+        in_range(cx, &node.span, &path, value, &range, ToString::to_string)
+    }
+
+    /// A number in `range`; integers are accepted as numbers too.
+    pub(crate) fn float(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        key: &'static str,
+        range: std::ops::RangeInclusive<f64>,
+    ) -> Option<Spanned<f64>> {
+        let entry = self.entry(key)?;
+        let path = self.key_path(key);
+        let node = &entry.value;
+        let value = match &node.kind {
+            Kind::Float(f) => *f,
+            Kind::Integer(i) => *i as f64,
+            other => {
+                type_error(cx, node, &path, "a number", other);
+                return None;
+            }
+        };
+        in_range(cx, &node.span, &path, value, &range, ToString::to_string)
+    }
+
+    pub(crate) fn boolean(&mut self, cx: &mut Ctx<'_>, key: &'static str) -> Option<Spanned<bool>> {
+        let entry = self.entry(key)?;
+        let path = self.key_path(key);
+        match &entry.value.kind {
+            Kind::Boolean(b) => Some(Spanned {
+                value: *b,
+                span: entry.value.span.clone(),
+            }),
+            other => {
+                type_error(cx, &entry.value, &path, "a boolean (true or false)", other);
+                None
+            }
+        }
+    }
+
+    /// A duration written as a string with a unit: `"250ms"`, `"30s"`,
+    /// `"5m"`, `"1h"` (or `"0"`), within `range`.
+    pub(crate) fn duration(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        key: &'static str,
+        range: std::ops::RangeInclusive<std::time::Duration>,
+    ) -> Option<Spanned<std::time::Duration>> {
+        let text = self.string(cx, key)?;
+        let path = self.key_path(key);
+        let Some(value) = parse_duration(&text.value.value) else {
             cx.error(
-                &node.span,
+                &text.span,
                 &path,
                 format!(
-                    "must be between {} and {}, found {value}",
-                    range.start(),
-                    range.end()
+                    "`{}` is not a duration: write a number and a unit, ms, s, m or h (\"250ms\", \"30s\", \"5m\")",
+                    text.value.value
                 ),
             );
             return None;
-        }
-        Some(Spanned {
-            value,
-            span: node.span.clone(),
+        };
+        in_range(cx, &text.span, &path, value, &range, |d| {
+            format_duration(*d)
         })
+    }
+
+    /// The entries of a table whose keys are free-form names (for example
+    /// per-namespace settings), each read as a table.
+    pub(crate) fn named_tables(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        key: &'static str,
+    ) -> Vec<(String, Table<'n>)> {
+        let Some(table) = self.table(cx, key) else {
+            return Vec::new();
+        };
+        let path = table.path.clone();
+        table
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.value.kind {
+                Kind::Table(entries) => Some((
+                    entry.key.clone(),
+                    Table {
+                        path: format!("{path}.{}", entry.key),
+                        span: entry.value.span.clone(),
+                        entries,
+                        known: Vec::new(),
+                    },
+                )),
+                other => {
+                    type_error(
+                        cx,
+                        &entry.value,
+                        &format!("{path}.{}", entry.key),
+                        "a table",
+                        other,
+                    );
+                    None
+                }
+            })
+            .collect()
     }
 
     pub(crate) fn table(&mut self, cx: &mut Ctx<'_>, key: &'static str) -> Option<Table<'n>> {
@@ -331,6 +416,35 @@ impl<'n> Table<'n> {
     }
 }
 
+/// `value` if it is in `range`; otherwise an error that shows the bounds
+/// with `show`.
+fn in_range<T: PartialOrd>(
+    cx: &mut Ctx<'_>,
+    span: &Span,
+    path: &str,
+    value: T,
+    range: &std::ops::RangeInclusive<T>,
+    show: impl Fn(&T) -> String,
+) -> Option<Spanned<T>> {
+    if range.contains(&value) {
+        return Some(Spanned {
+            value,
+            span: span.clone(),
+        });
+    }
+    cx.error(
+        span,
+        path,
+        format!(
+            "must be between {} and {}, found {}",
+            show(range.start()),
+            show(range.end()),
+            show(&value)
+        ),
+    );
+    None
+}
+
 fn read_string(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Spanned<Text>> {
     match &node.kind {
         Kind::String(raw) => match interpolate::expand(raw, cx.env) {
@@ -359,6 +473,41 @@ fn type_error(cx: &mut Ctx<'_>, node: &Node, path: &str, expected: &str, found: 
         path,
         format!("expected {expected}, found {}", found.type_name()),
     );
+}
+
+/// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"`, `"1.5s"` or `"0"`.
+pub(crate) fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    std::time::Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// Formats a duration the way `parse_duration` reads it.
+pub(crate) fn format_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        "0".to_owned()
+    } else if ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 /// The closest of `candidates` to `word`, if it is close enough to be a typo
@@ -413,6 +562,23 @@ pub(crate) fn choice<T: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        for bad in ["", "5", "s", "5 parsecs", "-1s", "1e3s", "ms5"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        for d in ["250ms", "30s", "5m", "2h", "0", "1500ms"] {
+            assert_eq!(format_duration(parse_duration(d).unwrap()), d);
+        }
+    }
 
     #[test]
     fn suggestions_catch_typos_only() {

@@ -4,7 +4,9 @@
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 
 use crate::bot::{BotConfig, WorkerValue};
+use crate::cache::{CacheConfig, CacheSettings};
 use crate::fleet::FleetConfig;
+use crate::reader::format_duration;
 use crate::secret::REDACTED;
 use crate::sections::Backend;
 
@@ -39,6 +41,7 @@ impl FleetConfig {
             monitor["token"] = value(REDACTED);
         }
         doc["monitor"] = Item::Table(monitor);
+        doc["cache"] = Item::Table(cache_table(&self.cache));
 
         let mut bots = ArrayOfTables::new();
         for bot in &self.bots {
@@ -107,6 +110,36 @@ fn bot_table(bot: &BotConfig) -> Table {
         worker["env"] = Item::Table(env);
     }
     t["worker"] = Item::Table(worker);
+    t
+}
+
+fn settings_into(t: &mut Table, s: &CacheSettings) {
+    t["capacity"] = value(s.capacity as i64);
+    t["ttl"] = value(format_duration(s.ttl));
+    t["negative_ttl"] = value(format_duration(s.negative_ttl));
+    t["jitter"] = value(s.jitter);
+    t["refresh_ahead"] = value(s.refresh_ahead);
+}
+
+fn cache_table(c: &CacheConfig) -> Table {
+    let mut t = Table::new();
+    settings_into(&mut t, &c.defaults);
+    t["max_value_bytes"] = value(c.max_value_bytes as i64);
+    t["lease"] = value(format_duration(c.lease));
+    t["redis_timeout"] = value(format_duration(c.redis_timeout));
+    t["redis_probe_interval"] = value(format_duration(c.redis_probe_interval));
+    t["warming"] = value(c.warming);
+    t["prefetch"] = value(c.prefetch);
+    if !c.namespaces.is_empty() {
+        let mut namespaces = Table::new();
+        namespaces.set_implicit(true);
+        for (name, s) in &c.namespaces {
+            let mut n = Table::new();
+            settings_into(&mut n, s);
+            namespaces[name.as_str()] = Item::Table(n);
+        }
+        t["namespace"] = Item::Table(namespaces);
+    }
     t
 }
 

@@ -21,8 +21,8 @@ pub(crate) struct Node {
 pub(crate) enum Kind {
     String(String),
     Integer(i64),
-    Float,
-    Boolean,
+    Float(f64),
+    Boolean(bool),
     Datetime,
     Array(Vec<Node>),
     Table(Vec<Entry>),
@@ -41,8 +41,8 @@ impl Kind {
         match self {
             Kind::String(_) => "a string",
             Kind::Integer(_) => "an integer",
-            Kind::Float => "a float",
-            Kind::Boolean => "a boolean",
+            Kind::Float(_) => "a float",
+            Kind::Boolean(_) => "a boolean",
             Kind::Datetime => "a date-time",
             Kind::Array(_) => "an array",
             Kind::Table(_) => "a table",
@@ -100,8 +100,8 @@ fn value(value: &Value, key_span: &Span) -> Node {
     let kind = match value {
         Value::String(s) => Kind::String(s.value().clone()),
         Value::Integer(i) => Kind::Integer(*i.value()),
-        Value::Float(_) => Kind::Float,
-        Value::Boolean(_) => Kind::Boolean,
+        Value::Float(f) => Kind::Float(*f.value()),
+        Value::Boolean(b) => Kind::Boolean(*b.value()),
         Value::Datetime(_) => Kind::Datetime,
         Value::Array(array) => Kind::Array(array.iter().map(|v| self::value(v, &span)).collect()),
         Value::InlineTable(table) => Kind::Table(

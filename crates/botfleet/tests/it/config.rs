@@ -99,7 +99,7 @@ fn show_prints_the_resolved_config_without_secrets() {
     ];
     let output = botfleet(&dir, &["-vvv", "config", "show"], &vars);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    expect![[r#"
+    expect![[r##"
         # Resolved configuration (environment = "prod"); secrets are shown as ***.
         environment = "prod"
 
@@ -108,6 +108,19 @@ fn show_prints_the_resolved_config_without_secrets() {
 
         [monitor]
         bind = "127.0.0.1:8001"
+
+        [cache]
+        capacity = 50000
+        ttl = "5m"
+        negative_ttl = "30s"
+        jitter = 0.1
+        refresh_ahead = 0.2
+        max_value_bytes = 1048576
+        lease = "2s"
+        redis_timeout = "250ms"
+        redis_probe_interval = "1s"
+        warming = true
+        prefetch = true
 
         [[bot]]
         name = "dating"
@@ -122,7 +135,7 @@ fn show_prints_the_resolved_config_without_secrets() {
 
         [bot.worker.env]
         DATABASE_URL = "***"
-    "#]]
+    "##]]
     .assert_eq(&stdout(&output));
     let all = format!("{}{}", stdout(&output), stderr(&output));
     assert!(

@@ -274,3 +274,20 @@ fn unreadable_file() {
     assert!(matches!(error, botfleet_config::ConfigError::Read { .. }));
     assert_eq!(error.to_string(), "cannot read does/not/exist.toml");
 }
+
+#[test]
+fn cache_section() {
+    let text = format!(
+        "[cache]\ncapacity = 0\nttl = \"5 minutes\"\njitter = 0.7\nwarming = \"yes\"\nlease = \"2m\"\nttll = \"1s\"\n[cache.namespace.profiles]\nttl = \"10x\"\nrefresh_ahead = true\n{MINIMAL}"
+    );
+    expect![[r#"
+        fleet.toml:2:12: cache.capacity: must be between 1 and 100000000, found 0
+        fleet.toml:3:7: cache.ttl: `5 minutes` is not a duration: write a number and a unit, ms, s, m or h ("250ms", "30s", "5m")
+        fleet.toml:4:10: cache.jitter: must be between 0 and 0.5, found 0.7
+        fleet.toml:5:11: cache.warming: expected a boolean (true or false), found a string
+        fleet.toml:6:9: cache.lease: must be between 0 and 1m, found 2m
+        fleet.toml:7:1: cache.ttll: unknown key `ttll` (did you mean `ttl`?)
+        fleet.toml:9:7: cache.namespace.profiles.ttl: `10x` is not a duration: write a number and a unit, ms, s, m or h ("250ms", "30s", "5m")
+        fleet.toml:10:17: cache.namespace.profiles.refresh_ahead: expected a number, found a boolean"#]]
+    .assert_eq(&errors(&text));
+}

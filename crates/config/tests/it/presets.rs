@@ -64,3 +64,28 @@ fn the_example_config_is_valid() {
     assert_eq!(config.bots.len(), 2);
     assert_eq!(config.bots[1].mode, IngestMode::Webhook);
 }
+
+#[test]
+fn cache_defaults_come_from_the_preset_and_namespaces_override_them() {
+    use std::time::Duration;
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.cache, Environment::Dev.preset().cache);
+    assert_eq!(config.cache.defaults.capacity, 1_000);
+    assert_eq!(config.cache.lease, Duration::ZERO);
+
+    let text = format!(
+        "environment = \"prod\"\n[database]\nurl = \"postgres://db/x\"\n[cache]\nttl = \"10m\"\nprefetch = false\n[cache.namespace.stats]\nttl = \"30s\"\ncapacity = 500\n{MINIMAL}"
+    );
+    let cache = parse(&text).unwrap().cache;
+    assert_eq!(cache.defaults.capacity, 50_000, "from the prod preset");
+    assert_eq!(
+        cache.defaults.ttl,
+        Duration::from_secs(600),
+        "from the file"
+    );
+    assert!(!cache.prefetch);
+    let stats = cache.settings("stats");
+    assert_eq!((stats.capacity, stats.ttl), (500, Duration::from_secs(30)));
+    assert_eq!(stats.negative_ttl, Duration::from_secs(30), "inherited");
+    assert_eq!(cache.settings("profiles"), &cache.defaults);
+}
