@@ -15,6 +15,7 @@ mod bus;
 mod codec;
 mod error;
 mod flight;
+mod hot;
 pub mod l1;
 mod l2;
 mod loading;

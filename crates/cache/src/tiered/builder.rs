@@ -37,6 +37,7 @@ pub struct TieredCacheBuilder<K, V> {
     lease: Option<Duration>,
     tagger: Option<Tagger<K, V>>,
     refresh_ahead: Option<f64>,
+    hot_keys: usize,
     capacity: u64,
     weigher: Option<Weigher<K, V>>,
     ttl: Duration,
@@ -54,6 +55,7 @@ impl<K, V> TieredCacheBuilder<K, V> {
             lease: None,
             tagger: None,
             refresh_ahead: None,
+            hot_keys: 0,
             capacity: DEFAULT_CAPACITY,
             weigher: None,
             ttl: DEFAULT_TTL,
@@ -107,6 +109,14 @@ impl<K, V> TieredCacheBuilder<K, V> {
     /// cache: see [`TieredCache::with_loader`].
     pub fn refresh_ahead(mut self, share: f64) -> Self {
         self.refresh_ahead = Some(share.clamp(0.05, 0.9));
+        self
+    }
+
+    /// Tracks the `top_k` most read keys (in constant memory), so
+    /// [`TieredCache::persist_hot_set`] can save them to Redis and a
+    /// restarted process can [`TieredCache::warm`] its L1 before serving.
+    pub fn warming(mut self, top_k: usize) -> Self {
+        self.hot_keys = top_k;
         self
     }
 
@@ -205,6 +215,8 @@ where
                 lease: self.lease,
                 tagger: self.tagger,
                 refresh_ahead: self.refresh_ahead,
+                hot: (self.hot_keys > 0)
+                    .then(|| std::sync::Mutex::new(crate::hot::HotSet::new(self.hot_keys))),
                 tag_index: std::sync::Mutex::new(std::collections::HashMap::new()),
                 flights: Flights::new(),
                 namespace: self.namespace,

@@ -44,6 +44,8 @@ struct Inner<K, V> {
     lease: Option<Duration>,
     tagger: Option<Tagger<K, V>>,
     refresh_ahead: Option<f64>,
+    /// The most read keys, when warming is on.
+    hot: Option<std::sync::Mutex<crate::hot::HotSet<K>>>,
     /// Which L1 keys carry each tag (may name keys already gone from L1).
     tag_index: std::sync::Mutex<HashMap<String, std::collections::HashSet<K>>>,
     flights: Flights<K, Result<Option<V>, Error>>,
@@ -332,6 +334,7 @@ where
 
     /// An L1 read, with whether the entry is due for a refresh.
     pub(crate) fn lookup_marked(&self, key: &K) -> Option<(Option<V>, bool)> {
+        self.track(key);
         let (value, due) = self.inner.l1.get_marked(key, Instant::now())?;
         match value {
             Cached::Value(v) => Some((Some(v), due)),
@@ -340,6 +343,63 @@ where
                 Some((None, false))
             }
         }
+    }
+
+    /// Counts a read of `key` for the hot set, on one read in `HOT_SAMPLE`
+    /// chosen at random (popularity survives sampling; the hit path stays
+    /// cheap). Random, not every n-th: a periodic workload would alias with
+    /// a fixed stride and count the same few keys forever.
+    fn track(&self, key: &K) {
+        const HOT_SAMPLE: u64 = 4;
+        let Some(hot) = &self.inner.hot else { return };
+        let n = self
+            .inner
+            .sequence
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.inner.random.hash_one(n) % HOT_SAMPLE == 0 {
+            hot.lock().unwrap_or_else(|p| p.into_inner()).record(key);
+        }
+    }
+
+    /// Saves the hot set (the most read keys) to Redis, for [`warm`](Self::warm)
+    /// in processes that start later. Returns how many keys were saved (0
+    /// when warming is off or Redis is unreachable). Call it periodically.
+    pub async fn persist_hot_set(&self) -> usize {
+        let Some(hot) = &self.inner.hot else { return 0 };
+        let keys: Vec<String> = hot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .top()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if keys.is_empty() {
+            return 0;
+        }
+        if self.l2_save_hot_set(&keys).await {
+            keys.len()
+        } else {
+            0
+        }
+    }
+
+    /// Fills L1 with the values of the hot set saved by
+    /// [`persist_hot_set`](Self::persist_hot_set), from Redis in one round
+    /// trip, so a restarted process does not start cold. Returns how many
+    /// entries it put in L1.
+    pub async fn warm(&self) -> usize {
+        let keys: Vec<K> = self
+            .l2_load_hot_set()
+            .await
+            .iter()
+            .filter_map(|k| k.parse().ok())
+            .collect();
+        if keys.is_empty() {
+            return 0;
+        }
+        let found = self.l2_get_many(&keys).await.len();
+        Counters::add(&self.inner.counters.warmed, found as u64);
+        found
     }
 
     /// Reloads `key` with `loader` and stores the result, in Redis and L1

@@ -267,6 +267,47 @@ where
         }
     }
 
+    /// Replaces the saved hot set with `keys` (kept a day).
+    pub(super) async fn l2_save_hot_set(&self, keys: &[String]) -> bool {
+        let Some(redis) = &self.inner.l2 else {
+            return false;
+        };
+        let hot_key = format!("{}hot", self.inner.prefix);
+        let payload = postcard::to_allocvec(keys).unwrap_or_default();
+        redis
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(&hot_key)
+                    .arg(payload)
+                    .arg("EX")
+                    .arg(86_400)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+            .is_some()
+    }
+
+    /// The saved hot set, if any.
+    pub(super) async fn l2_load_hot_set(&self) -> Vec<String> {
+        let Some(redis) = &self.inner.l2 else {
+            return Vec::new();
+        };
+        let hot_key = format!("{}hot", self.inner.prefix);
+        let bytes = redis
+            .run(|mut c| async move {
+                redis::cmd("GET")
+                    .arg(&hot_key)
+                    .query_async::<Option<Vec<u8>>>(&mut c)
+                    .await
+            })
+            .await
+            .flatten();
+        bytes
+            .and_then(|b| postcard::from_bytes::<Vec<String>>(&b).ok())
+            .unwrap_or_default()
+    }
+
     fn tag_key(&self, tag: &str) -> String {
         format!("{}tag:{tag}", self.inner.prefix)
     }

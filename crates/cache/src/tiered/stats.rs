@@ -44,6 +44,8 @@ pub struct Stats {
     pub lease_waits: u64,
     /// Background reloads of entries read near the end of their TTL.
     pub refreshes: u64,
+    /// Entries put in L1 by warming at start.
+    pub warmed: u64,
 }
 
 #[derive(Default)]
@@ -60,6 +62,7 @@ pub(crate) struct Counters {
     pub(super) invalidations_received: AtomicU64,
     pub(super) lease_waits: AtomicU64,
     pub(crate) refreshes: AtomicU64,
+    pub(crate) warmed: AtomicU64,
 }
 
 impl Counters {
@@ -87,6 +90,7 @@ impl Counters {
             invalidations_received: get(&self.invalidations_received),
             lease_waits: get(&self.lease_waits),
             refreshes: get(&self.refreshes),
+            warmed: get(&self.warmed),
         }
     }
 }

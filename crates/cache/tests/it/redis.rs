@@ -480,3 +480,58 @@ async fn invalidating_a_tag_drops_its_entries_everywhere() {
         Some("0")
     );
 }
+
+#[tokio::test]
+async fn a_restarted_process_warms_its_l1_from_the_saved_hot_set() {
+    let server = isolated().await;
+    let build = |redis: Redis| -> Cache {
+        TieredCache::builder("profiles")
+            .bot(server.prefix())
+            .redis(redis)
+            .warming(200)
+            .build()
+    };
+    let first = build(Redis::new(server.url()).unwrap());
+    let calls = AtomicUsize::new(0);
+    // Keys 0..20 are hot (read 100 times each), 2000 others are read once.
+    // Reads are sampled 1 in 4 at random: a hot key is counted ~25 times,
+    // far above Space-Saving's bound of (sampled reads / 200) = 5.
+    for round in 0..100u64 {
+        for id in 0..20 {
+            first.get_or_load(&id, || load(&calls, id)).await.unwrap();
+        }
+        for id in 0..20 {
+            let cold = 1000 + round * 20 + id;
+            first
+                .get_or_load(&cold, || load(&calls, cold))
+                .await
+                .unwrap();
+        }
+    }
+    // All 20 hot keys, and 180 of the cold ones.
+    assert_eq!(first.persist_hot_set().await, 200);
+
+    // A new process: warming fills L1 before it serves.
+    let second = build(Redis::new(server.url()).unwrap());
+    let warmed = second.warm().await;
+    assert_eq!(warmed, 200);
+    assert_eq!(second.stats().warmed, warmed as u64);
+    let before = calls.load(Ordering::SeqCst);
+    for id in 0..20 {
+        second.get_or_load(&id, || load(&calls, id)).await.unwrap();
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        before,
+        "hot keys served without loading"
+    );
+    assert_eq!(second.stats().l1_hits, 20, "from L1, not even Redis");
+
+    // Without a saved hot set there is nothing to warm.
+    let elsewhere: Cache = TieredCache::builder("other")
+        .bot(server.prefix())
+        .redis(Redis::new(server.url()).unwrap())
+        .warming(50)
+        .build();
+    assert_eq!(elsewhere.warm().await, 0);
+}
