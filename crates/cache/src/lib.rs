@@ -21,6 +21,7 @@ mod l2;
 mod loading;
 mod metrics;
 pub mod policy;
+mod prefetch;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod tiered;

@@ -38,6 +38,7 @@ pub struct TieredCacheBuilder<K, V> {
     tagger: Option<Tagger<K, V>>,
     refresh_ahead: Option<f64>,
     hot_keys: usize,
+    prefetch_keys: usize,
     capacity: u64,
     weigher: Option<Weigher<K, V>>,
     ttl: Duration,
@@ -56,6 +57,7 @@ impl<K, V> TieredCacheBuilder<K, V> {
             tagger: None,
             refresh_ahead: None,
             hot_keys: 0,
+            prefetch_keys: 0,
             capacity: DEFAULT_CAPACITY,
             weigher: None,
             ttl: DEFAULT_TTL,
@@ -120,6 +122,16 @@ impl<K, V> TieredCacheBuilder<K, V> {
         self
     }
 
+    /// Learns which key usually follows which (a model of up to
+    /// `model_keys` keys) and, when a read's successor is predicted with
+    /// confidence and not in L1, fetches it from Redis in the background.
+    /// Precision is measured; below 30 % prefetch switches itself off for a
+    /// while, so workloads without patterns pay nothing. Needs Redis.
+    pub fn prefetch(mut self, model_keys: usize) -> Self {
+        self.prefetch_keys = model_keys;
+        self
+    }
+
     /// The L1 capacity: entries, or total weight with a weigher.
     pub fn capacity(mut self, capacity: u64) -> Self {
         self.capacity = capacity;
@@ -179,6 +191,7 @@ where
             "bf:inv:{}",
             prefix.trim_start_matches("bf:").trim_end_matches(':')
         );
+        let has_redis = self.redis.is_some();
         let inner = Arc::new_cyclic(|this: &Weak<Inner<K, V>>| {
             // After a Redis outage, entries may have missed invalidations:
             // correctness first, drop them all.
@@ -215,6 +228,9 @@ where
                 lease: self.lease,
                 tagger: self.tagger,
                 refresh_ahead: self.refresh_ahead,
+                prefetch: (self.prefetch_keys > 0 && has_redis).then(|| {
+                    std::sync::Mutex::new(crate::prefetch::Prefetcher::new(self.prefetch_keys))
+                }),
                 hot: (self.hot_keys > 0)
                     .then(|| std::sync::Mutex::new(crate::hot::HotSet::new(self.hot_keys))),
                 tag_index: std::sync::Mutex::new(std::collections::HashMap::new()),

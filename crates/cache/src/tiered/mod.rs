@@ -44,6 +44,8 @@ struct Inner<K, V> {
     lease: Option<Duration>,
     tagger: Option<Tagger<K, V>>,
     refresh_ahead: Option<f64>,
+    /// The successor model, when prefetch is on.
+    prefetch: Option<std::sync::Mutex<crate::prefetch::Prefetcher<K>>>,
     /// The most read keys, when warming is on.
     hot: Option<std::sync::Mutex<crate::hot::HotSet<K>>>,
     /// Which L1 keys carry each tag (may name keys already gone from L1).
@@ -323,9 +325,17 @@ where
     /// The counters so far.
     pub fn stats(&self) -> Stats {
         let inner = &self.inner;
-        inner
+        let mut stats = inner
             .counters
-            .snapshot(&inner.l1.counters, inner.l1.len() as u64)
+            .snapshot(&inner.l1.counters, inner.l1.len() as u64);
+        if let Some(prefetch) = &inner.prefetch {
+            let model = prefetch.lock().unwrap_or_else(|p| p.into_inner());
+            stats.prefetch_issued = model.counts.issued;
+            stats.prefetch_used = model.counts.used;
+            stats.prefetch_disabled = model.counts.disabled;
+            stats.prefetch_on = model.is_enabled();
+        }
+        stats
     }
 
     fn lookup(&self, key: &K) -> Option<Option<V>> {
@@ -335,6 +345,7 @@ where
     /// An L1 read, with whether the entry is due for a refresh.
     pub(crate) fn lookup_marked(&self, key: &K) -> Option<(Option<V>, bool)> {
         self.track(key);
+        self.prefetch_after(key);
         let (value, due) = self.inner.l1.get_marked(key, Instant::now())?;
         match value {
             Cached::Value(v) => Some((Some(v), due)),
@@ -359,6 +370,31 @@ where
         if self.inner.random.hash_one(n) % HOT_SAMPLE == 0 {
             hot.lock().unwrap_or_else(|p| p.into_inner()).record(key);
         }
+    }
+
+    /// Asks the successor model about a read of `key`; fetches a confident
+    /// successor missing from L1 from Redis in the background.
+    fn prefetch_after(&self, key: &K) {
+        let Some(prefetch) = &self.inner.prefetch else {
+            return;
+        };
+        let next = {
+            let mut model = prefetch.lock().unwrap_or_else(|p| p.into_inner());
+            let next = model.on_read(key);
+            let next = next.filter(|n| self.inner.l1.peek(n, Instant::now()).is_none());
+            if let Some(n) = &next {
+                model.issued(n.clone());
+            }
+            next
+        };
+        let Some(next) = next else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cache = self.clone();
+        runtime.spawn(async move {
+            cache.l2_get(&next).await;
+        });
     }
 
     /// Saves the hot set (the most read keys) to Redis, for [`warm`](Self::warm)

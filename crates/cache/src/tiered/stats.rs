@@ -46,6 +46,14 @@ pub struct Stats {
     pub refreshes: u64,
     /// Entries put in L1 by warming at start.
     pub warmed: u64,
+    /// Successors fetched ahead of their read.
+    pub prefetch_issued: u64,
+    /// Prefetched keys that were then read.
+    pub prefetch_used: u64,
+    /// Times prefetch switched itself off for low precision.
+    pub prefetch_disabled: u64,
+    /// Whether prefetch is on now.
+    pub prefetch_on: bool,
 }
 
 #[derive(Default)]
@@ -91,6 +99,7 @@ impl Counters {
             lease_waits: get(&self.lease_waits),
             refreshes: get(&self.refreshes),
             warmed: get(&self.warmed),
+            ..Stats::default()
         }
     }
 }

@@ -535,3 +535,46 @@ async fn a_restarted_process_warms_its_l1_from_the_saved_hot_set() {
         .build();
     assert_eq!(elsewhere.warm().await, 0);
 }
+
+#[tokio::test]
+async fn prefetch_fetches_the_usual_successor_before_it_is_read() {
+    let server = isolated().await;
+    let writer = cache(&Redis::new(server.url()).unwrap(), server.prefix());
+    for id in (0..50).chain(1000..1050) {
+        writer.set(id, profile(id)).await.unwrap();
+    }
+    // A reader whose L1 forgets quickly (300 ms), so every round starts
+    // cold; each profile `a` is followed by its card `a + 1000`.
+    let reader: Cache = TieredCache::builder("profiles")
+        .bot(server.prefix())
+        .redis(Redis::new(server.url()).unwrap())
+        .ttl(Duration::from_millis(300))
+        .jitter(0.0)
+        .prefetch(10_000)
+        .build();
+    let never = || async {
+        panic!("everything is in Redis");
+        #[allow(unreachable_code, reason = "gives the loader its type")]
+        Ok::<_, std::io::Error>(None)
+    };
+    let mut successor_l1_hits = Vec::new();
+    for _round in 0..8 {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let before = reader.stats().l1_hits;
+        for a in 0..50u64 {
+            reader.get_or_load(&a, never).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            reader.get_or_load(&(a + 1000), never).await.unwrap();
+        }
+        successor_l1_hits.push(reader.stats().l1_hits - before);
+    }
+    // Early rounds learn; later rounds find the successor already in L1.
+    assert_eq!(successor_l1_hits[0], 0, "{successor_l1_hits:?}");
+    assert!(successor_l1_hits[7] >= 45, "{successor_l1_hits:?}");
+    let stats = reader.stats();
+    assert!(stats.prefetch_on);
+    assert!(
+        stats.prefetch_used * 10 >= stats.prefetch_issued * 7,
+        "{stats:?}"
+    );
+}
