@@ -41,6 +41,18 @@ enum Command {
     /// Check or print a fleet configuration (fleet.toml).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Measure what botfleet promises, side by side with its peers: a
+    /// table, or one JSON document with --json.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// The tiered cache: hit ratio on real traces (against moka,
+    /// quick_cache, LRU and OPT), L1/L2 speed, stampede, cold start,
+    /// invalidation delay.
+    Cache(commands::bench::cache::CacheBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +93,7 @@ pub(crate) fn run() -> ExitCode {
     }
     let result = match cli.command {
         Command::Config(command) => commands::config::run(&command),
+        Command::Bench(BenchCommand::Cache(args)) => commands::bench::cache::run(&args),
     };
     match result {
         Ok(code) => code,

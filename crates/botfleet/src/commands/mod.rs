@@ -2,4 +2,5 @@
 //! stdout/stderr explicitly (so a closed pipe is an error, not a panic) and
 //! returns the exit code.
 
+pub(crate) mod bench;
 pub(crate) mod config;

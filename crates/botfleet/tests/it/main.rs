@@ -1,6 +1,7 @@
 //! Integration tests of the `botfleet` binary: the real executable, run as a
 //! user would run it.
 
+mod bench;
 mod config;
 
 use std::path::{Path, PathBuf};

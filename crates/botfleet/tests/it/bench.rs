@@ -1,0 +1,93 @@
+//! `botfleet bench cache` in single-trace mode (no Redis needed).
+
+use crate::{botfleet, scratch, stderr, stdout};
+
+#[test]
+fn one_trace_cell_reports_every_policy_as_json() {
+    let dir = scratch("bench-trace");
+    // A loop over 3 keys, read 3 times, gzip-compressed like the LIRS traces.
+    let text = "1\n2\n3\n1\n2\n3\n1\n2\n3\n";
+    std::fs::write(dir.join("loop.txt"), text).unwrap();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "compresses a fixture with the system gzip"
+    )]
+    let status = std::process::Command::new("gzip")
+        .arg("-kf")
+        .arg(dir.join("loop.txt"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = botfleet(
+        &dir,
+        &[
+            "bench",
+            "cache",
+            "--trace",
+            "loop.txt.gz",
+            "--format",
+            "lirs",
+            "--capacity",
+            "2",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json = stdout(&output);
+    // Exactly one JSON document; LRU never hits a loop bigger than the
+    // cache, OPT keeps two keys and hits 4 of 9.
+    for (policy, hits) in [("lru", 0), ("opt", 4)] {
+        let needle = format!("\"policy\": \"{policy}\",\n      \"hit_ratio\"");
+        let at = json
+            .find(&needle)
+            .unwrap_or_else(|| panic!("{policy} missing:\n{json}"));
+        let after = &json[at..];
+        let hits_field = format!("\"hits\": {hits}");
+        let end = after.find('}').unwrap();
+        assert!(
+            after[..end].contains(&hits_field),
+            "{policy}: {}",
+            &after[..end]
+        );
+    }
+    for policy in ["botfleet", "moka", "quick_cache"] {
+        assert!(
+            json.contains(&format!("\"policy\": \"{policy}\"")),
+            "{policy} missing"
+        );
+    }
+    assert!(json.trim_end().ends_with('}'));
+}
+
+#[test]
+fn missing_traces_are_a_clear_error() {
+    let dir = scratch("bench-no-traces");
+    let output = botfleet(&dir, &["bench", "cache", "--hit-ratio-only"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("pass --traces DIR or set BOTFLEET_TRACES"),
+        "{}",
+        stderr(&output)
+    );
+    let output = botfleet(
+        &dir,
+        &[
+            "bench",
+            "cache",
+            "--trace",
+            "nope.gz",
+            "--format",
+            "lirs",
+            "--capacity",
+            "9",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot read the trace nope.gz"),
+        "{}",
+        stderr(&output)
+    );
+}
