@@ -236,7 +236,7 @@ impl EvictionPolicy for WTinyLfu {
         if self.lists.weight_of(key).is_some() {
             self.lists.set_weight(key, weight);
         } else {
-            if self.lists.total_len() >= self.sketch.width() {
+            if self.lists.total_len() >= self.sketch.capacity() {
                 // More keys than the sketch was sized for (weighted caches):
                 // grow it; the popularity learnt so far is lost once.
                 self.sketch = FrequencySketch::new(self.lists.total_len() * 2, self.seed);
