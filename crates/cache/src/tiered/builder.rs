@@ -233,7 +233,7 @@ where
                 }),
                 hot: (self.hot_keys > 0)
                     .then(|| std::sync::Mutex::new(crate::hot::HotSet::new(self.hot_keys))),
-                tag_index: std::sync::Mutex::new(std::collections::HashMap::new()),
+                tag_index: std::sync::Mutex::new(super::tags::TagIndex::new(self.capacity)),
                 flights: Flights::new(),
                 namespace: self.namespace,
                 bot: self.bot.unwrap_or_default(),

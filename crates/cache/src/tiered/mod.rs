@@ -4,6 +4,7 @@
 mod builder;
 mod remote;
 mod stats;
+mod tags;
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -49,7 +50,7 @@ struct Inner<K, V> {
     /// The most read keys, when warming is on.
     hot: Option<std::sync::Mutex<crate::hot::HotSet<K>>>,
     /// Which L1 keys carry each tag (may name keys already gone from L1).
-    tag_index: std::sync::Mutex<HashMap<String, std::collections::HashSet<K>>>,
+    tag_index: std::sync::Mutex<tags::TagIndex<K>>,
     flights: Flights<K, Result<Option<V>, Error>>,
     namespace: String,
     bot: String,
@@ -253,21 +254,14 @@ where
     /// Drops every entry tagged `tag` (see the builder's `tags`) from L1 and
     /// Redis, and from the L1 of every other process.
     pub async fn invalidate_tag(&self, tag: &str) {
-        let local: Vec<K> = self
+        let local = self
             .inner
             .tag_index
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(tag)
-            .map(|keys| keys.into_iter().collect())
-            .unwrap_or_default();
+            .take(tag);
         let remote = self.l2_take_tag(tag).await;
-        let mut keys = local;
-        for key in remote {
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
+        let keys: std::collections::HashSet<K> = local.into_iter().chain(remote).collect();
         self.invalidate_many(&keys).await;
     }
 
@@ -279,25 +273,13 @@ where
         };
         let tags = tagger(key, value);
         if !tags.is_empty() {
-            let mut index = self
-                .inner
+            let l1 = &self.inner.l1;
+            let now = Instant::now();
+            self.inner
                 .tag_index
                 .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            for tag in &tags {
-                index.entry(tag.clone()).or_default().insert(key.clone());
-            }
-            // Keys evicted from L1 linger in the index; prune it when it
-            // outgrows the cache.
-            let capacity = self.inner.l1.len().max(1024);
-            if index.values().map(|k| k.len()).sum::<usize>() > 4 * capacity {
-                let l1 = &self.inner.l1;
-                let now = Instant::now();
-                index.retain(|_, keys| {
-                    keys.retain(|k| l1.peek(k, now).is_some());
-                    !keys.is_empty()
-                });
-            }
+                .unwrap_or_else(|p| p.into_inner())
+                .add(key, &tags, |k| l1.peek(k, now).is_some());
         }
         tags
     }
