@@ -5,52 +5,65 @@
 //! (inheriting its count, so it is over- never under-estimated). Every key
 //! whose true count exceeds `n / k` is guaranteed to be in the set.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 
-/// The approximately most frequent keys of a stream.
+/// The approximately most frequent keys of a stream. Every record is
+/// O(log k): counters live in slots, ordered by count in a `BTreeSet`, so
+/// the smallest is found without a scan.
 #[derive(Debug)]
 pub(crate) struct HotSet<K> {
-    counts: HashMap<K, u64>,
+    /// Key and count per slot.
+    slots: Vec<(K, u64)>,
+    index: HashMap<K, usize>,
+    /// `(count, slot)` of every slot.
+    order: BTreeSet<(u64, usize)>,
     capacity: usize,
 }
 
 impl<K: Hash + Eq + Clone> HotSet<K> {
     pub(crate) fn new(capacity: usize) -> Self {
         HotSet {
-            counts: HashMap::with_capacity(capacity + 1),
+            slots: Vec::with_capacity(capacity),
+            index: HashMap::with_capacity(capacity),
+            order: BTreeSet::new(),
             capacity: capacity.max(1),
         }
     }
 
     pub(crate) fn record(&mut self, key: &K) {
-        if let Some(count) = self.counts.get_mut(key) {
-            *count += 1;
-            return;
-        }
-        if self.counts.len() < self.capacity {
-            self.counts.insert(key.clone(), 1);
-            return;
-        }
-        // Replace the least counted key. A linear scan: the set is small
-        // (hundreds) and this runs on a sample of reads only.
-        let Some((victim, min)) = self
-            .counts
-            .iter()
-            .min_by_key(|(_, c)| **c)
-            .map(|(k, c)| (k.clone(), *c))
-        else {
-            return;
+        let slot = match self.index.get(key) {
+            Some(&slot) => {
+                self.order.remove(&(self.slots[slot].1, slot));
+                self.slots[slot].1 += 1;
+                slot
+            }
+            None if self.slots.len() < self.capacity => {
+                self.slots.push((key.clone(), 1));
+                self.index.insert(key.clone(), self.slots.len() - 1);
+                self.slots.len() - 1
+            }
+            None => {
+                // Take over the least counted slot, inheriting its count.
+                let Some((min, slot)) = self.order.pop_first() else {
+                    return;
+                };
+                self.index.remove(&self.slots[slot].0);
+                self.slots[slot] = (key.clone(), min + 1);
+                self.index.insert(key.clone(), slot);
+                slot
+            }
         };
-        self.counts.remove(&victim);
-        self.counts.insert(key.clone(), min + 1);
+        self.order.insert((self.slots[slot].1, slot));
     }
 
     /// The keys, most counted first.
     pub(crate) fn top(&self) -> Vec<K> {
-        let mut entries: Vec<(&K, &u64)> = self.counts.iter().collect();
-        entries.sort_by(|a, b| b.1.cmp(a.1));
-        entries.into_iter().map(|(k, _)| k.clone()).collect()
+        self.order
+            .iter()
+            .rev()
+            .map(|&(_, slot)| self.slots[slot].0.clone())
+            .collect()
     }
 }
 
@@ -72,5 +85,7 @@ mod tests {
         let mut first: Vec<u64> = top[..5].to_vec();
         first.sort_unstable();
         assert_eq!(first, [0, 1, 2, 3, 4]);
+        assert_eq!(hot.index.len(), 10);
+        assert_eq!(hot.order.len(), 10);
     }
 }
