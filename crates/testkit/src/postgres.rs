@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::port::free_port;
 use crate::process::{RunAs, ServerProcess, Watchdog, command, output};
 use crate::tempdir::TempDir;
 use crate::wait::{poll, sleep};
@@ -208,36 +207,20 @@ impl PostgresServer {
 
         let watchdog = Watchdog::arm(&data.join("postmaster.pid"), "postgres", "QUIT", dir.path())?;
         let process = ServerProcess::new("PostgreSQL", dir.path().join("postgres.log"));
-        // A port found free may be taken before the server binds it: retry
-        // with another one.
-        let mut attempts = 0;
-        loop {
-            let port = free_port()?;
+        let (port, args) = process.start_on_free_port("could not bind", |port| {
             let args = server_args(&data, &socket_dir, port, &builder.settings);
-            let log_start = process.log().len();
-            match launch(&bins, run_as, &process, &args, &data, port) {
-                Ok(()) => {
-                    return Ok(PostgresServer {
-                        bins,
-                        run_as,
-                        process,
-                        port,
-                        args,
-                        next_database: AtomicU32::new(0),
-                        _watchdog: watchdog,
-                        dir,
-                    });
-                }
-                Err(error) => {
-                    let _ = process.kill();
-                    attempts += 1;
-                    let port_taken = process.log()[log_start..].contains("could not bind");
-                    if !port_taken || attempts == 5 {
-                        return Err(error);
-                    }
-                }
-            }
-        }
+            launch(&bins, run_as, &process, &args, &data, port).map(|()| args)
+        })?;
+        Ok(PostgresServer {
+            bins,
+            run_as,
+            process,
+            port,
+            args,
+            next_database: AtomicU32::new(0),
+            _watchdog: watchdog,
+            dir,
+        })
     }
 
     /// The TCP port on 127.0.0.1.

@@ -208,6 +208,33 @@ impl ServerProcess {
         launch()
     }
 
+    /// Runs `launch` on a free port until the server starts. A port found
+    /// free may be taken before the server binds it; when the log says so
+    /// (it contains `taken`), the start is retried on another port, up to
+    /// five times. Returns the port and what `launch` returned.
+    pub(crate) fn start_on_free_port<T>(
+        &self,
+        taken: &str,
+        mut launch: impl FnMut(u16) -> Result<T>,
+    ) -> Result<(u16, T)> {
+        let mut attempts = 0;
+        loop {
+            let port = crate::port::free_port()?;
+            let log_start = self.log().len();
+            match launch(port) {
+                Ok(value) => return Ok((port, value)),
+                Err(error) => {
+                    let _ = self.kill();
+                    attempts += 1;
+                    let port_taken = self.log().get(log_start..).unwrap_or("").contains(taken);
+                    if !port_taken || attempts == 5 {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+
     /// The last lines of the server's log, for error messages.
     pub(crate) fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();

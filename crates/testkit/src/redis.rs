@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::port::free_port;
 use crate::process::{ServerProcess, Watchdog, command};
 use crate::resp::{Reply, RespConn};
 use crate::tempdir::TempDir;
@@ -96,28 +95,16 @@ impl RedisServer {
             _watchdog: watchdog,
             dir,
         };
-        let mut attempts = 0;
-        loop {
-            server.port = free_port()?;
-            let log_start = server.process.log().len();
-            match server.launch() {
-                Ok(()) => return Ok(server),
-                Err(error) => {
-                    let _ = server.process.kill();
-                    attempts += 1;
-                    let log = server.process.log();
-                    let port_taken = log[log_start..].contains("Address already in use");
-                    if !port_taken || attempts == 5 {
-                        return Err(error);
-                    }
-                }
-            }
-        }
+        let (port, ()) = server
+            .process
+            .start_on_free_port("Address already in use", |port| server.launch_on(port))?;
+        server.port = port;
+        Ok(server)
     }
 
-    fn launch(&self) -> Result<()> {
+    fn launch_on(&self, port: u16) -> Result<()> {
         let mut cmd = command(&self.binary);
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .args(["--databases", &DATABASES.to_string()])
             .arg("--dir")
@@ -129,7 +116,7 @@ impl RedisServer {
             cmd.arg(format!("--{name}")).arg(value);
         }
         self.process.spawn(cmd)?;
-        let url = self.url();
+        let url = format!("redis://127.0.0.1:{port}");
         let outcome = poll(START_TIMEOUT, Duration::from_millis(10), || {
             if let Some(status) = self.process.exited() {
                 return Some(Err(format!("redis-server exited ({status})")));
@@ -145,7 +132,7 @@ impl RedisServer {
             None => format!("no PONG after {START_TIMEOUT:?}"),
         };
         Err(Error::Start {
-            server: format!("Redis on port {}", self.port),
+            server: format!("Redis on port {port}"),
             detail: format!("{detail}{}", self.process.log_tail()),
         })
     }
@@ -205,7 +192,7 @@ impl RedisServer {
     /// Starts the server again on the same port after [`stop`](Self::stop)
     /// or [`kill`](Self::kill). It comes back empty.
     pub fn start_again(&self) -> Result<()> {
-        self.process.start_again_with(|| self.launch())
+        self.process.start_again_with(|| self.launch_on(self.port))
     }
 
     /// [`stop`](Self::stop) then [`start_again`](Self::start_again).
