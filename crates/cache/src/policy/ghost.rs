@@ -10,7 +10,11 @@ use super::hash::U64Map;
 #[derive(Debug, Default)]
 pub(crate) struct Ghost {
     fifo: VecDeque<u64>,
-    counts: U64Map<u32>,
+    /// Per key: how many FIFO entries it has, and the sequence number of the
+    /// latest.
+    entries: U64Map<(u32, u64)>,
+    /// Keys added so far.
+    added: u64,
     max: usize,
 }
 
@@ -22,13 +26,14 @@ impl Ghost {
         }
     }
 
-    /// Distinct keys remembered.
-    pub(crate) fn len(&self) -> usize {
-        self.counts.len()
+    pub(crate) fn contains(&self, key: u64) -> bool {
+        self.entries.contains_key(&key)
     }
 
-    pub(crate) fn contains(&self, key: u64) -> bool {
-        self.counts.contains_key(&key)
+    /// How many keys were added after the latest entry of `key` (0: it was
+    /// the last one added), if it is remembered.
+    pub(crate) fn age(&self, key: u64) -> Option<u64> {
+        self.entries.get(&key).map(|&(_, at)| self.added - at)
     }
 
     /// Forgets one entry of `key`; whether there was one. Its slot in the
@@ -42,7 +47,10 @@ impl Ghost {
             return;
         }
         self.fifo.push_back(key);
-        *self.counts.entry(key).or_insert(0) += 1;
+        self.added += 1;
+        let entry = self.entries.entry(key).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 = self.added;
         while self.fifo.len() > self.max {
             if let Some(old) = self.fifo.pop_front() {
                 self.decrement(old);
@@ -51,11 +59,11 @@ impl Ghost {
     }
 
     fn decrement(&mut self, key: u64) -> bool {
-        match self.counts.get_mut(&key) {
-            Some(n) => {
+        match self.entries.get_mut(&key) {
+            Some((n, _)) => {
                 *n -= 1;
                 if *n == 0 {
-                    self.counts.remove(&key);
+                    self.entries.remove(&key);
                 }
                 true
             }
@@ -80,7 +88,10 @@ mod tests {
         // The stale FIFO slot of 2 ages out without disturbing 3.
         g.add(4);
         assert!(g.contains(3) && g.contains(4));
-        assert_eq!(g.len(), 2);
+        assert_eq!(g.entries.len(), 2);
+        assert_eq!((g.age(4), g.age(3), g.age(1)), (Some(0), Some(1), None));
+        g.add(3);
+        assert_eq!(g.age(3), Some(0), "the latest entry counts");
         let mut off = Ghost::new(0);
         off.add(1);
         assert!(!off.contains(1));

@@ -71,6 +71,13 @@ impl<const N: usize> Lists<N> {
         (head != NIL).then(|| self.nodes[head as usize].key)
     }
 
+    /// The key after `key` (present) towards the most recently used end of
+    /// its list.
+    pub(crate) fn newer(&self, key: u64) -> Option<u64> {
+        let next = self.nodes[*self.index.get(&key)? as usize].next;
+        (next != NIL).then(|| self.nodes[next as usize].key)
+    }
+
     /// Adds `key` (not present) at the most recently used end of `list`.
     pub(crate) fn push(&mut self, list: usize, key: u64, weight: u64) {
         let node = Node {
