@@ -33,6 +33,9 @@ pub struct BotConfig {
     pub min_workers: u32,
     /// The most workers the autoscaler may start.
     pub max_workers: u32,
+    /// This bot's share of the fleet's database connections, relative to
+    /// the other bots (default 1).
+    pub db_weight: f64,
 }
 
 /// How a bot receives its updates.
@@ -288,6 +291,9 @@ pub(crate) fn bot(
         (Some(min), Some(max)) => Some((min.value as u32, max.value as u32)),
         _ => None,
     };
+    let db_weight = t
+        .float(cx, "db_weight", 0.01..=1000.0)
+        .map_or(1.0, |v| v.value);
     let path = t.path().to_owned();
     t.finish(cx);
     let keys = BotKeys {
@@ -307,6 +313,7 @@ pub(crate) fn bot(
             worker: worker?,
             min_workers,
             max_workers,
+            db_weight,
         })
     })();
     (config, keys)

@@ -113,8 +113,14 @@ fn read(cx: &mut Ctx<'_>, mut root: Table<'_>) -> Option<FleetConfig> {
     let cache = cache::cache(cx, cache_table, &preset);
 
     let (database, url_given) = match root.table(cx, "database") {
-        Some(t) => sections::database(cx, t),
-        None => (DatabaseConfig { url: None }, false),
+        Some(t) => sections::database(cx, t, &preset.database),
+        None => (
+            DatabaseConfig {
+                url: None,
+                settings: preset.database.clone(),
+            },
+            false,
+        ),
     };
     if let Some(env) = environment {
         // An invalid url was reported already; only a missing one is news.

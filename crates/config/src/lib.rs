@@ -41,6 +41,7 @@
 
 mod bot;
 mod cache;
+mod database;
 mod env;
 mod error;
 mod fleet;
@@ -60,6 +61,7 @@ pub use bot::{
     WebhookConfig, WorkerConfig, WorkerValue,
 };
 pub use cache::{CacheConfig, CacheSettings};
+pub use database::{BatcherSettings, DatabaseSettings, PoolSettings, WhenFull};
 pub use env::{Env, ProcessEnv};
 pub use error::{ConfigError, Diagnostic};
 pub use fleet::FleetConfig;

@@ -9,6 +9,10 @@
 use std::time::Duration;
 
 use crate::cache::{CacheConfig, CacheSettings};
+use crate::database::{self, DatabaseSettings};
+
+const MS: Duration = Duration::from_millis(1);
+const S: Duration = Duration::from_secs(1);
 
 /// The preset family of a fleet, from `environment = "..."`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -52,24 +56,28 @@ impl Environment {
                 max_workers: 2,
                 requires_database_url: false,
                 cache: cache_preset(1_000, 60, 10, 0, false),
+                database: database::preset(5, 0, 5 * S, Duration::ZERO, 30 * S, 100 * MS, 3),
             },
             Environment::Staging => Preset {
                 min_workers: 1,
                 max_workers: 4,
                 requires_database_url: true,
                 cache: cache_preset(10_000, 300, 30, 2_000, true),
+                database: database::preset(10, 1, 3 * S, 30 * S, 10 * S, 100 * MS, 5),
             },
             Environment::Prod => Preset {
                 min_workers: 2,
                 max_workers: 8,
                 requires_database_url: true,
                 cache: cache_preset(50_000, 300, 30, 2_000, true),
+                database: database::preset(10, 1, 2 * S, 60 * S, 5 * S, 250 * MS, 5),
             },
             Environment::HighPerformance => Preset {
                 min_workers: 4,
                 max_workers: 16,
                 requires_database_url: true,
                 cache: cache_preset(200_000, 600, 60, 2_000, true),
+                database: database::preset(20, 2, S, 60 * S, 2 * S, 50 * MS, 10),
             },
         }
     }
@@ -94,6 +102,8 @@ pub struct Preset {
     pub requires_database_url: bool,
     /// `[cache]` defaults.
     pub cache: CacheConfig,
+    /// `[database]` defaults (pool, reserve, slow queries, batcher).
+    pub database: DatabaseSettings,
 }
 
 fn cache_preset(

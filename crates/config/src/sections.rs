@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use crate::database::DatabaseSettings;
 use crate::reader::{Ctx, Spanned, Table, Text};
 use crate::secret::{Secret, redact_url, url_password};
 
@@ -15,6 +16,9 @@ pub struct DatabaseConfig {
     /// `database.url`; `None` means the embedded SQLite database (allowed in
     /// `dev` only).
     pub url: Option<DatabaseUrl>,
+    /// Pool, reserve, slow-query and batcher settings, with the preset's
+    /// defaults.
+    pub settings: DatabaseSettings,
 }
 
 /// Which database a URL points to.
@@ -56,8 +60,13 @@ impl DatabaseUrl {
     }
 }
 
-/// Reads `[database]`; the flag says whether `url` was written at all.
-pub(crate) fn database(cx: &mut Ctx<'_>, mut t: Table<'_>) -> (DatabaseConfig, bool) {
+/// Reads `[database]` over the preset's settings; the flag says whether
+/// `url` was written at all.
+pub(crate) fn database(
+    cx: &mut Ctx<'_>,
+    mut t: Table<'_>,
+    preset: &DatabaseSettings,
+) -> (DatabaseConfig, bool) {
     let url = t.string(cx, "url").and_then(|url| {
         let path = t.key_path("url");
         let text = &url.value.value;
@@ -79,8 +88,9 @@ pub(crate) fn database(cx: &mut Ctx<'_>, mut t: Table<'_>) -> (DatabaseConfig, b
         })
     });
     let url_given = t.contains("url");
+    let settings = crate::database::settings(cx, &mut t, preset);
     t.finish(cx);
-    (DatabaseConfig { url }, url_given)
+    (DatabaseConfig { url, settings }, url_given)
 }
 
 /// `[redis]`: the shared L2 cache, invalidation bus and cross-pod limiter.

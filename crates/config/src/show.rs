@@ -5,6 +5,7 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 
 use crate::bot::{BotConfig, WorkerValue};
 use crate::cache::{CacheConfig, CacheSettings};
+use crate::database::DatabaseSettings;
 use crate::fleet::FleetConfig;
 use crate::reader::format_duration;
 use crate::secret::REDACTED;
@@ -27,6 +28,7 @@ impl FleetConfig {
                     .set_suffix("# url not set: the embedded SQLite database is used\n");
             }
         }
+        database_settings_into(&mut database, &self.database.settings);
         doc["database"] = Item::Table(database);
 
         if let Some(redis) = &self.redis {
@@ -91,6 +93,7 @@ fn bot_table(bot: &BotConfig) -> Table {
     t["mode"] = value(bot.mode.as_str());
     t["min_workers"] = value(i64::from(bot.min_workers));
     t["max_workers"] = value(i64::from(bot.max_workers));
+    t["db_weight"] = value(bot.db_weight);
     if let Some(webhook) = &bot.webhook {
         let mut w = Table::new();
         w["url"] = value(webhook.url.as_str());
@@ -119,6 +122,32 @@ fn settings_into(t: &mut Table, s: &CacheSettings) {
     t["negative_ttl"] = value(format_duration(s.negative_ttl));
     t["jitter"] = value(s.jitter);
     t["refresh_ahead"] = value(s.refresh_ahead);
+}
+
+fn database_settings_into(t: &mut Table, s: &DatabaseSettings) {
+    let d = |d| value(format_duration(d));
+    t["reserve"] = value(i64::from(s.reserve));
+    t["slow_query"] = d(s.slow_query);
+    t["slow_query_log_interval"] = d(s.slow_query_log_interval);
+    t["explain_slow_queries"] = value(s.explain_slow_queries);
+    let p = &s.pool;
+    let mut pool = Table::new();
+    pool["min_connections"] = value(i64::from(p.min_connections));
+    pool["max_connections"] = value(i64::from(p.max_connections));
+    pool["acquire_timeout"] = d(p.acquire_timeout);
+    pool["idle_timeout"] = d(p.idle_timeout);
+    pool["max_lifetime"] = d(p.max_lifetime);
+    pool["ping_idle_after"] = d(p.ping_idle_after);
+    pool["connect_timeout"] = d(p.connect_timeout);
+    pool["statement_timeout"] = d(p.statement_timeout);
+    t["pool"] = Item::Table(pool);
+    let b = &s.batcher;
+    let mut batcher = Table::new();
+    batcher["max_rows"] = value(i64::from(b.max_rows));
+    batcher["linger"] = d(b.linger);
+    batcher["queue"] = value(i64::from(b.queue));
+    batcher["when_full"] = value(b.when_full.as_str());
+    t["batcher"] = Item::Table(batcher);
 }
 
 fn cache_table(c: &CacheConfig) -> Table {

@@ -31,7 +31,7 @@ fn unknown_keys_with_and_without_suggestion() {
         fleet.toml:1:1: enviroment: unknown key `enviroment` (did you mean `environment`?)
         fleet.toml:2:2: databse: unknown key `databse` (did you mean `database`?)
         fleet.toml:7:1: bot[0].min_worker: unknown key `min_worker` (did you mean `min_workers`?)
-        fleet.toml:8:1: bot[0].colour: unknown key `colour`; the keys here are `max_workers`, `min_workers`, `mode`, `name`, `token`, `webhook`, `worker`
+        fleet.toml:8:1: bot[0].colour: unknown key `colour`; the keys here are `db_weight`, `max_workers`, `min_workers`, `mode`, `name`, `token`, `webhook`, `worker`
         fleet.toml:11:13: bot[0].worker.opts: unknown key `opts`; the keys here are `args`, `command`, `env`"#]]
     .assert_eq(&errors(&text));
 }
@@ -290,4 +290,17 @@ fn cache_section() {
         fleet.toml:9:7: cache.namespace.profiles.ttl: `10x` is not a duration: write a number and a unit, ms, s, m or h ("250ms", "30s", "5m")
         fleet.toml:10:17: cache.namespace.profiles.refresh_ahead: expected a number, found a boolean"#]]
     .assert_eq(&errors(&text));
+}
+
+#[test]
+fn database_settings() {
+    let text = format!(
+        "[database]\nreserve = -1\n[database.pool]\nmin_connections = 9\nmax_connections = 3\nping_idle_after = \"soon\"\n[database.batcher]\nwhen_full = \"drop\"\nlinger = \"2m\"\n{MINIMAL}"
+    );
+    expect![[r#"
+        fleet.toml:2:11: database.reserve: must be between 0 and 10000, found -1
+        fleet.toml:4:19: database.pool.min_connections: min_connections (9) is greater than max_connections (3)
+        fleet.toml:6:19: database.pool.ping_idle_after: `soon` is not a duration: write a number and a unit, ms, s, m or h ("250ms", "30s", "5m")
+        fleet.toml:8:13: database.batcher.when_full: unknown value `drop`; expected one of `wait`, `error`
+        fleet.toml:9:10: database.batcher.linger: must be between 0 and 1m, found 2m"#]].assert_eq(&errors(&text));
 }

@@ -89,3 +89,49 @@ fn cache_defaults_come_from_the_preset_and_namespaces_override_them() {
     assert_eq!(stats.negative_ttl, Duration::from_secs(30), "inherited");
     assert_eq!(cache.settings("profiles"), &cache.defaults);
 }
+
+#[test]
+fn database_settings_come_from_the_preset_and_the_file_overrides_them() {
+    use botfleet_config::WhenFull;
+    use std::time::Duration;
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.database.settings, Environment::Dev.preset().database);
+    assert_eq!(
+        config.database.settings.pool.ping_idle_after,
+        Duration::ZERO,
+        "dev pings on every acquire"
+    );
+    assert_eq!(config.bots[0].db_weight, 1.0);
+
+    let text = format!(
+        "environment = \"prod\"\n[database]\nurl = \"postgres://db/x\"\nreserve = 7\nslow_query = \"50ms\"\n[database.pool]\nmax_connections = 4\nstatement_timeout = \"0s\"\n[database.batcher]\nmax_rows = 500\nwhen_full = \"error\"\n{}",
+        MINIMAL.replace("[bot.worker]", "db_weight = 2.5\n[bot.worker]")
+    );
+    let config = parse(&text).unwrap();
+    let s = &config.database.settings;
+    let prod = Environment::Prod.preset().database;
+    assert_eq!((s.reserve, s.slow_query), (7, Duration::from_millis(50)));
+    assert_eq!(s.pool.max_connections, 4);
+    assert_eq!(s.pool.statement_timeout, Duration::ZERO);
+    assert_eq!(
+        s.pool.acquire_timeout, prod.pool.acquire_timeout,
+        "inherited"
+    );
+    assert_eq!(s.pool.ping_idle_after, Duration::from_secs(60));
+    assert_eq!(
+        (s.batcher.max_rows, s.batcher.when_full),
+        (500, WhenFull::Error)
+    );
+    assert_eq!(s.batcher.linger, Duration::from_millis(10));
+    assert_eq!(config.bots[0].db_weight, 2.5);
+}
+
+#[test]
+fn every_preset_fits_its_own_rules() {
+    for (_, env) in Environment::ALL {
+        let d = env.preset().database;
+        assert!(d.pool.min_connections <= d.pool.max_connections, "{env}");
+        assert!(d.pool.connect_timeout <= d.pool.acquire_timeout, "{env}");
+        assert_eq!(d.batcher.max_rows, 100, "{env}: the issue's default");
+    }
+}
