@@ -66,7 +66,7 @@ pub use env::{Env, ProcessEnv};
 pub use error::{ConfigError, Diagnostic};
 pub use fleet::FleetConfig;
 pub use preset::{Environment, Preset};
-pub use secret::{REDACTED, Secret, redact_url};
+pub use secret::{REDACTED, Secret, redact_url, url_password};
 pub use sections::{
     Backend, DEFAULT_MONITOR_BIND, DatabaseConfig, DatabaseUrl, MonitorConfig, RedisConfig,
 };

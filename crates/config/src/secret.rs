@@ -93,7 +93,7 @@ fn is_secret_param(name: &str) -> bool {
 }
 
 /// The password of a URL's user info, if it has one.
-pub(crate) fn url_password(url: &str) -> Option<&str> {
+pub fn url_password(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     let userinfo = authority.rsplit_once('@')?.0;

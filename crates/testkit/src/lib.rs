@@ -49,7 +49,7 @@ pub use error::{Error, Result};
 pub use postgres::{PostgresBuilder, PostgresServer, SUPERUSER, TestDatabase};
 pub use redis::{RedisBuilder, RedisServer, TestRedis};
 pub use resp::{Reply, RespConn};
-pub use tempdir::BOTFLEET_TEST_TMPDIR;
+pub use tempdir::{BOTFLEET_TEST_TMPDIR, TempDir};
 
 /// A PostgreSQL server to use instead of starting one, as a URL whose user
 /// may create databases.

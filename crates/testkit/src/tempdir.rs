@@ -10,15 +10,16 @@ use crate::error::{Error, Result};
 /// when unset. Keep it short: a Unix socket path must fit in 107 bytes.
 pub const BOTFLEET_TEST_TMPDIR: &str = "BOTFLEET_TEST_TMPDIR";
 
-/// A directory that is deleted, with its content, when dropped.
+/// A private directory (mode 0700) that is deleted, with its content, when
+/// dropped: for a test's files, such as an SQLite database.
 #[derive(Debug)]
-pub(crate) struct TempDir {
+pub struct TempDir {
     path: PathBuf,
 }
 
 impl TempDir {
     /// Creates `botfleet-<kind>-<pid>-<n>` with mode 0700.
-    pub(crate) fn new(kind: &str) -> Result<TempDir> {
+    pub fn new(kind: &str) -> Result<TempDir> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let base =
             std::env::var_os(BOTFLEET_TEST_TMPDIR).map_or_else(std::env::temp_dir, PathBuf::from);
@@ -48,7 +49,8 @@ impl TempDir {
         }
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    /// The directory.
+    pub fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -1,0 +1,1 @@
+//! Invariant 4 across processes.

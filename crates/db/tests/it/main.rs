@@ -1,0 +1,6 @@
+//! botfleet-db against real servers: SQLite files and PostgreSQL from
+//! botfleet-testkit.
+
+mod budget;
+mod handle;
+mod support;
