@@ -45,6 +45,10 @@ enum Command {
     /// table, or one JSON document with --json.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Plan the fleet's database connections: read the server's limits and
+    /// print each bot's workers x pool size, within the budget, and the
+    /// preset's pool settings.
+    Tune(commands::tune::TuneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +98,7 @@ pub(crate) fn run() -> ExitCode {
     let result = match cli.command {
         Command::Config(command) => commands::config::run(&command),
         Command::Bench(BenchCommand::Cache(args)) => commands::bench::cache::run(&args),
+        Command::Tune(args) => commands::tune::run(&args),
     };
     match result {
         Ok(code) => code,

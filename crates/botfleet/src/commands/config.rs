@@ -37,7 +37,7 @@ fn show(args: &ConfigFile) -> anyhow::Result<ExitCode> {
 
 /// Loads the file; an invalid one has its problems printed to stderr and
 /// gives `None`. A file that cannot be read is an error.
-fn load(args: &ConfigFile) -> anyhow::Result<Option<FleetConfig>> {
+pub(crate) fn load(args: &ConfigFile) -> anyhow::Result<Option<FleetConfig>> {
     let path = &args.file;
     match botfleet_config::load(path) {
         Ok(config) => {

@@ -4,3 +4,4 @@
 
 pub(crate) mod bench;
 pub(crate) mod config;
+pub(crate) mod tune;

@@ -105,6 +105,26 @@ fn show_prints_the_resolved_config_without_secrets() {
 
         [database]
         url = "postgres://bot:***@127.0.0.1:5432/fleet"
+        reserve = 5
+        slow_query = "250ms"
+        slow_query_log_interval = "1m"
+        explain_slow_queries = true
+
+        [database.pool]
+        min_connections = 1
+        max_connections = 10
+        acquire_timeout = "2s"
+        idle_timeout = "10m"
+        max_lifetime = "30m"
+        ping_idle_after = "1m"
+        connect_timeout = "2s"
+        statement_timeout = "5s"
+
+        [database.batcher]
+        max_rows = 100
+        linger = "10ms"
+        queue = 10000
+        when_full = "wait"
 
         [monitor]
         bind = "127.0.0.1:8001"
@@ -128,6 +148,7 @@ fn show_prints_the_resolved_config_without_secrets() {
         mode = "polling"
         min_workers = 2
         max_workers = 8
+        db_weight = 1.0
 
         [bot.worker]
         command = "dating-bot"

@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod tune;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

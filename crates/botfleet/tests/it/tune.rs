@@ -1,0 +1,115 @@
+//! `botfleet tune` against a real PostgreSQL with `max_connections = 20`.
+
+use crate::{TOKEN, botfleet, scratch, stderr, stdout};
+
+fn fleet(dating_workers: u32) -> String {
+    format!(
+        r#"environment = "prod"
+[database]
+url = "${{DATABASE_URL}}"
+reserve = 2
+[[bot]]
+name = "dating"
+token = "{TOKEN}"
+max_workers = {dating_workers}
+db_weight = 2
+[bot.worker]
+command = "dating-bot"
+[[bot]]
+name = "stats"
+token = "{}"
+max_workers = 3
+[bot.worker]
+command = "stats-bot"
+"#,
+        TOKEN.replace("110201543", "110201544")
+    )
+}
+
+#[test]
+fn tune_plans_each_bot_within_the_budget() {
+    let server = botfleet_testkit::PostgresServer::builder()
+        .max_connections(20)
+        .start()
+        .unwrap();
+    let dir = scratch("tune");
+    std::fs::write(dir.join("fleet.toml"), fleet(3)).unwrap();
+    let url = server.url("postgres");
+    let vars = [("DATABASE_URL", url.as_str())];
+    let output = botfleet(&dir, &["tune", "--config", "fleet.toml"], &vars);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("usable connections: 15 = max_connections 20 - superuser_reserved_connections 3 - reserved_connections 0 - database.reserve 2"),
+        "{text}"
+    );
+    let line = |bot: &str| {
+        text.lines()
+            .find(|l| l.starts_with(bot))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line("dating"), ["dating", "3", "3", "9"], "{text}");
+    assert_eq!(line("stats"), ["stats", "3", "2", "6"], "{text}");
+    assert!(
+        text.contains("ping_idle_after"),
+        "the preset is shown: {text}"
+    );
+
+    let output = botfleet(&dir, &["tune", "--config", "fleet.toml", "--json"], &vars);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(json["plan"]["bots"][0]["pool_size"], 3);
+    assert_eq!(json["limits"]["max_connections"], 20);
+
+    // Too many workers: an error that says what to change.
+    std::fs::write(dir.join("fleet.toml"), fleet(14)).unwrap();
+    let output = botfleet(&dir, &["tune", "--config", "fleet.toml"], &vars);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output).trim(),
+        "error: the fleet needs at least 17 database connections (one per worker at max_workers: dating 14 + stats 3) but the server leaves 15 usable (max_connections 20 - superuser_reserved_connections 3 - reserved_connections 0 - database.reserve 2); raise max_connections on the server, lower max_workers, or lower database.reserve"
+    );
+}
+
+#[test]
+fn tune_without_a_fleet_shows_the_limits_and_a_bad_url_hides_its_password() {
+    let server = botfleet_testkit::PostgresServer::builder()
+        .max_connections(20)
+        .start()
+        .unwrap();
+    let dir = scratch("tune-url");
+    let url = server.url("postgres");
+    let output = botfleet(&dir, &["tune", "--database-url", &url], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("usable connections: 12 = max_connections 20"),
+        "{text}"
+    );
+    assert!(text.contains("pools of  2: 6 processes"), "{text}");
+
+    let output = botfleet(
+        &dir,
+        &[
+            "tune",
+            "--database-url",
+            "postgres://bot:hunter2secret@127.0.0.1:1/fleet",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.starts_with("error: cannot connect to the database 127.0.0.1:1/fleet: "),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2secret"), "{err}");
+    let output = botfleet(&dir, &["tune"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("give --database-url URL"),
+        "{}",
+        stderr(&output)
+    );
+}
