@@ -35,7 +35,6 @@ pub struct PoolSettings {
 
 /// What a full write batcher queue does to the next row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum WhenFull {
     /// The caller waits for room (backpressure).
     Wait,

@@ -170,6 +170,11 @@ impl Database {
         &self.inner.target
     }
 
+    /// The `bot` label of this handle's metrics.
+    pub fn bot(&self) -> &str {
+        &self.inner.bot
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &DatabaseSettings {
         &self.inner.settings

@@ -9,7 +9,7 @@
 //!   all processes never exceed what PostgreSQL allows;
 //! - pool health and per-query timing through the `metrics` facade, and a
 //!   slow-query log with plans;
-//! - migrations ([`Database::migrate`]).
+//! - migrations ([`Database::migrate`]) and a write batcher ([`batch`]).
 //!
 //! ```no_run
 //! # async fn f() -> botfleet_db::Result<()> {
@@ -32,6 +32,7 @@ mod fingerprint;
 mod metrics;
 mod value;
 
+pub mod batch;
 pub mod budget;
 mod migrate;
 

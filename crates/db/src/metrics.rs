@@ -95,6 +95,20 @@ pub(crate) fn slow_query(bot: &str) {
     counter!(SLOW_QUERIES, "bot" => bot.to_owned()).increment(1);
 }
 
+pub(crate) fn batch_written(db: &crate::Database, rows: u64) {
+    let bot = db.bot().to_owned();
+    counter!(BATCH_ROWS, "bot" => bot.clone()).increment(rows);
+    counter!(BATCH_FLUSHES, "bot" => bot).increment(1);
+}
+
+pub(crate) fn batch_rejected(db: &crate::Database) {
+    counter!(BATCH_REJECTED, "bot" => db.bot().to_owned()).increment(1);
+}
+
+pub(crate) fn batch_queue(db: &crate::Database, rows: u64) {
+    gauge!(BATCH_QUEUE, "bot" => db.bot().to_owned()).set(rows as f64);
+}
+
 pub(crate) fn report_pool(bot: &str, status: PoolStatus, c: &PoolCounters) {
     let bot = bot.to_owned();
     gauge!(IN_USE, "bot" => bot.clone()).set(f64::from(status.in_use));
