@@ -63,7 +63,9 @@ pub(crate) struct Inner {
     write_hooks: RwLock<Vec<WriteHook>>,
 }
 
-type WriteHook = Arc<dyn Fn(&str) + Send + Sync>;
+type WriteHook = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 #[derive(Default)]
 struct Queries {
@@ -203,6 +205,7 @@ impl Database {
             db: self.clone(),
             conn,
             open: false,
+            written: Vec::new(),
         };
         tx.run_raw("BEGIN").await?;
         tx.open = true;
@@ -265,15 +268,35 @@ impl Database {
         m::report_pool(&self.inner.bot, self.status(), &self.inner.counters);
     }
 
-    /// Calls `hook` with the table name after every successful write
-    /// statement (`INSERT`, `UPDATE`, `DELETE`, ...) through this handle:
-    /// how cached results of that table are invalidated.
-    pub fn on_write(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+    /// Runs `hook` with the table's name after every successful write
+    /// statement (`INSERT`, `UPDATE`, `DELETE`, ...) through this handle, and
+    /// waits for it before the write returns; in a transaction, after the
+    /// commit. This is how cached results of that table are invalidated
+    /// ([`crate::QueryCache`]).
+    pub fn on_write<F, Fut>(&self, hook: F)
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let hook: WriteHook = Arc::new(move |table| Box::pin(hook(table)));
         self.inner
             .write_hooks
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(hook));
+            .push(hook);
+    }
+
+    async fn after_write(&self, table: Option<String>) {
+        let Some(table) = table else { return };
+        let hooks: Vec<WriteHook> = self
+            .inner
+            .write_hooks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for hook in hooks {
+            hook(table.clone()).await;
+        }
     }
 
     /// Closes every connection; later queries fail.
@@ -342,7 +365,8 @@ impl Database {
         entry
     }
 
-    /// Records one execution; logs it when slow; runs write hooks.
+    /// Records one execution and logs it when slow; returns the table a
+    /// successful write changed.
     fn finish(
         &self,
         entry: &Arc<QueryEntry>,
@@ -350,7 +374,7 @@ impl Database {
         ok: bool,
         sql: &str,
         args: &[Value],
-    ) {
+    ) -> Option<String> {
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         entry.calls.fetch_add(1, Ordering::Relaxed);
         entry.total_ns.fetch_add(ns, Ordering::Relaxed);
@@ -358,7 +382,7 @@ impl Database {
         entry.duration.record(elapsed);
         if !ok {
             entry.errors.fetch_add(1, Ordering::Relaxed);
-            return;
+            return None;
         }
         if entry.fingerprint.kind == StatementKind::Read && entry.sample_missing() {
             *entry.sample.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -367,17 +391,9 @@ impl Database {
         if elapsed >= self.inner.settings.slow_query {
             self.slow(entry, elapsed, sql, args);
         }
-        if entry.fingerprint.kind == StatementKind::Write {
-            if let Some(table) = &entry.fingerprint.writes {
-                let hooks = self
-                    .inner
-                    .write_hooks
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner());
-                for hook in hooks.iter() {
-                    hook(table);
-                }
-            }
+        match entry.fingerprint.kind {
+            StatementKind::Write => entry.fingerprint.writes.clone(),
+            _ => None,
         }
     }
 
@@ -516,10 +532,13 @@ macro_rules! run {
         let start = Instant::now();
         let result = q.$method($conn).await;
         let elapsed = start.elapsed();
-        $self
+        let written = $self
             .db
             .finish(&entry, elapsed, result.is_ok(), $self.sql, &$self.args);
-        result.map_err(|e| $self.db.query_error($self.sql, e))
+        (
+            result.map_err(|e| $self.db.query_error($self.sql, e)),
+            written,
+        )
     }};
 }
 
@@ -539,25 +558,37 @@ impl Query<'_> {
     /// Runs the statement; returns the number of rows it changed.
     pub async fn execute(self) -> Result<u64> {
         let mut conn = self.db.acquire().await?;
-        run!(self, &mut *conn, execute).map(|r| r.rows_affected())
+        let (result, written) = run!(self, &mut *conn, execute);
+        drop(conn);
+        self.db.after_write(written).await;
+        result.map(|r| r.rows_affected())
     }
 
     /// Every row of the result.
     pub async fn fetch_all(self) -> Result<Vec<AnyRow>> {
         let mut conn = self.db.acquire().await?;
-        run!(self, &mut *conn, fetch_all)
+        let (result, written) = run!(self, &mut *conn, fetch_all);
+        drop(conn);
+        self.db.after_write(written).await;
+        result
     }
 
     /// The first row; an error when there is none.
     pub async fn fetch_one(self) -> Result<AnyRow> {
         let mut conn = self.db.acquire().await?;
-        run!(self, &mut *conn, fetch_one)
+        let (result, written) = run!(self, &mut *conn, fetch_one);
+        drop(conn);
+        self.db.after_write(written).await;
+        result
     }
 
     /// The first row, if any.
     pub async fn fetch_optional(self) -> Result<Option<AnyRow>> {
         let mut conn = self.db.acquire().await?;
-        run!(self, &mut *conn, fetch_optional)
+        let (result, written) = run!(self, &mut *conn, fetch_optional);
+        drop(conn);
+        self.db.after_write(written).await;
+        result
     }
 
     /// Every row, each decoded with `FromRow` (derive it with sqlx, or
@@ -582,6 +613,8 @@ pub struct Transaction {
     db: Database,
     conn: PoolConnection<Any>,
     open: bool,
+    /// Tables written, for the write hooks at commit.
+    written: Vec<String>,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -615,6 +648,12 @@ impl Transaction {
     pub async fn commit(mut self) -> Result<()> {
         self.run_raw("COMMIT").await?;
         self.open = false;
+        let mut written = std::mem::take(&mut self.written);
+        written.sort();
+        written.dedup();
+        for table in written {
+            self.db.after_write(Some(table)).await;
+        }
         Ok(())
     }
 
@@ -660,7 +699,9 @@ impl TxQuery<'_> {
             args,
         };
         let conn = &mut *tx.conn;
-        run!(this, &mut *conn, execute).map(|r| r.rows_affected())
+        let (result, written) = run!(this, &mut *conn, execute);
+        tx.written.extend(written);
+        result.map(|r| r.rows_affected())
     }
 
     /// Every row of the result.
@@ -672,7 +713,9 @@ impl TxQuery<'_> {
             args,
         };
         let conn = &mut *tx.conn;
-        run!(this, &mut *conn, fetch_all)
+        let (result, written) = run!(this, &mut *conn, fetch_all);
+        tx.written.extend(written);
+        result
     }
 
     /// The first row, if any.
@@ -684,7 +727,9 @@ impl TxQuery<'_> {
             args,
         };
         let conn = &mut *tx.conn;
-        run!(this, &mut *conn, fetch_optional)
+        let (result, written) = run!(this, &mut *conn, fetch_optional);
+        tx.written.extend(written);
+        result
     }
 }
 

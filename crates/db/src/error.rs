@@ -63,6 +63,9 @@ pub enum Error {
     /// The fleet's pools cannot fit in the server's connections.
     #[error("{0}")]
     Budget(#[from] crate::budget::PlanError),
+    /// The query result cache failed in a way that is not the query's.
+    #[error("query cache: {0}")]
+    Cache(String),
     /// The write batcher refused a row.
     #[error("{0}")]
     Batcher(String),

@@ -9,7 +9,9 @@
 //!   all processes never exceed what PostgreSQL allows;
 //! - pool health and per-query timing through the `metrics` facade, and a
 //!   slow-query log with plans;
-//! - migrations ([`Database::migrate`]) and a write batcher ([`batch`]).
+//! - migrations ([`Database::migrate`]), a write batcher ([`batch`]) and,
+//!   with the feature `cache`, a query result cache over `botfleet-cache`
+//!   (`QueryCache`).
 //!
 //! ```no_run
 //! # async fn f() -> botfleet_db::Result<()> {
@@ -34,8 +36,12 @@ mod value;
 
 pub mod batch;
 pub mod budget;
+#[cfg(feature = "cache")]
+mod cache;
 mod migrate;
 
+#[cfg(feature = "cache")]
+pub use cache::QueryCache;
 pub use database::{
     Database, DatabaseBuilder, PoolStatus, Query, QueryStats, Transaction, TxQuery,
 };

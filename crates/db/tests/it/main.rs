@@ -3,5 +3,7 @@
 
 mod batch;
 mod budget;
+#[cfg(feature = "cache")]
+mod cache;
 mod handle;
 mod support;
