@@ -45,6 +45,9 @@ enum Command {
     /// table, or one JSON document with --json.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Database tools: the index advisor.
+    #[command(subcommand)]
+    Db(commands::db::DbCommand),
     /// Plan the fleet's database connections: read the server's limits and
     /// print each bot's workers x pool size, within the budget, and the
     /// preset's pool settings.
@@ -57,6 +60,10 @@ pub(crate) enum BenchCommand {
     /// quick_cache, LRU and OPT), L1/L2 speed, stampede, cold start,
     /// invalidation delay.
     Cache(commands::bench::cache::CacheBench),
+    /// The database layer: acquire + SELECT 1 against a raw connection and
+    /// sqlx's default pool, batched inserts, instrumentation overhead, the
+    /// fleet budget under load.
+    Db(commands::bench::db::DbBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,7 +105,9 @@ pub(crate) fn run() -> ExitCode {
     let result = match cli.command {
         Command::Config(command) => commands::config::run(&command),
         Command::Bench(BenchCommand::Cache(args)) => commands::bench::cache::run(&args),
+        Command::Bench(BenchCommand::Db(args)) => commands::bench::db::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
+        Command::Db(command) => commands::db::run(&command),
     };
     match result {
         Ok(code) => code,

@@ -61,6 +61,31 @@ pub(crate) struct Inner {
     queries: RwLock<Queries>,
     acquire_wait: metrics::Histogram,
     write_hooks: RwLock<Vec<WriteHook>>,
+    /// The connection the last query used, kept for the next one.
+    hot: Mutex<Option<HotConn>>,
+    /// Whether queries are timed and counted (on unless switched off to
+    /// measure what that costs).
+    instrumented: std::sync::atomic::AtomicBool,
+}
+
+/// How long one connection may stay hot before it goes back through the
+/// pool (which checks its lifetime and liveness), and how many queries.
+const HOT_MAX_AGE: Duration = Duration::from_secs(1);
+const HOT_MAX_USES: u32 = 10_000;
+
+/// A connection kept out of the pool between two queries.
+///
+/// sqlx returns a connection through a spawned task and hands out idle
+/// connections first in, first out, so consecutive queries rotate over
+/// every connection of the pool: each lands on a server process that has
+/// been asleep, and the spawned return costs a task switch. Keeping the
+/// last connection for the next query (last in, first out) keeps one
+/// server process hot, as a single connection does. It is kept only while
+/// nobody waits for a connection, for at most `HOT_MAX_AGE`.
+pub(crate) struct HotConn {
+    pub(crate) conn: PoolConnection<Any>,
+    since: Instant,
+    uses: u32,
 }
 
 type WriteHook = Arc<
@@ -229,7 +254,15 @@ impl Database {
     /// The pool now.
     pub fn status(&self) -> PoolStatus {
         let open = self.inner.pool.size();
-        let idle = u32::try_from(self.inner.pool.num_idle()).unwrap_or(u32::MAX);
+        let hot = self
+            .inner
+            .hot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        let idle = u32::try_from(self.inner.pool.num_idle())
+            .unwrap_or(u32::MAX)
+            .saturating_add(u32::from(hot));
         PoolStatus {
             max: self.inner.pool_size,
             open,
@@ -301,17 +334,47 @@ impl Database {
 
     /// Closes every connection; later queries fail.
     pub async fn close(&self) {
+        let hot = self
+            .inner
+            .hot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(hot);
         self.inner.pool.close().await;
     }
 
     /// A connection of the pool, its wait timed and counted.
     pub(crate) async fn acquire(&self) -> Result<PoolConnection<Any>> {
+        self.acquire_hot().await.map(|h| h.conn)
+    }
+
+    /// A connection: the hot one if it is free, else one from the pool.
+    pub(crate) async fn acquire_hot(&self) -> Result<HotConn> {
         let counters = &self.inner.counters;
-        counters.waiters.fetch_add(1, Ordering::Relaxed);
+        // Counted before the hot slot is looked at, and `release` looks at
+        // the count after filling the slot: one of the two sees the other.
+        counters.waiters.fetch_add(1, Ordering::SeqCst);
         let start = Instant::now();
+        let hot = self
+            .inner
+            .hot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(hot) = hot {
+            counters.waiters.fetch_sub(1, Ordering::SeqCst);
+            self.inner.acquire_wait.record(start.elapsed());
+            return Ok(hot);
+        }
         let result = self.inner.pool.acquire().await;
-        counters.waiters.fetch_sub(1, Ordering::Relaxed);
+        counters.waiters.fetch_sub(1, Ordering::SeqCst);
         self.inner.acquire_wait.record(start.elapsed());
+        let result = result.map(|conn| HotConn {
+            conn,
+            since: Instant::now(),
+            uses: 0,
+        });
         result.map_err(|e| match e {
             sqlx::Error::PoolTimedOut => {
                 counters.acquire_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -326,6 +389,65 @@ impl Database {
                 self.connect_error(&e)
             }
         })
+    }
+
+    /// Switches query instrumentation (timing, statistics, histograms, the
+    /// slow-query log) on or off for every clone of this handle. It is on by
+    /// default; `botfleet bench db` switches it off to measure its cost.
+    /// Write hooks run either way.
+    pub fn set_instrumented(&self, on: bool) {
+        self.inner.instrumented.store(on, Ordering::Relaxed);
+    }
+
+    /// The table a write statement changes, when write hooks need it.
+    fn written_table(&self, sql: &str) -> Option<String> {
+        let hooks = self
+            .inner
+            .write_hooks
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if hooks.is_empty() {
+            return None;
+        }
+        drop(hooks);
+        let entry = self.entry(sql);
+        match entry.fingerprint.kind {
+            StatementKind::Write => entry.fingerprint.writes.clone(),
+            _ => None,
+        }
+    }
+
+    /// Gives a connection back after a query: kept hot for the next query
+    /// if it worked and nobody waits, else returned to the pool.
+    pub(crate) fn release(&self, mut hot: HotConn, ok: bool) {
+        hot.uses += 1;
+        if !ok
+            || hot.uses >= HOT_MAX_USES
+            || hot.since.elapsed() >= HOT_MAX_AGE
+            || self.inner.pool.is_closed()
+        {
+            return;
+        }
+        let displaced = {
+            let mut slot = self.inner.hot.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_some() {
+                Some(hot)
+            } else {
+                *slot = Some(hot);
+                None
+            }
+        };
+        drop(displaced);
+        if self.inner.counters.waiters.load(Ordering::SeqCst) > 0 {
+            // Someone may be waiting in the pool: give it back there.
+            let taken = self
+                .inner
+                .hot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            drop(taken);
+        }
     }
 
     fn connect_error(&self, e: &sqlx::Error) -> Error {
@@ -524,21 +646,33 @@ pub struct Query<'q> {
 
 macro_rules! run {
     ($self:ident, $conn:expr, $method:ident) => {{
-        let entry = $self.db.entry($self.sql);
         let mut q = sqlx::query($self.sql);
         for a in &$self.args {
             q = a.bind(q);
         }
-        let start = Instant::now();
-        let result = q.$method($conn).await;
-        let elapsed = start.elapsed();
-        let written = $self
-            .db
-            .finish(&entry, elapsed, result.is_ok(), $self.sql, &$self.args);
-        (
-            result.map_err(|e| $self.db.query_error($self.sql, e)),
-            written,
-        )
+        if $self.db.inner.instrumented.load(Ordering::Relaxed) {
+            let entry = $self.db.entry($self.sql);
+            let start = Instant::now();
+            let result = q.$method($conn).await;
+            let elapsed = start.elapsed();
+            let written = $self
+                .db
+                .finish(&entry, elapsed, result.is_ok(), $self.sql, &$self.args);
+            (
+                result.map_err(|e| $self.db.query_error($self.sql, e)),
+                written,
+            )
+        } else {
+            let result = q.$method($conn).await;
+            let written = match &result {
+                Ok(_) => $self.db.written_table($self.sql),
+                Err(_) => None,
+            };
+            (
+                result.map_err(|e| $self.db.query_error($self.sql, e)),
+                written,
+            )
+        }
     }};
 }
 
@@ -557,36 +691,36 @@ impl Query<'_> {
 
     /// Runs the statement; returns the number of rows it changed.
     pub async fn execute(self) -> Result<u64> {
-        let mut conn = self.db.acquire().await?;
-        let (result, written) = run!(self, &mut *conn, execute);
-        drop(conn);
+        let mut conn = self.db.acquire_hot().await?;
+        let (result, written) = run!(self, &mut *conn.conn, execute);
+        self.db.release(conn, result.is_ok());
         self.db.after_write(written).await;
         result.map(|r| r.rows_affected())
     }
 
     /// Every row of the result.
     pub async fn fetch_all(self) -> Result<Vec<AnyRow>> {
-        let mut conn = self.db.acquire().await?;
-        let (result, written) = run!(self, &mut *conn, fetch_all);
-        drop(conn);
+        let mut conn = self.db.acquire_hot().await?;
+        let (result, written) = run!(self, &mut *conn.conn, fetch_all);
+        self.db.release(conn, result.is_ok());
         self.db.after_write(written).await;
         result
     }
 
     /// The first row; an error when there is none.
     pub async fn fetch_one(self) -> Result<AnyRow> {
-        let mut conn = self.db.acquire().await?;
-        let (result, written) = run!(self, &mut *conn, fetch_one);
-        drop(conn);
+        let mut conn = self.db.acquire_hot().await?;
+        let (result, written) = run!(self, &mut *conn.conn, fetch_one);
+        self.db.release(conn, result.is_ok());
         self.db.after_write(written).await;
         result
     }
 
     /// The first row, if any.
     pub async fn fetch_optional(self) -> Result<Option<AnyRow>> {
-        let mut conn = self.db.acquire().await?;
-        let (result, written) = run!(self, &mut *conn, fetch_optional);
-        drop(conn);
+        let mut conn = self.db.acquire_hot().await?;
+        let (result, written) = run!(self, &mut *conn.conn, fetch_optional);
+        self.db.release(conn, result.is_ok());
         self.db.after_write(written).await;
         result
     }
@@ -916,6 +1050,8 @@ impl DatabaseBuilder {
                 counters,
                 queries: RwLock::new(queries),
                 write_hooks: RwLock::new(Vec::new()),
+                hot: Mutex::new(None),
+                instrumented: std::sync::atomic::AtomicBool::new(true),
             }),
         })
     }

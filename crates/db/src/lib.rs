@@ -34,6 +34,7 @@ mod fingerprint;
 mod metrics;
 mod value;
 
+pub mod advise;
 pub mod batch;
 pub mod budget;
 #[cfg(feature = "cache")]

@@ -4,4 +4,5 @@
 
 pub(crate) mod bench;
 pub(crate) mod config;
+pub(crate) mod db;
 pub(crate) mod tune;

@@ -91,3 +91,55 @@ fn missing_traces_are_a_clear_error() {
         stderr(&output)
     );
 }
+
+#[test]
+fn bench_db_reports_every_section_as_json() {
+    let dir = scratch("bench-db");
+    let output = botfleet(
+        &dir,
+        &[
+            "bench",
+            "db",
+            "--rows",
+            "300",
+            "--rounds",
+            "2",
+            "--queries",
+            "20",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    for key in [
+        "p50_us_raw",
+        "p50_us_pool",
+        "p99_us_raw",
+        "p99_us_pool",
+        "p50_us_sqlx_default",
+    ] {
+        assert!(
+            json["acquire"][key].as_f64().unwrap() > 0.0,
+            "acquire.{key}"
+        );
+    }
+    assert_eq!(json["batch"]["rows"], 300);
+    assert_eq!(json["batch"]["written_batched"], 300);
+    assert!(json["batch"]["speedup"].as_f64().unwrap() > 1.0);
+    assert!(json["instrumentation_overhead_pct"].is_number());
+    let budget = &json["budget"];
+    assert_eq!(
+        (
+            budget["max_connections"].as_u64(),
+            budget["processes"].as_u64()
+        ),
+        (Some(20), Some(6))
+    );
+    let peak = budget["peak_connections"].as_i64().unwrap();
+    assert!(
+        peak > 0 && peak <= budget["usable"].as_i64().unwrap(),
+        "{budget}"
+    );
+    assert!(stderr(&output).contains("[budget]"), "progress on stderr");
+}

@@ -113,3 +113,80 @@ fn tune_without_a_fleet_shows_the_limits_and_a_bad_url_hides_its_password() {
         stderr(&output)
     );
 }
+
+#[test]
+fn db_advise_proposes_and_applies_a_missing_index() {
+    let server = botfleet_testkit::PostgresServer::start().unwrap();
+    server
+        .psql(
+            "postgres",
+            "CREATE TABLE events (id BIGSERIAL PRIMARY KEY, chat_id BIGINT NOT NULL, at BIGINT NOT NULL); \
+             INSERT INTO events (chat_id, at) SELECT i % 3000, i FROM generate_series(1, 100000) i; ANALYZE",
+        )
+        .unwrap();
+    let dir = scratch("advise");
+    std::fs::write(dir.join("queries.sql"), "SELECT * FROM events WHERE chat_id = 17;\nSELECT count(*) FROM events WHERE chat_id = $1 AND at > $2;\n").unwrap();
+    let url = server.url("postgres");
+    let output = botfleet(
+        &dir,
+        &[
+            "db",
+            "advise",
+            "--database-url",
+            &url,
+            "--sql",
+            "queries.sql",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    // One index serves both queries: (chat_id) alone is not proposed too.
+    assert!(
+        text.contains("CREATE INDEX CONCURRENTLY ON events (chat_id, at);"),
+        "{text}"
+    );
+    assert_eq!(text.matches("CREATE INDEX").count(), 1, "{text}");
+    assert!(
+        text.contains("note: pg_stat_statements is not installed"),
+        "{text}"
+    );
+
+    let output = botfleet(
+        &dir,
+        &[
+            "db",
+            "advise",
+            "--database-url",
+            &url,
+            "--sql",
+            "queries.sql",
+            "--apply",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("applied: CREATE INDEX CONCURRENTLY ON events (chat_id, at)"));
+    let indexes = server
+        .psql(
+            "postgres",
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 'events'",
+        )
+        .unwrap();
+    assert_eq!(indexes.trim(), "2");
+    let output = botfleet(
+        &dir,
+        &[
+            "db",
+            "advise",
+            "--database-url",
+            &url,
+            "--sql",
+            "queries.sql",
+            "--json",
+        ],
+        &[],
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(json["indexes"].as_array().map(Vec::len), Some(0), "{json}");
+}

@@ -1,6 +1,7 @@
 //! botfleet-db against real servers: SQLite files and PostgreSQL from
 //! botfleet-testkit.
 
+mod advise;
 mod batch;
 mod budget;
 #[cfg(feature = "cache")]

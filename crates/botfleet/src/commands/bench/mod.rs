@@ -3,6 +3,7 @@
 //! (`--json`). The contract is in docs/benchmarks.md.
 
 pub(crate) mod cache;
+pub(crate) mod db;
 mod machine;
 mod peers;
 mod stats;
