@@ -356,3 +356,54 @@ fn pool_health_and_query_timing_reach_the_metrics() {
         "one per reason"
     );
 }
+
+#[test]
+fn the_preset_shapes_the_pool() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        runtime().block_on(async {
+            let test_db = botfleet_testkit::database().unwrap();
+            let mut s = settings();
+            s.pool.min_connections = 2;
+            s.pool.max_lifetime = Duration::from_secs(1);
+            let db = Database::builder(test_db.url())
+                .settings(s)
+                .pool_size(3)
+                .connect()
+                .await
+                .unwrap();
+            // min_connections are opened (in the background) at start.
+            for _ in 0..100 {
+                if db.status().open >= 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(db.status().open >= 2, "{:?}", db.status());
+            assert_eq!(db.status().max, 3);
+            // Past max_lifetime, connections are retired when next taken
+            // or returned.
+            db.query("SELECT 1").execute().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1_300)).await;
+            for _ in 0..3 {
+                db.query("SELECT 1").execute().await.unwrap();
+            }
+            db.report_metrics();
+        });
+    });
+    let retired = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .find(|(k, ..)| {
+            k.key().name() == "botfleet_db_connections_closed_total"
+                && k.key().labels().any(|l| l.value() == "lifetime")
+        })
+        .map(|(.., v)| v);
+    assert!(
+        matches!(retired, Some(DebugValue::Counter(n)) if n >= 1),
+        "{retired:?}"
+    );
+}
