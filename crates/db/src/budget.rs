@@ -238,6 +238,78 @@ pub fn plan(
     })
 }
 
+/// Checking a plan under load (the budget test and `botfleet bench db`):
+/// worker processes keep their pools busy with [`keep_busy`] while
+/// [`watch_connections`] samples the server.
+pub mod check {
+    use std::time::Duration;
+
+    use sqlx::{Connection, PgConnection};
+    use tokio::time::Instant;
+
+    use crate::{Database, Result};
+
+    /// Keeps `db`'s pool busy for `duration` with `tasks` concurrent short
+    /// queries (`SELECT pg_sleep(0.002)`); returns how many ran. The first
+    /// failure ends it.
+    pub async fn keep_busy(db: &Database, tasks: usize, duration: Duration) -> Result<u64> {
+        let until = Instant::now() + duration;
+        let mut running = Vec::new();
+        for _ in 0..tasks {
+            let db = db.clone();
+            running.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    db.query("SELECT pg_sleep(0.002)").execute().await?;
+                    n += 1;
+                }
+                Ok::<u64, crate::Error>(n)
+            }));
+        }
+        let mut total = 0;
+        for task in running {
+            total += task
+                .await
+                .map_err(|e| crate::Error::Config(format!("a load task failed: {e}")))??;
+        }
+        Ok(total)
+    }
+
+    /// Samples the fleet's connections in `pg_stat_activity` (those whose
+    /// `application_name` starts with `botfleet/`) every `every` through a
+    /// connection of its own to `admin_url`, until `until`, or until none
+    /// is left after `min_samples`. Returns the peak and the samples taken.
+    pub async fn watch_connections(
+        admin_url: &str,
+        every: Duration,
+        until: Instant,
+        min_samples: u32,
+    ) -> Result<(i64, u32)> {
+        let fail = |e: sqlx::Error| crate::Error::Connect {
+            target: crate::database::target_of(admin_url),
+            cause: crate::error::scrub(e.to_string(), botfleet_config::url_password(admin_url)),
+        };
+        let mut admin = PgConnection::connect(admin_url).await.map_err(fail)?;
+        let (mut peak, mut samples) = (0i64, 0u32);
+        while Instant::now() < until {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'botfleet/%'",
+            )
+            .fetch_one(&mut admin)
+            .await
+            .map_err(fail)?;
+            peak = peak.max(n);
+            samples += 1;
+            if samples > min_samples && n == 0 {
+                break;
+            }
+            tokio::time::sleep(every).await;
+        }
+        admin.close().await.map_err(fail)?;
+        Ok((peak, samples))
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let l = &self.limits;

@@ -689,42 +689,6 @@ impl Query<'_> {
         self
     }
 
-    /// Runs the statement; returns the number of rows it changed.
-    pub async fn execute(self) -> Result<u64> {
-        let mut conn = self.db.acquire_hot().await?;
-        let (result, written) = run!(self, &mut *conn.conn, execute);
-        self.db.release(conn, result.is_ok());
-        self.db.after_write(written).await;
-        result.map(|r| r.rows_affected())
-    }
-
-    /// Every row of the result.
-    pub async fn fetch_all(self) -> Result<Vec<AnyRow>> {
-        let mut conn = self.db.acquire_hot().await?;
-        let (result, written) = run!(self, &mut *conn.conn, fetch_all);
-        self.db.release(conn, result.is_ok());
-        self.db.after_write(written).await;
-        result
-    }
-
-    /// The first row; an error when there is none.
-    pub async fn fetch_one(self) -> Result<AnyRow> {
-        let mut conn = self.db.acquire_hot().await?;
-        let (result, written) = run!(self, &mut *conn.conn, fetch_one);
-        self.db.release(conn, result.is_ok());
-        self.db.after_write(written).await;
-        result
-    }
-
-    /// The first row, if any.
-    pub async fn fetch_optional(self) -> Result<Option<AnyRow>> {
-        let mut conn = self.db.acquire_hot().await?;
-        let (result, written) = run!(self, &mut *conn.conn, fetch_optional);
-        self.db.release(conn, result.is_ok());
-        self.db.after_write(written).await;
-        result
-    }
-
     /// Every row, each decoded with `FromRow` (derive it with sqlx, or
     /// implement it).
     pub async fn fetch_all_as<T>(self) -> Result<Vec<T>>
@@ -823,48 +787,50 @@ impl TxQuery<'_> {
         self.args.push(value.into());
         self
     }
+}
 
+/// The methods that run a query: on a connection of the pool for `Query`,
+/// on the transaction's for `TxQuery`.
+macro_rules! run_methods {
+    ($($(#[$doc:meta])* fn $name:ident -> $out:ty = $sqlx:ident $(, $map:expr)?;)*) => {
+        impl Query<'_> {
+            $(
+                $(#[$doc])*
+                pub async fn $name(self) -> Result<$out> {
+                    let mut conn = self.db.acquire_hot().await?;
+                    let (result, written) = run!(self, &mut *conn.conn, $sqlx);
+                    self.db.release(conn, result.is_ok());
+                    self.db.after_write(written).await;
+                    result$(.map($map))?
+                }
+            )*
+        }
+
+        impl TxQuery<'_> {
+            $(
+                $(#[$doc])*
+                pub async fn $name(self) -> Result<$out> {
+                    let TxQuery { tx, sql, args } = self;
+                    let this = Query { db: &tx.db, sql, args };
+                    let (result, written) = run!(this, &mut *tx.conn, $sqlx);
+                    // Write hooks run at the commit.
+                    tx.written.extend(written);
+                    result$(.map($map))?
+                }
+            )*
+        }
+    };
+}
+
+run_methods! {
     /// Runs the statement; returns the number of rows it changed.
-    pub async fn execute(self) -> Result<u64> {
-        let TxQuery { tx, sql, args } = self;
-        let this = Query {
-            db: &tx.db,
-            sql,
-            args,
-        };
-        let conn = &mut *tx.conn;
-        let (result, written) = run!(this, &mut *conn, execute);
-        tx.written.extend(written);
-        result.map(|r| r.rows_affected())
-    }
-
+    fn execute -> u64 = execute, |r: sqlx::any::AnyQueryResult| r.rows_affected();
     /// Every row of the result.
-    pub async fn fetch_all(self) -> Result<Vec<AnyRow>> {
-        let TxQuery { tx, sql, args } = self;
-        let this = Query {
-            db: &tx.db,
-            sql,
-            args,
-        };
-        let conn = &mut *tx.conn;
-        let (result, written) = run!(this, &mut *conn, fetch_all);
-        tx.written.extend(written);
-        result
-    }
-
+    fn fetch_all -> Vec<AnyRow> = fetch_all;
+    /// The first row; an error when there is none.
+    fn fetch_one -> AnyRow = fetch_one;
     /// The first row, if any.
-    pub async fn fetch_optional(self) -> Result<Option<AnyRow>> {
-        let TxQuery { tx, sql, args } = self;
-        let this = Query {
-            db: &tx.db,
-            sql,
-            args,
-        };
-        let conn = &mut *tx.conn;
-        let (result, written) = run!(this, &mut *conn, fetch_optional);
-        tx.written.extend(written);
-        result
-    }
+    fn fetch_optional -> Option<AnyRow> = fetch_optional;
 }
 
 impl DatabaseBuilder {

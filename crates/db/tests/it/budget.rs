@@ -5,9 +5,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use botfleet_db::budget::{BotDemand, ServerLimits, plan};
-use botfleet_db::{Database, Row};
-use sqlx::{Connection, PgConnection};
+use botfleet_db::Database;
+use botfleet_db::budget::{BotDemand, ServerLimits, check, plan};
 use tokio::time::Instant;
 
 use crate::support::{runtime, settings};
@@ -83,29 +82,15 @@ fn six_worker_processes_under_load_stay_within_the_budget() {
     assert_eq!(children.len(), 6);
 
     // Sample pg_stat_activity as the superuser until the workers are done.
-    let (peak, samples) = rt.block_on(async {
-        let mut admin = PgConnection::connect(&server.url("postgres"))
-            .await
-            .unwrap();
-        let (mut peak, mut samples) = (0i64, 0u32);
-        let deadline = Instant::now() + LOAD + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let row = sqlx::query(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'botfleet/%'",
-            )
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
-            let n: i64 = row.try_get(0).unwrap();
-            peak = peak.max(n);
-            samples += 1;
-            if samples > 20 && n == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        (peak, samples)
-    });
+    let until = Instant::now() + LOAD + Duration::from_secs(10);
+    let (peak, samples) = rt
+        .block_on(check::watch_connections(
+            &server.url("postgres"),
+            Duration::from_millis(5),
+            until,
+            20,
+        ))
+        .unwrap();
     let mut queries = 0u64;
     for child in children {
         let out = child.wait_with_output().unwrap();
@@ -155,23 +140,7 @@ fn worker(url: &str) {
             .connect()
             .await
             .unwrap();
-        let deadline = Instant::now() + LOAD;
-        let mut tasks = Vec::new();
-        for _ in 0..30 {
-            let db = db.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    db.query("SELECT pg_sleep(0.002)").execute().await.unwrap();
-                    n += 1;
-                }
-                n
-            }));
-        }
-        let mut total = 0;
-        for t in tasks {
-            total += t.await.unwrap();
-        }
+        let total = check::keep_busy(&db, 30, LOAD).await.unwrap();
         db.close().await;
         total
     });

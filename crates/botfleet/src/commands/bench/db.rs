@@ -11,13 +11,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use botfleet_config::Environment;
 use botfleet_db::batch::Batcher;
-use botfleet_db::budget::{self, BotDemand, ServerLimits};
+use botfleet_db::budget::{self, BotDemand, ServerLimits, check};
 use botfleet_db::{Database, Row as _, Value};
 use clap::Args;
 use serde::Serialize;
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::ConnectOptions;
 use tokio::time::Instant;
 
 use super::Machine;
@@ -390,22 +390,10 @@ async fn budget() -> anyhow::Result<Budget> {
             children.push(child);
         }
     }
-    let mut admin = PgConnection::connect(&server.url("postgres")).await?;
-    let (mut peak, mut samples) = (0i64, 0u32);
-    let deadline = Instant::now() + Duration::from_secs(BUDGET_LOAD_S + 15);
-    while Instant::now() < deadline {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'botfleet/%'",
-        )
-        .fetch_one(&mut admin)
-        .await?;
-        peak = peak.max(n);
-        samples += 1;
-        if samples > 50 && n == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let until = Instant::now() + Duration::from_secs(BUDGET_LOAD_S + 15);
+    let (peak, samples) =
+        check::watch_connections(&server.url("postgres"), Duration::from_millis(5), until, 50)
+            .await?;
     let processes = children.len() as u32;
     let mut queries = 0;
     for child in children {
@@ -447,23 +435,7 @@ async fn budget_worker(spec: &str) -> anyhow::Result<ExitCode> {
         .application_name(name)
         .connect()
         .await?;
-    let until = Instant::now() + Duration::from_secs(seconds.parse()?);
-    let mut tasks = Vec::new();
-    for _ in 0..30 {
-        let db = db.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while Instant::now() < until {
-                db.query("SELECT pg_sleep(0.002)").execute().await?;
-                n += 1;
-            }
-            Ok::<u64, botfleet_db::Error>(n)
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await??;
-    }
+    let total = check::keep_busy(&db, 30, Duration::from_secs(seconds.parse()?)).await?;
     db.close().await;
     writeln!(std::io::stdout(), "{total}")?;
     Ok(ExitCode::SUCCESS)
