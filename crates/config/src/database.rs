@@ -26,7 +26,8 @@ pub struct PoolSettings {
     /// A connection idle longer than this is pinged before it is handed
     /// out; zero pings on every acquire (one round trip more each time).
     pub ping_idle_after: Duration,
-    /// The longest opening one connection may take.
+    /// The longest the first connection may take at start; later ones are
+    /// bounded by `acquire_timeout`.
     pub connect_timeout: Duration,
     /// The server cancels a statement running longer (PostgreSQL's
     /// `statement_timeout`); zero: no limit.

@@ -156,7 +156,6 @@ pub struct PoolStatus {
 }
 
 /// Builds a [`Database`].
-#[derive(Debug)]
 #[must_use]
 pub struct DatabaseBuilder {
     url: String,
@@ -831,6 +830,18 @@ run_methods! {
     fn fetch_one -> AnyRow = fetch_one;
     /// The first row, if any.
     fn fetch_optional -> Option<AnyRow> = fetch_optional;
+}
+
+impl std::fmt::Debug for DatabaseBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("DatabaseBuilder")
+            .field("url", &botfleet_config::redact_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("application_name", &self.application_name)
+            .field("bot", &self.bot)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DatabaseBuilder {

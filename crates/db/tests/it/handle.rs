@@ -192,6 +192,8 @@ fn a_bad_url_names_the_host_and_hides_the_password() {
         assert!(!format!("{err:?}").contains("hunter2secret"), "{err:?}");
         assert!(err.is_unavailable());
 
+        let builder = Database::builder("postgres://bot:hunter2secret@127.0.0.1:1/fleet");
+        assert!(!format!("{builder:?}").contains("hunter2secret"), "{builder:?}");
         let err = Database::builder("mysql://root:hunter2secret@db/x").connect().await.unwrap_err();
         assert_eq!(
             err.to_string(),

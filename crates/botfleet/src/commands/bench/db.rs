@@ -15,9 +15,9 @@ use botfleet_db::budget::{self, BotDemand, ServerLimits, check};
 use botfleet_db::{Database, Row as _, Value};
 use clap::Args;
 use serde::Serialize;
+use sqlx::ConnectOptions;
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::ConnectOptions;
 use tokio::time::Instant;
 
 use super::Machine;
