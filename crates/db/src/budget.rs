@@ -239,8 +239,8 @@ pub fn plan(
 }
 
 /// Checking a plan under load (the budget test and `botfleet bench db`):
-/// worker processes keep their pools busy with [`keep_busy`] while
-/// [`watch_connections`] samples the server.
+/// worker processes keep their pools busy with [`check::keep_busy`] while
+/// [`check::watch_connections`] samples the server.
 pub mod check {
     use std::time::Duration;
 
