@@ -45,6 +45,9 @@ enum Command {
     /// table, or one JSON document with --json.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run the Telegram Bot API emulator (limits enforced, control plane
+    /// for tests and benchmarks) until Ctrl-C.
+    Emulator(commands::emulator::EmulatorArgs),
     /// Database tools: the index advisor.
     #[command(subcommand)]
     Db(commands::db::DbCommand),
@@ -108,6 +111,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Bench(BenchCommand::Db(args)) => commands::bench::db::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Db(command) => commands::db::run(&command),
+        Command::Emulator(args) => commands::emulator::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -5,4 +5,5 @@
 pub(crate) mod bench;
 pub(crate) mod config;
 pub(crate) mod db;
+pub(crate) mod emulator;
 pub(crate) mod tune;

@@ -1,0 +1,840 @@
+//! The HTTP server: routing, parameters, the error envelope, the methods and
+//! the control plane.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::limits::{Limits, Scope, Windows};
+use crate::objects::{self, Chat, ChatKind, User};
+
+/// The longest long poll the real server allows (`LONG_POLL_MAX_TIMEOUT`).
+const MAX_POLL_TIMEOUT: u64 = 50;
+
+/// Faults to inject into the Bot API routes.
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, Serialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Probability that a send is refused with a 429 regardless of limits.
+    pub random_429: f64,
+    /// The `retry_after` of injected 429s, seconds, from..=to.
+    pub retry_after: (u64, u64),
+    /// The next this many Bot API requests answer 500 "Internal Server
+    /// Error: restart".
+    pub restart_burst: u32,
+    /// Added before every Bot API request is handled (network delay): mean
+    /// and jitter (±), milliseconds.
+    pub latency_ms: (u64, u64),
+}
+
+/// One call the emulator answered, with its server arrival time.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogEntry {
+    /// Order of arrival.
+    pub seq: u64,
+    /// Arrival, milliseconds since the emulator started.
+    pub at_ms: f64,
+    /// The bot's id (never its token).
+    pub bot_id: i64,
+    /// The method, lower case.
+    pub method: String,
+    /// The target chat, for chat methods.
+    pub chat_id: Option<i64>,
+    /// The message text, for sends.
+    pub text: Option<String>,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The limit that refused it, for 429s.
+    pub scope: Option<Scope>,
+    /// The `retry_after` given, for 429s.
+    pub retry_after: Option<u64>,
+}
+
+/// What the log says about the sends of one bot.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// Sends accepted.
+    pub accepted: u64,
+    /// 429s by scope.
+    pub rejected_429: HashMap<String, u64>,
+    /// Other errors answered.
+    pub errors: u64,
+    /// The most sends accepted for one chat in any window of the chat limit.
+    pub max_per_chat_window: u32,
+    /// The most sends accepted for one group in any window of the group
+    /// limit.
+    pub max_per_group_window: u32,
+    /// The most sends accepted for the token in any window of the token
+    /// limit.
+    pub max_per_token_window: u32,
+    /// Sends whose text carried a sequence number (`#n`) lower than an
+    /// earlier one in the same chat.
+    pub order_violations: u64,
+}
+
+pub(crate) struct Bot {
+    pub(crate) user: User,
+    updates: VecDeque<Value>,
+    next_update_id: i64,
+    poll_generation: Arc<AtomicU64>,
+    wake: Arc<Notify>,
+    webhook: Option<Webhook>,
+    windows: Windows,
+    blocked_by: std::collections::HashSet<i64>,
+}
+
+#[derive(Clone, Debug)]
+struct Webhook {
+    url: String,
+    max_connections: u32,
+}
+
+pub(crate) struct State {
+    pub(crate) limits: Limits,
+    pub(crate) strict_chats: bool,
+    pub(crate) started: Instant,
+    pub(crate) bots: HashMap<String, Bot>,
+    pub(crate) chats: HashMap<i64, Chat>,
+    pub(crate) users: HashMap<i64, User>,
+    pub(crate) migrated: HashMap<i64, i64>,
+    message_ids: HashMap<i64, i64>,
+    pub(crate) log: Vec<LogEntry>,
+    pub(crate) faults: Faults,
+    rng: u64,
+}
+
+pub(crate) type Shared = Arc<Mutex<State>>;
+
+impl State {
+    pub(crate) fn new(limits: Limits, strict_chats: bool) -> State {
+        State {
+            limits,
+            strict_chats,
+            started: Instant::now(),
+            bots: HashMap::new(),
+            chats: HashMap::new(),
+            users: HashMap::new(),
+            migrated: HashMap::new(),
+            message_ids: HashMap::new(),
+            log: Vec::new(),
+            faults: Faults::default(),
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    fn random(&mut self) -> f64 {
+        // xorshift64*: reproducible, no dependency.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub(crate) fn add_bot(&mut self, token: &str, username: &str) -> Option<User> {
+        let id = token_bot_id(token)?;
+        let user = User {
+            id,
+            is_bot: true,
+            first_name: username.trim_end_matches("_bot").to_owned(),
+            username: Some(username.to_owned()),
+        };
+        self.bots.entry(token.to_owned()).or_insert_with(|| Bot {
+            user: user.clone(),
+            updates: VecDeque::new(),
+            next_update_id: 1,
+            poll_generation: Arc::new(AtomicU64::new(0)),
+            wake: Arc::new(Notify::new()),
+            webhook: None,
+            windows: Windows::default(),
+            blocked_by: Default::default(),
+        });
+        Some(user)
+    }
+
+    pub(crate) fn add_user(&mut self, id: i64, first_name: &str) {
+        let user = User {
+            id,
+            is_bot: false,
+            first_name: first_name.to_owned(),
+            username: None,
+        };
+        self.chats.insert(
+            id,
+            Chat {
+                id,
+                kind: ChatKind::Private,
+                title: first_name.to_owned(),
+            },
+        );
+        self.users.insert(id, user);
+    }
+
+    pub(crate) fn add_group(&mut self, id: i64, title: &str, kind: ChatKind) {
+        self.chats.insert(
+            id,
+            Chat {
+                id,
+                kind,
+                title: title.to_owned(),
+            },
+        );
+    }
+
+    pub(crate) fn block(&mut self, token: &str, user: i64) -> bool {
+        self.bots
+            .get_mut(token)
+            .map(|b| b.blocked_by.insert(user))
+            .is_some()
+    }
+
+    /// Queues an update for `token`'s bot and wakes its long poll. Returns
+    /// the update id.
+    pub(crate) fn push_update(
+        &mut self,
+        token: &str,
+        make: impl FnOnce(i64) -> Value,
+    ) -> Option<i64> {
+        let bot = self.bots.get_mut(token)?;
+        let id = bot.next_update_id;
+        bot.next_update_id += 1;
+        let mut update = make(id);
+        update["update_id"] = json!(id);
+        bot.updates.push_back(update);
+        bot.wake.notify_waiters();
+        Some(id)
+    }
+
+    /// A message from `from` in `chat` to `token`'s bot, as an update.
+    pub(crate) fn inject_message(
+        &mut self,
+        token: &str,
+        chat_id: i64,
+        from: i64,
+        text: &str,
+    ) -> Result<i64, String> {
+        let chat = self
+            .chats
+            .get(&chat_id)
+            .cloned()
+            .ok_or_else(|| format!("no chat {chat_id}"))?;
+        let user = self
+            .users
+            .get(&from)
+            .cloned()
+            .ok_or_else(|| format!("no user {from}"))?;
+        let message_id = self.next_message_id(chat_id);
+        let date = self.unix_time();
+        let message = objects::message(message_id, date, &chat, &user, text);
+        self.push_update(token, |_| json!({ "message": message }))
+            .ok_or_else(|| "no such bot".to_owned())
+    }
+
+    fn next_message_id(&mut self, chat: i64) -> i64 {
+        let n = self.message_ids.entry(chat).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    fn unix_time(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    }
+
+    fn at_ms(&self, now: Instant) -> f64 {
+        now.saturating_duration_since(self.started).as_secs_f64() * 1e3
+    }
+
+    pub(crate) fn stats(&self, bot_id: i64) -> Stats {
+        let mut stats = Stats::default();
+        let mut per_chat: HashMap<i64, Vec<f64>> = HashMap::new();
+        let mut token_times = Vec::new();
+        let mut last_seq: HashMap<i64, u64> = HashMap::new();
+        for e in self.log.iter().filter(|e| e.bot_id == bot_id) {
+            match (e.status, e.chat_id) {
+                (200, Some(chat)) if e.text.is_some() => {
+                    stats.accepted += 1;
+                    per_chat.entry(chat).or_default().push(e.at_ms);
+                    token_times.push(e.at_ms);
+                    if let Some(n) = e.text.as_deref().and_then(sequence_number) {
+                        let last = last_seq.entry(chat).or_insert(0);
+                        if n < *last {
+                            stats.order_violations += 1;
+                        }
+                        *last = (*last).max(n);
+                    }
+                }
+                (429, _) => {
+                    let scope = e.scope.map_or("other".to_owned(), |s| {
+                        serde_json::to_value(s)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default()
+                    });
+                    *stats.rejected_429.entry(scope).or_default() += 1;
+                }
+                (200, _) => {}
+                _ => stats.errors += 1,
+            }
+        }
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        for (chat, times) in &per_chat {
+            stats.max_per_chat_window = stats
+                .max_per_chat_window
+                .max(max_in_window(times, ms(self.limits.chat.window)));
+            if *chat < 0 {
+                stats.max_per_group_window = stats
+                    .max_per_group_window
+                    .max(max_in_window(times, ms(self.limits.group.window)));
+            }
+        }
+        token_times.sort_by(f64::total_cmp);
+        stats.max_per_token_window = max_in_window(&token_times, ms(self.limits.token.window));
+        stats
+    }
+}
+
+/// The most entries of sorted `times` in any half-open window `(t - w, t]`.
+fn max_in_window(times: &[f64], w: f64) -> u32 {
+    let (mut best, mut start) = (0, 0);
+    for (end, &t) in times.iter().enumerate() {
+        while times[start] <= t - w {
+            start += 1;
+        }
+        best = best.max(end + 1 - start);
+    }
+    u32::try_from(best).unwrap_or(u32::MAX)
+}
+
+/// `#n` in a message text: how benchmarks number a chat's messages.
+fn sequence_number(text: &str) -> Option<u64> {
+    let rest = text.split('#').nth(1)?;
+    rest.chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
+/// The bot id of a well-formed token (`<id>:<secret>`, as the real server
+/// checks it: ≤ 80 characters, no `/`, id in 1..2^54).
+pub(crate) fn token_bot_id(token: &str) -> Option<i64> {
+    if token.len() > 80 || token.contains('/') {
+        return None;
+    }
+    let (id, secret) = token.split_once(':')?;
+    let id: i64 = id.parse().ok()?;
+    (id > 0 && id < (1 << 54) && !secret.is_empty()).then_some(id)
+}
+
+/// A Bot API answer: the envelope and its HTTP status.
+pub(crate) struct Answer {
+    status: StatusCode,
+    body: Value,
+    retry_after: Option<u64>,
+}
+
+impl Answer {
+    fn ok(result: Value) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            body: json!({ "ok": true, "result": result }),
+            retry_after: None,
+        }
+    }
+
+    fn ok_described(result: Value, description: &str) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            body: json!({ "ok": true, "result": result, "description": description }),
+            retry_after: None,
+        }
+    }
+
+    fn error(code: u16, description: &str) -> Answer {
+        Answer {
+            status: StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
+            body: json!({ "ok": false, "error_code": code, "description": description }),
+            retry_after: None,
+        }
+    }
+
+    fn too_many(retry_after: u64) -> Answer {
+        Answer {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            body: json!({
+                "ok": false,
+                "error_code": 429,
+                "description": format!("Too Many Requests: retry after {retry_after}"),
+                "parameters": { "retry_after": retry_after },
+            }),
+            retry_after: Some(retry_after),
+        }
+    }
+
+    fn migrated(to: i64) -> Answer {
+        Answer {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({
+                "ok": false,
+                "error_code": 400,
+                "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                "parameters": { "migrate_to_chat_id": to },
+            }),
+            retry_after: None,
+        }
+    }
+}
+
+/// The envelope in the real server's key order: `ok`, `result`,
+/// `error_code`, `description`, `parameters`.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    ok: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<&'a Value>,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let b = &self.body;
+        let envelope = Envelope {
+            ok: &b["ok"],
+            result: b.get("result"),
+            error_code: b.get("error_code"),
+            description: b.get("description"),
+            parameters: b.get("parameters"),
+        };
+        let mut response = (self.status, axum::Json(envelope)).into_response();
+        if let Some(n) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(n));
+        }
+        response
+    }
+}
+
+/// Parameters from the query string and the body (JSON or form).
+pub(crate) struct Params(Map<String, Value>);
+
+impl Params {
+    pub(crate) fn parse(
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Params, &'static str> {
+        let mut map = Map::new();
+        if let Some(q) = uri.query() {
+            for (k, v) in serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                .map_err(|_| "bad query string")?
+            {
+                map.insert(k, Value::String(v));
+            }
+        }
+        if !body.is_empty() {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if ct.starts_with("application/json") {
+                match serde_json::from_slice::<Value>(body)
+                    .map_err(|_| "can't parse JSON object")?
+                {
+                    Value::Object(o) => map.extend(o),
+                    _ => return Err("can't parse JSON object"),
+                }
+            } else {
+                for (k, v) in serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+                    .map_err(|_| "bad form body")?
+                {
+                    map.insert(k, Value::String(v));
+                }
+            }
+        }
+        Ok(Params(map))
+    }
+
+    fn i64(&self, key: &str) -> Option<i64> {
+        match self.0.get(key)? {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn str(&self, key: &str) -> Option<String> {
+        match self.0.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    fn bool(&self, key: &str) -> bool {
+        match self.0.get(key) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s == "true" || s == "1",
+            _ => false,
+        }
+    }
+}
+
+/// Handles `/bot<token>/<method>`.
+pub(crate) async fn bot_api(state: &Shared, token: &str, method: &str, params: Params) -> Answer {
+    let method = method.to_ascii_lowercase();
+    // Network delay and injected faults, before the arrival is timed.
+    let delay = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let (mean, jitter) = s.faults.latency_ms;
+        let r = s.random();
+        Duration::from_secs_f64((mean as f64 + (r * 2.0 - 1.0) * jitter as f64).max(0.0) / 1e3)
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let now = Instant::now();
+    if token_bot_id(token).is_none() {
+        return Answer::error(401, "Unauthorized: invalid token specified");
+    }
+    if method == "getupdates" {
+        if !state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .bots
+            .contains_key(token)
+        {
+            return Answer::error(401, "Unauthorized");
+        }
+        return get_updates(state, token, &params).await;
+    }
+    answer_now(state, token, &method, &params, now)
+}
+
+/// Every method but `getUpdates`, under the lock, without waiting.
+fn answer_now(state: &Shared, token: &str, method: &str, params: &Params, now: Instant) -> Answer {
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(bot_id) = s.bots.get(token).map(|b| b.user.id) else {
+        return Answer::error(401, "Unauthorized");
+    };
+    if s.faults.restart_burst > 0 {
+        s.faults.restart_burst -= 1;
+        let answer = Answer::error(500, "Internal Server Error: restart");
+        log(&mut s, now, bot_id, method, None, None, &answer, None);
+        return answer;
+    }
+    let (answer, chat, text, scope) = call(&mut s, token, method, params, now);
+    log(&mut s, now, bot_id, method, chat, text, &answer, scope);
+    answer
+}
+
+#[allow(clippy::too_many_arguments, reason = "one log line's fields")]
+fn log(
+    s: &mut State,
+    now: Instant,
+    bot_id: i64,
+    method: &str,
+    chat_id: Option<i64>,
+    text: Option<String>,
+    answer: &Answer,
+    scope: Option<Scope>,
+) {
+    let seq = s.log.len() as u64;
+    let at_ms = s.at_ms(now);
+    s.log.push(LogEntry {
+        seq,
+        at_ms,
+        bot_id,
+        method: method.to_owned(),
+        chat_id,
+        text,
+        status: answer.status.as_u16(),
+        scope,
+        retry_after: answer.retry_after,
+    });
+}
+
+/// The methods other than `getUpdates`: the answer, the target chat, the
+/// text sent and the scope of a 429.
+fn call(
+    s: &mut State,
+    token: &str,
+    method: &str,
+    p: &Params,
+    now: Instant,
+) -> (Answer, Option<i64>, Option<String>, Option<Scope>) {
+    let bot = s
+        .bots
+        .get(token)
+        .map(|b| b.user.clone())
+        .expect("checked by the caller");
+    match method {
+        "getme" => (Answer::ok(bot.json()), None, None, None),
+        "logout" | "close" => (Answer::ok(json!(true)), None, None, None),
+        "sendmessage" | "editmessagetext" | "sendphoto" | "copymessage" | "forwardmessage"
+        | "senddice" | "sendsticker" | "senddocument" => send(s, token, method, p, now, &bot),
+        "answercallbackquery" | "deletemessage" | "sendchataction" => {
+            let chat = p.i64("chat_id");
+            (Answer::ok(json!(true)), chat, None, None)
+        }
+        "getchat" => match p.i64("chat_id").and_then(|c| s.chats.get(&c)) {
+            Some(chat) => (Answer::ok(chat.json()), Some(chat.id), None, None),
+            None => (
+                Answer::error(400, "Bad Request: chat not found"),
+                p.i64("chat_id"),
+                None,
+                None,
+            ),
+        },
+        "getchatmembercount" => match p.i64("chat_id").and_then(|c| s.chats.get(&c)) {
+            Some(chat) => (
+                Answer::ok(json!(if chat.id > 0 {
+                    2
+                } else {
+                    1 + chat.id.unsigned_abs() % 500
+                })),
+                Some(chat.id),
+                None,
+                None,
+            ),
+            None => (
+                Answer::error(400, "Bad Request: chat not found"),
+                p.i64("chat_id"),
+                None,
+                None,
+            ),
+        },
+        "setwebhook" => {
+            let Some(url) = p.str("url").filter(|u| !u.is_empty()) else {
+                return (delete_webhook(s, token, p), None, None, None);
+            };
+            let b = s.bots.get_mut(token).expect("checked");
+            let max_connections = p.i64("max_connections").unwrap_or(40).clamp(1, 100) as u32;
+            let same = b.webhook.as_ref().is_some_and(|w| w.url == url);
+            b.webhook = Some(Webhook {
+                url,
+                max_connections,
+            });
+            if p.bool("drop_pending_updates") {
+                b.updates.clear();
+            }
+            // A pending long poll is ended.
+            b.poll_generation.fetch_add(1, Ordering::SeqCst);
+            b.wake.notify_waiters();
+            let description = if same {
+                "Webhook is already set"
+            } else {
+                "Webhook was set"
+            };
+            (
+                Answer::ok_described(json!(true), description),
+                None,
+                None,
+                None,
+            )
+        }
+        "deletewebhook" => (delete_webhook(s, token, p), None, None, None),
+        "getwebhookinfo" => {
+            let b = &s.bots[token];
+            let info = match &b.webhook {
+                Some(w) => json!({
+                    "url": w.url,
+                    "has_custom_certificate": false,
+                    "pending_update_count": b.updates.len(),
+                    "max_connections": w.max_connections,
+                }),
+                None => {
+                    json!({ "url": "", "has_custom_certificate": false, "pending_update_count": b.updates.len() })
+                }
+            };
+            (Answer::ok(info), None, None, None)
+        }
+        _ => (
+            Answer::error(404, "Not Found: method not found"),
+            None,
+            None,
+            None,
+        ),
+    }
+}
+
+fn delete_webhook(s: &mut State, token: &str, p: &Params) -> Answer {
+    let b = s.bots.get_mut(token).expect("checked");
+    if p.bool("drop_pending_updates") {
+        b.updates.clear();
+    }
+    match b.webhook.take() {
+        Some(_) => Answer::ok_described(json!(true), "Webhook was deleted"),
+        None => Answer::ok_described(json!(true), "Webhook is already deleted"),
+    }
+}
+
+fn send(
+    s: &mut State,
+    token: &str,
+    method: &str,
+    p: &Params,
+    now: Instant,
+    bot: &User,
+) -> (Answer, Option<i64>, Option<String>, Option<Scope>) {
+    let Some(chat_id) = p.i64("chat_id") else {
+        return (
+            Answer::error(400, "Bad Request: chat not found"),
+            None,
+            None,
+            None,
+        );
+    };
+    let text = p
+        .str("text")
+        .or_else(|| p.str("caption"))
+        .unwrap_or_default();
+    let fail = |a: Answer| (a, Some(chat_id), Some(text.clone()), None);
+    if let Some(&to) = s.migrated.get(&chat_id) {
+        return fail(Answer::migrated(to));
+    }
+    let chat = match s.chats.get(&chat_id) {
+        Some(c) => c.clone(),
+        None if !s.strict_chats => {
+            let kind = if chat_id > 0 {
+                ChatKind::Private
+            } else {
+                ChatKind::Supergroup
+            };
+            let chat = Chat {
+                id: chat_id,
+                kind,
+                title: format!("chat {chat_id}"),
+            };
+            s.chats.insert(chat_id, chat.clone());
+            chat
+        }
+        None => return fail(Answer::error(400, "Bad Request: chat not found")),
+    };
+    if s.bots[token].blocked_by.contains(&chat_id) {
+        return fail(Answer::error(403, "Forbidden: bot was blocked by the user"));
+    }
+    if method == "sendmessage" || method == "editmessagetext" {
+        if text.trim().is_empty() {
+            return fail(Answer::error(400, "Bad Request: message text is empty"));
+        }
+        if text.chars().count() > 4096 {
+            return fail(Answer::error(400, "Bad Request: message is too long"));
+        }
+    }
+    // Injected 429s first, then the limits.
+    if s.faults.random_429 > 0.0 && s.random() < s.faults.random_429 {
+        let (lo, hi) = s.faults.retry_after;
+        let n = lo + (s.random() * (hi.saturating_sub(lo) + 1) as f64) as u64;
+        return (
+            Answer::too_many(n.max(1)),
+            Some(chat_id),
+            Some(text),
+            Some(Scope::Injected),
+        );
+    }
+    let limits = s.limits;
+    let paid = p.bool("allow_paid_broadcast");
+    let bot_state = s.bots.get_mut(token).expect("checked");
+    if let Err((scope, retry_after)) = bot_state.windows.try_send(&limits, chat_id, 1, paid, now) {
+        return (
+            Answer::too_many(retry_after),
+            Some(chat_id),
+            Some(text),
+            Some(scope),
+        );
+    }
+    let message_id = match p.i64("message_id") {
+        Some(id) if method == "editmessagetext" => id,
+        _ => s.next_message_id(chat_id),
+    };
+    let date = s.unix_time();
+    let message = objects::message(message_id, date, &chat, bot, &text);
+    (Answer::ok(message), Some(chat_id), Some(text), None)
+}
+
+async fn get_updates(state: &Shared, token: &str, p: &Params) -> Answer {
+    let offset = p.i64("offset").unwrap_or(0);
+    let limit = p.i64("limit").unwrap_or(100).clamp(1, 100) as usize;
+    let timeout = Duration::from_secs(
+        p.i64("timeout")
+            .unwrap_or(0)
+            .clamp(0, MAX_POLL_TIMEOUT as i64) as u64,
+    );
+    let deadline = Instant::now() + timeout;
+    let (generation, my_generation, wake) = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let b = s.bots.get_mut(token).expect("checked");
+        if b.webhook.is_some() {
+            return Answer::error(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+            );
+        }
+        // This poll ends any older one.
+        let mine = b.poll_generation.fetch_add(1, Ordering::SeqCst) + 1;
+        b.wake.notify_waiters();
+        // Confirm: updates below the offset are forgotten; a negative
+        // offset keeps only the last -offset.
+        if offset > 0 {
+            while b
+                .updates
+                .front()
+                .is_some_and(|u| u["update_id"].as_i64().unwrap_or(0) < offset)
+            {
+                b.updates.pop_front();
+            }
+        } else if offset < 0 {
+            let keep = offset.unsigned_abs() as usize;
+            while b.updates.len() > keep {
+                b.updates.pop_front();
+            }
+        }
+        (b.poll_generation.clone(), mine, b.wake.clone())
+    };
+    loop {
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let s = state.lock().unwrap_or_else(|e| e.into_inner());
+            if generation.load(Ordering::SeqCst) != my_generation {
+                let b = &s.bots[token];
+                let by = if b.webhook.is_some() {
+                    "setWebhook request"
+                } else {
+                    "other getUpdates request; make sure that only one bot instance is running"
+                };
+                return Answer::error(409, &format!("Conflict: terminated by {by}"));
+            }
+            let b = &s.bots[token];
+            let ready: Vec<Value> = b.updates.iter().take(limit).cloned().collect();
+            if !ready.is_empty() || Instant::now() >= deadline {
+                return Answer::ok(Value::Array(ready));
+            }
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            // Timed out: answer with what there is (nothing).
+            let s = state.lock().unwrap_or_else(|e| e.into_inner());
+            if generation.load(Ordering::SeqCst) == my_generation {
+                let ready: Vec<Value> = s.bots[token].updates.iter().take(limit).cloned().collect();
+                return Answer::ok(Value::Array(ready));
+            }
+        }
+    }
+}
