@@ -88,6 +88,7 @@ pub(crate) struct Bot {
     poll_generation: Arc<AtomicU64>,
     wake: Arc<Notify>,
     webhook: Option<Webhook>,
+    webhook_generation: u64,
     windows: Windows,
     blocked_by: std::collections::HashSet<i64>,
 }
@@ -96,7 +97,16 @@ pub(crate) struct Bot {
 struct Webhook {
     url: String,
     max_connections: u32,
+    secret_token: Option<String>,
+    /// Which `setWebhook` this is: its delivery task stops when another
+    /// one (or `deleteWebhook`) replaces it.
+    generation: u64,
 }
+
+/// The first wait before an update the webhook refused is sent again; it
+/// doubles up to `WEBHOOK_MAX_RETRY` (the real server waits up to 60 s).
+const WEBHOOK_FIRST_RETRY: Duration = Duration::from_millis(200);
+const WEBHOOK_MAX_RETRY: Duration = Duration::from_secs(10);
 
 pub(crate) struct State {
     pub(crate) limits: Limits,
@@ -154,6 +164,7 @@ impl State {
             poll_generation: Arc::new(AtomicU64::new(0)),
             wake: Arc::new(Notify::new()),
             webhook: None,
+            webhook_generation: 0,
             windows: Windows::default(),
             blocked_by: Default::default(),
         });
@@ -315,6 +326,29 @@ fn max_in_window(times: &[f64], w: f64) -> u32 {
     u32::try_from(best).unwrap_or(u32::MAX)
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_loopback_webhooks_are_served() {
+        for url in [
+            "http://127.0.0.1:9/x",
+            "https://localhost/h",
+            "http://[::1]:80/",
+            "http://u:p@127.0.0.2/",
+        ] {
+            assert!(super::is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "https://example.org/h",
+            "http://10.0.0.1/",
+            "ftp://127.0.0.1/",
+            "http://127.0.0.1.evil.org/",
+        ] {
+            assert!(!super::is_loopback_url(url), "{url}");
+        }
+    }
+}
+
 /// `#n` in a message text: how benchmarks number a chat's messages.
 fn sequence_number(text: &str) -> Option<u64> {
     let rest = text.split('#').nth(1)?;
@@ -323,6 +357,30 @@ fn sequence_number(text: &str) -> Option<u64> {
         .collect::<String>()
         .parse()
         .ok()
+}
+
+/// Whether `url` points at this machine (`127.0.0.0/8`, `localhost`,
+/// `[::1]`).
+fn is_loopback_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        host.split(']')
+            .next()
+            .map_or(host, |h| h.trim_start_matches('['))
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The bot id of a well-formed token (`<id>:<secret>`, as the real server
@@ -540,7 +598,77 @@ fn answer_now(state: &Shared, token: &str, method: &str, params: &Params, now: I
     }
     let (answer, chat, text, scope) = call(&mut s, token, method, params, now);
     log(&mut s, now, bot_id, method, chat, text, &answer, scope);
+    if method == "setwebhook" && answer.status == StatusCode::OK {
+        if let Some(w) = &s.bots[token].webhook {
+            tokio::spawn(deliver(state.clone(), token.to_owned(), w.generation));
+        }
+    }
     answer
+}
+
+/// Delivers `token`'s updates to its webhook, oldest first, one per POST
+/// with the secret header; an update the webhook does not answer with 2xx
+/// is sent again after a growing wait. Stops when the webhook changes.
+async fn deliver(state: Shared, token: String, generation: u64) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    let wake = match state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .bots
+        .get(&token)
+    {
+        Some(b) => b.wake.clone(),
+        None => return,
+    };
+    let mut retry = WEBHOOK_FIRST_RETRY;
+    loop {
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let next = {
+            let s = state.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(b) = s.bots.get(&token) else { return };
+            match &b.webhook {
+                Some(w) if w.generation == generation => b
+                    .updates
+                    .front()
+                    .map(|u| (w.url.clone(), w.secret_token.clone(), u.clone())),
+                _ => return,
+            }
+        };
+        let Some((url, secret, update)) = next else {
+            notified.await;
+            continue;
+        };
+        if !is_loopback_url(&url) {
+            // Never any traffic off this machine: the update stays pending.
+            tracing::warn!(bot = %token_bot_id(&token).unwrap_or(0), "webhook is not on loopback; the emulator does not deliver to it");
+            return;
+        }
+        let mut request = client.post(&url).json(&update);
+        if let Some(secret) = &secret {
+            request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+        }
+        let delivered = request.send().await.is_ok_and(|r| r.status().is_success());
+        if delivered {
+            retry = WEBHOOK_FIRST_RETRY;
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(b) = s.bots.get_mut(&token) {
+                if b.updates
+                    .front()
+                    .is_some_and(|u| u["update_id"] == update["update_id"])
+                {
+                    b.updates.pop_front();
+                }
+            }
+        } else {
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(WEBHOOK_MAX_RETRY);
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments, reason = "one log line's fields")]
@@ -625,10 +753,30 @@ fn call(
             };
             let b = s.bots.get_mut(token).expect("checked");
             let max_connections = p.i64("max_connections").unwrap_or(40).clamp(1, 100) as u32;
+            let secret_token = p.str("secret_token").filter(|t| !t.is_empty());
+            if secret_token.as_ref().is_some_and(|t| {
+                t.len() > 256
+                    || !t
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            }) {
+                return (
+                    Answer::error(
+                        400,
+                        "Bad Request: secret token contains unallowed characters",
+                    ),
+                    None,
+                    None,
+                    None,
+                );
+            }
             let same = b.webhook.as_ref().is_some_and(|w| w.url == url);
+            b.webhook_generation += 1;
             b.webhook = Some(Webhook {
                 url,
                 max_connections,
+                secret_token,
+                generation: b.webhook_generation,
             });
             if p.bool("drop_pending_updates") {
                 b.updates.clear();
@@ -678,6 +826,7 @@ fn delete_webhook(s: &mut State, token: &str, p: &Params) -> Answer {
     if p.bool("drop_pending_updates") {
         b.updates.clear();
     }
+    b.webhook_generation += 1;
     match b.webhook.take() {
         Some(_) => Answer::ok_described(json!(true), "Webhook was deleted"),
         None => Answer::ok_described(json!(true), "Webhook is already deleted"),

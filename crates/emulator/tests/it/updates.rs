@@ -93,7 +93,7 @@ async fn webhooks_exclude_polling() {
     let r = api(
         a,
         "setWebhook",
-        r#"{"url": "https://example.invalid/hook", "secret_token": "s3cret"}"#,
+        r#"{"url": "http://127.0.0.1:9/hook", "secret_token": "s3cret"}"#,
     )
     .await;
     assert_eq!(
@@ -105,12 +105,7 @@ async fn webhooks_exclude_polling() {
         (r.status, r.body["description"].as_str()),
         (409, Some("Conflict: terminated by setWebhook request"))
     );
-    let r = api(
-        a,
-        "setWebhook",
-        r#"{"url": "https://example.invalid/hook"}"#,
-    )
-    .await;
+    let r = api(a, "setWebhook", r#"{"url": "http://127.0.0.1:9/hook"}"#).await;
     assert_eq!(r.body["description"], "Webhook is already set");
     e.inject_message(TOKEN, 7, 7, "pending").unwrap();
     let r = api(a, "getUpdates", "{}").await;
@@ -120,7 +115,7 @@ async fn webhooks_exclude_polling() {
         "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
     );
     let info = api(a, "getWebhookInfo", "{}").await;
-    assert_eq!(info.body["result"]["url"], "https://example.invalid/hook");
+    assert_eq!(info.body["result"]["url"], "http://127.0.0.1:9/hook");
     assert_eq!(info.body["result"]["pending_update_count"], 1);
     assert_eq!(info.body["result"]["max_connections"], 40);
     let r = api(a, "deleteWebhook", r#"{"drop_pending_updates": true}"#).await;
@@ -130,5 +125,122 @@ async fn webhooks_exclude_polling() {
     assert_eq!(
         api(a, "deleteWebhook", "{}").await.body["description"],
         "Webhook is already deleted"
+    );
+}
+
+/// A webhook receiver on loopback: records each request's secret header
+/// and body; answers 500 to the first `fail` requests, 200 after.
+async fn receiver(
+    fail: usize,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<(String, serde_json::Value)>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read the head, then the body by its length.
+            let (head, mut body) = loop {
+                let n = conn.read(&mut chunk).await.unwrap();
+                if n == 0 {
+                    break (String::new(), Vec::new());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break (
+                        String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase(),
+                        buf[i + 4..].to_vec(),
+                    );
+                }
+            };
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while body.len() < length {
+                let n = conn.read(&mut chunk).await.unwrap();
+                body.extend_from_slice(&chunk[..n]);
+            }
+            let secret = head
+                .lines()
+                .find_map(|l| l.strip_prefix("x-telegram-bot-api-secret-token:"))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default();
+            seen += 1;
+            let status = if seen <= fail {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let _ = conn
+                .write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await;
+            let _ = tx.send((secret, serde_json::from_slice(&body).unwrap_or_default()));
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn updates_are_delivered_to_the_webhook_in_order_and_retried() {
+    let e = emulator().await;
+    let a = e.addr();
+    let (hook, mut received) = receiver(1).await;
+    e.inject_message(TOKEN, 7, 7, "first").unwrap();
+    let r = api(
+        a,
+        "setWebhook",
+        &format!(r#"{{"url": "http://{hook}/hook", "secret_token": "s3cret_-X"}}"#),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    e.inject_message(TOKEN, 7, 7, "second").unwrap();
+    let mut texts = Vec::new();
+    for _ in 0..3 {
+        let (secret, update) = tokio::time::timeout(Duration::from_secs(5), received.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            secret, "s3cret_-x",
+            "the header (lower-cased by the receiver)"
+        );
+        texts.push(update["message"]["text"].as_str().unwrap().to_owned());
+    }
+    // The first POST was refused and sent again, before the second update.
+    assert_eq!(texts, ["first", "first", "second"]);
+    for _ in 0..50 {
+        if api(a, "getWebhookInfo", "{}").await.body["result"]["pending_update_count"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        api(a, "getWebhookInfo", "{}").await.body["result"]["pending_update_count"],
+        0
+    );
+    let r = api(
+        a,
+        "setWebhook",
+        r#"{"url": "http://127.0.0.1:9/h", "secret_token": "no spaces"}"#,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["description"].as_str()),
+        (
+            400,
+            Some("Bad Request: secret token contains unallowed characters")
+        )
     );
 }
