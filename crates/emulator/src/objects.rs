@@ -76,6 +76,24 @@ impl Chat {
     }
 }
 
+impl Chat {
+    /// `ChatFullInfo`, as `getChat` answers: the chat with the fields the
+    /// Bot API marks required.
+    pub(crate) fn full_info(&self) -> Value {
+        let mut v = self.json();
+        v["accent_color_id"] = json!(self.id.unsigned_abs() % 7);
+        v["max_reaction_count"] = json!(11);
+        v["accepted_gift_types"] = json!({
+            "unlimited_gifts": false,
+            "limited_gifts": false,
+            "unique_gifts": false,
+            "premium_subscription": false,
+            "gifts_from_channels": false,
+        });
+        v
+    }
+}
+
 pub(crate) fn message(message_id: i64, date: i64, chat: &Chat, from: &User, text: &str) -> Value {
     json!({
         "message_id": message_id,

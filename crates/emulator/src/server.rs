@@ -721,7 +721,7 @@ fn call(
             (Answer::ok(json!(true)), chat, None, None)
         }
         "getchat" => match p.i64("chat_id").and_then(|c| s.chats.get(&c)) {
-            Some(chat) => (Answer::ok(chat.json()), Some(chat.id), None, None),
+            Some(chat) => (Answer::ok(chat.full_info()), Some(chat.id), None, None),
             None => (
                 Answer::error(400, "Bad Request: chat not found"),
                 p.i64("chat_id"),

@@ -1,0 +1,186 @@
+//! The client against the emulator: typed calls, typed errors, retries, and
+//! the limiter at full rate with no 429.
+
+use std::time::Duration;
+
+use botfleet_emulator::{ChatKind, Emulator, EmulatorConfig, Faults};
+use botfleet_telegram::methods::{GetChatParams, GetUpdatesParams, SendMessageParams};
+use botfleet_telegram::updates::UpdateContent;
+use botfleet_telegram::{Client, ErrorKind};
+use tokio::time::Instant;
+
+const TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
+
+async fn setup() -> (Emulator, Client) {
+    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    e.add_bot(TOKEN, "dating_bot").unwrap();
+    e.add_user(1001, "Ann");
+    e.add_group(-1_001_000_000_001, "Fans", ChatKind::Supergroup);
+    let client = Client::builder(TOKEN)
+        .base_url(e.base_url())
+        .bot("dating")
+        .retries(4, Duration::from_millis(20))
+        .build()
+        .unwrap();
+    (e, client)
+}
+
+fn text(chat: i64, t: &str) -> SendMessageParams {
+    SendMessageParams::builder().chat_id(chat).text(t).build()
+}
+
+#[tokio::test]
+async fn typed_calls_round_trip() {
+    let (e, client) = setup().await;
+    let me = client.get_me().await.unwrap();
+    assert_eq!(
+        (me.id, me.is_bot, me.username.as_deref()),
+        (110201543, true, Some("dating_bot"))
+    );
+    let m = client.send_message(&text(1001, "hello")).await.unwrap();
+    assert_eq!((m.chat.id, m.text.as_deref()), (1001, Some("hello")));
+    e.inject_message(TOKEN, 1001, 1001, "/start").unwrap();
+    let updates = client
+        .get_updates(&GetUpdatesParams::builder().timeout(5u32).build())
+        .await
+        .unwrap();
+    assert_eq!(updates.len(), 1);
+    let UpdateContent::Message(msg) = &updates[0].content else {
+        panic!("{:?}", updates[0])
+    };
+    assert_eq!(
+        (
+            msg.text.as_deref(),
+            msg.from.as_ref().map(|u| u.first_name.as_str())
+        ),
+        (Some("/start"), Some("Ann"))
+    );
+    let chat = client
+        .get_chat(
+            &GetChatParams::builder()
+                .chat_id(-1_001_000_000_001_i64)
+                .build(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(chat.title.as_deref(), Some("Fans"));
+}
+
+#[tokio::test]
+async fn errors_are_typed_and_never_show_the_token() {
+    let (e, client) = setup().await;
+    let err = client.send_message(&text(555, "x")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ChatNotFound);
+    assert!(!err.is_retryable());
+    assert_eq!(
+        err.to_string(),
+        "sendMessage failed: Bad Request: chat not found (not retryable)"
+    );
+    e.block(TOKEN, 1001);
+    assert_eq!(
+        client
+            .send_message(&text(1001, "x"))
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::Blocked
+    );
+    e.add_group(-5, "old", ChatKind::Group);
+    e.migrate(-5, -1_001_000_000_005, "new");
+    assert_eq!(
+        client.send_message(&text(-5, "x")).await.unwrap_err().kind,
+        ErrorKind::Migrated(-1_001_000_000_005)
+    );
+    let stranger = Client::builder("999:nope")
+        .base_url(e.base_url())
+        .build()
+        .unwrap();
+    let err = stranger.get_me().await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unauthorized);
+    // Nothing listens on port 1: a connection error, without the URL.
+    let nowhere = Client::builder(TOKEN)
+        .base_url("http://127.0.0.1:1")
+        .retries(2, Duration::from_millis(5))
+        .build()
+        .unwrap();
+    let err = nowhere.get_me().await.unwrap_err();
+    assert!(matches!(err.kind, ErrorKind::Connect(_)), "{err}");
+    for text in [err.to_string(), format!("{err:?}"), format!("{nowhere:?}")] {
+        assert!(
+            !text.contains("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn restarts_and_injected_429s_are_retried_and_nothing_is_lost() {
+    let (e, client) = setup().await;
+    e.set_faults(Faults {
+        restart_burst: 2,
+        ..Faults::default()
+    });
+    assert_eq!(
+        client.get_me().await.unwrap().id,
+        110201543,
+        "after two 500s"
+    );
+    for id in 1..=10 {
+        e.add_user(2000 + id, "u");
+    }
+    e.set_faults(Faults {
+        random_429: 0.3,
+        retry_after: (1, 1),
+        ..Faults::default()
+    });
+    let sends = (1..=10).map(|id| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .send_message(&text(2000 + id, &format!("#{id}")))
+                .await
+        })
+    });
+    for s in sends {
+        s.await.unwrap().unwrap();
+    }
+    let stats = e.stats(110201543);
+    assert_eq!(stats.accepted, 10, "every message delivered once");
+    assert!(
+        stats.rejected_429.get("injected").copied().unwrap_or(0) >= 1,
+        "{stats:?}"
+    );
+    assert_eq!(stats.rejected_429.get("token"), None);
+    assert_eq!(stats.rejected_429.get("chat"), None);
+}
+
+#[tokio::test]
+async fn sixty_chats_at_full_rate_without_a_429() {
+    let (e, client) = setup().await;
+    for id in 0..60 {
+        e.add_user(3000 + id, "u");
+    }
+    let start = Instant::now();
+    let sends: Vec<_> = (0..60)
+        .map(|id| {
+            let client = client.clone();
+            tokio::spawn(async move { client.send_message(&text(3000 + id, "hi")).await })
+        })
+        .collect();
+    for s in sends {
+        s.await.unwrap().unwrap();
+    }
+    let took = start.elapsed();
+    let stats = e.stats(110201543);
+    assert_eq!(stats.accepted, 60);
+    assert!(stats.rejected_429.is_empty(), "{stats:?}");
+    assert_eq!(
+        stats.max_per_token_window, 30,
+        "the full allowance, not more"
+    );
+    // 30 now, 30 a second later: just over one second.
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(1_500),
+        "{took:?}"
+    );
+}
