@@ -67,6 +67,9 @@ pub(crate) enum BenchCommand {
     /// sqlx's default pool, batched inserts, instrumentation overhead, the
     /// fleet budget under load.
     Db(commands::bench::db::DbBench),
+    /// The Telegram sender against the emulator with Telegram's limits:
+    /// workloads W1-W7 (efficiency, 429s, delivery, order, latency).
+    Telegram(commands::bench::telegram::TelegramBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +112,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Config(command) => commands::config::run(&command),
         Command::Bench(BenchCommand::Cache(args)) => commands::bench::cache::run(&args),
         Command::Bench(BenchCommand::Db(args)) => commands::bench::db::run(&args),
+        Command::Bench(BenchCommand::Telegram(args)) => commands::bench::telegram::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Db(command) => commands::db::run(&command),
         Command::Emulator(args) => commands::emulator::run(&args),

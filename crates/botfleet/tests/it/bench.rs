@@ -143,3 +143,35 @@ fn bench_db_reports_every_section_as_json() {
     );
     assert!(stderr(&output).contains("[budget]"), "progress on stderr");
 }
+
+#[test]
+fn bench_telegram_runs_a_workload_as_json() {
+    let dir = scratch("bench-telegram");
+    let output = botfleet(
+        &dir,
+        &["bench", "telegram", "--workloads", "W7", "--json"],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let run = &json["runs"][0];
+    assert_eq!(run["workload"], "W7");
+    assert_eq!(
+        (run["delivered"].as_u64(), run["expected"].as_u64()),
+        (Some(1000), Some(1000))
+    );
+    assert_eq!(
+        (run["pacing_429"].as_u64(), run["duplicates"].as_u64()),
+        (Some(0), Some(0))
+    );
+    for key in ["time_s", "t_min_s", "efficiency", "p50_ms", "p99_ms"] {
+        assert!(run[key].is_number(), "{key}");
+    }
+    let output = botfleet(&dir, &["bench", "telegram", "--workloads", "W9"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("unknown workload `W9`"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -7,5 +7,6 @@ pub(crate) mod db;
 mod machine;
 mod peers;
 mod stats;
+pub(crate) mod telegram;
 
 pub(crate) use machine::Machine;
