@@ -25,11 +25,13 @@
 //! # Ok(()) }
 //! ```
 
+mod broadcast;
 mod client;
 mod error;
 pub mod limiter;
 mod metrics;
 
+pub use broadcast::{Broadcast, BroadcastReport, Progress};
 pub use client::{Client, ClientBuilder, TELEGRAM_API};
 pub use error::{Error, ErrorKind};
 pub use frankenstein::{methods, types, updates};

@@ -184,3 +184,35 @@ async fn sixty_chats_at_full_rate_without_a_429() {
         "{took:?}"
     );
 }
+
+#[tokio::test]
+async fn a_broadcast_reports_what_it_did() {
+    let (e, client) = setup().await;
+    let mut chats = Vec::new();
+    for id in 0..40 {
+        e.add_user(5000 + id, "u");
+        chats.push(5000 + id);
+    }
+    for id in 0..3 {
+        e.block(TOKEN, 5000 + id);
+    }
+    chats.extend([9, 8]); // no such chats
+    e.add_group(-7, "old", ChatKind::Group);
+    e.migrate(-7, -1_001_000_000_007, "new");
+    chats.push(-7);
+    let b = client.broadcast(chats, text(0, "news"));
+    let mut progress = b.watch();
+    let report = b.finish().await;
+    assert_eq!(report.sent, 38, "{report:?}"); // 40 - 3 blocked + 1 migrated
+    assert_eq!(report.failed.get("blocked"), Some(&3));
+    assert_eq!(report.failed.get("chat_not_found"), Some(&2));
+    assert_eq!(report.migrated, [(-7, -1_001_000_000_007)]);
+    let last = *progress.borrow_and_update();
+    assert_eq!((last.total, last.sent, last.failed), (43, 38, 5));
+    let stats = e.stats(110201543);
+    assert!(stats.rejected_429.is_empty(), "{stats:?}");
+    assert!(
+        report.duration >= Duration::from_secs(1),
+        "38 sends need two token windows"
+    );
+}
