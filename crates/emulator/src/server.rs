@@ -747,6 +747,73 @@ fn call(
                 None,
             ),
         },
+        "getchatmember" => {
+            let chat = p.i64("chat_id");
+            match (
+                chat.and_then(|c| s.chats.get(&c)),
+                p.i64("user_id")
+                    .and_then(|u| s.users.get(&u).or((u == bot.id).then_some(&bot))),
+            ) {
+                (None, _) => (
+                    Answer::error(400, "Bad Request: chat not found"),
+                    chat,
+                    None,
+                    None,
+                ),
+                (Some(_), None) => (
+                    Answer::error(400, "Bad Request: user not found"),
+                    chat,
+                    None,
+                    None,
+                ),
+                (Some(_), Some(user)) => {
+                    let status = if user.id == bot.id {
+                        "administrator"
+                    } else {
+                        "member"
+                    };
+                    let mut member = json!({ "status": status, "user": user.json() });
+                    if status == "administrator" {
+                        for right in [
+                            "can_be_edited",
+                            "is_anonymous",
+                            "can_manage_chat",
+                            "can_delete_messages",
+                            "can_manage_video_chats",
+                            "can_restrict_members",
+                            "can_promote_members",
+                            "can_change_info",
+                            "can_invite_users",
+                            "can_post_stories",
+                            "can_edit_stories",
+                            "can_delete_stories",
+                        ] {
+                            member[right] = json!(false);
+                        }
+                    }
+                    (Answer::ok(member), chat, None, None)
+                }
+            }
+        }
+        "getchatadministrators" => match p.i64("chat_id").and_then(|c| s.chats.get(&c)) {
+            Some(chat) => {
+                let owner = User {
+                    id: 1,
+                    is_bot: false,
+                    first_name: "Owner".into(),
+                    username: None,
+                };
+                let admins =
+                    json!([{ "status": "creator", "user": owner.json(), "is_anonymous": false }]);
+                (Answer::ok(admins), Some(chat.id), None, None)
+            }
+            None => (
+                Answer::error(400, "Bad Request: chat not found"),
+                p.i64("chat_id"),
+                None,
+                None,
+            ),
+        },
         "setwebhook" => {
             let Some(url) = p.str("url").filter(|u| !u.is_empty()) else {
                 return (delete_webhook(s, token, p), None, None, None);

@@ -499,6 +499,14 @@ impl Client {
         self.call("getChatMemberCount", params).await
     }
 
+    /// `getChatAdministrators`.
+    pub async fn get_chat_administrators(
+        &self,
+        params: &m::GetChatAdministratorsParams,
+    ) -> Result<Vec<ChatMember>, Error> {
+        self.call("getChatAdministrators", params).await
+    }
+
     /// `setWebhook`.
     pub async fn set_webhook(&self, params: &m::SetWebhookParams) -> Result<bool, Error> {
         self.call("setWebhook", params).await

@@ -30,8 +30,10 @@ mod client;
 mod error;
 pub mod limiter;
 mod metrics;
+mod reads;
 
 pub use broadcast::{Broadcast, BroadcastReport, Progress};
 pub use client::{Client, ClientBuilder, TELEGRAM_API};
 pub use error::{Error, ErrorKind};
 pub use frankenstein::{methods, types, updates};
+pub use reads::Reads;

@@ -216,3 +216,54 @@ async fn a_broadcast_reports_what_it_did() {
         "38 sends need two token windows"
     );
 }
+
+#[tokio::test]
+async fn reads_are_served_from_the_cache_until_membership_changes() {
+    use botfleet_telegram::Reads;
+    use botfleet_telegram::types::ChatMember;
+    let (e, client) = setup().await;
+    let group = -1_001_000_000_001_i64;
+    let reads = Reads::new(client.clone(), "dating", Duration::from_secs(60), None);
+    for _ in 0..5 {
+        assert_eq!(reads.get_me().await.unwrap().id, 110201543);
+        assert_eq!(
+            reads.get_chat(group).await.unwrap().title.as_deref(),
+            Some("Fans")
+        );
+        assert!(reads.get_chat_member_count(group).await.unwrap() > 0);
+        let admins = reads.get_chat_administrators(group).await.unwrap();
+        assert!(matches!(admins[0], ChatMember::Creator(_)), "{admins:?}");
+        let me = reads.get_chat_member(group, 1001).await.unwrap();
+        assert!(matches!(me, ChatMember::Member(_)), "{me:?}");
+    }
+    assert_eq!(
+        (reads.reads(), reads.calls(), reads.calls_saved()),
+        (25, 5, 20)
+    );
+    // Bot API errors are returned as they are, and not cached.
+    let err = reads.get_chat(-5).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ChatNotFound);
+    assert_eq!(reads.calls(), 6);
+
+    // A member left: the member, the count and the admins are read again.
+    let update = serde_json::json!({
+        "chat_member": {
+            "chat": { "id": group, "type": "supergroup", "title": "Fans" },
+            "from": { "id": 1001, "is_bot": false, "first_name": "Ann" },
+            "date": 1_760_000_000,
+            "old_chat_member": { "status": "member", "user": { "id": 1001, "is_bot": false, "first_name": "Ann" } },
+            "new_chat_member": { "status": "left", "user": { "id": 1001, "is_bot": false, "first_name": "Ann" } }
+        }
+    });
+    e.inject_update(TOKEN, update).unwrap();
+    let updates = client
+        .get_updates(&GetUpdatesParams::builder().build())
+        .await
+        .unwrap();
+    reads.observe(&updates[0]).await;
+    reads.get_chat_member(group, 1001).await.unwrap();
+    reads.get_chat_member_count(group).await.unwrap();
+    reads.get_chat_administrators(group).await.unwrap();
+    reads.get_chat(group).await.unwrap();
+    assert_eq!(reads.calls(), 9, "three re-read, the chat still cached");
+}
