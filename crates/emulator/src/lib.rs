@@ -35,6 +35,7 @@
 mod limits;
 mod objects;
 mod server;
+mod traffic;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,7 @@ use tokio::task::JoinHandle;
 pub use limits::{Limit, Limits, Scope};
 pub use objects::{Chat, ChatKind, User};
 pub use server::{Faults, LogEntry, Stats};
+pub use traffic::{Traffic, TrafficHandle, TrafficReport};
 
 use server::{Params, Shared, State};
 
@@ -102,7 +104,7 @@ impl EmulatorConfig {
 /// A running emulator. Dropping it stops the server.
 pub struct Emulator {
     addr: SocketAddr,
-    state: Shared,
+    pub(crate) state: Shared,
     task: JoinHandle<()>,
 }
 

@@ -120,6 +120,13 @@ pub(crate) struct State {
     pub(crate) log: Vec<LogEntry>,
     pub(crate) faults: Faults,
     rng: u64,
+    /// Synthetic updates not answered yet, per (bot id, chat): when each
+    /// was created. A send to the chat answers the oldest.
+    pub(crate) awaiting: HashMap<(i64, i64), VecDeque<Instant>>,
+    /// End-to-end latencies (update created -> reply accepted), ms.
+    pub(crate) e2e_ms: Vec<f64>,
+    /// The last message each bot sent to each chat (for button presses).
+    pub(crate) bot_messages: HashMap<(i64, i64), Value>,
 }
 
 pub(crate) type Shared = Arc<Mutex<State>>;
@@ -138,10 +145,13 @@ impl State {
             log: Vec::new(),
             faults: Faults::default(),
             rng: 0x9e37_79b9_7f4a_7c15,
+            awaiting: HashMap::new(),
+            e2e_ms: Vec::new(),
+            bot_messages: HashMap::new(),
         }
     }
 
-    fn random(&mut self) -> f64 {
+    pub(crate) fn random(&mut self) -> f64 {
         // xorshift64*: reproducible, no dependency.
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
@@ -249,13 +259,13 @@ impl State {
             .ok_or_else(|| "no such bot".to_owned())
     }
 
-    fn next_message_id(&mut self, chat: i64) -> i64 {
+    pub(crate) fn next_message_id(&mut self, chat: i64) -> i64 {
         let n = self.message_ids.entry(chat).or_insert(0);
         *n += 1;
         *n
     }
 
-    fn unix_time(&self) -> i64 {
+    pub(crate) fn unix_time(&self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
@@ -981,6 +991,15 @@ fn send(
     };
     let date = s.unix_time();
     let message = objects::message(message_id, date, &chat, bot, &text);
+    if let Some(created) = s
+        .awaiting
+        .get_mut(&(bot.id, chat_id))
+        .and_then(VecDeque::pop_front)
+    {
+        s.e2e_ms
+            .push(now.saturating_duration_since(created).as_secs_f64() * 1e3);
+    }
+    s.bot_messages.insert((bot.id, chat_id), message.clone());
     (Answer::ok(message), Some(chat_id), Some(text), None)
 }
 

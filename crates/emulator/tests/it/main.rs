@@ -3,6 +3,7 @@
 
 mod api;
 mod limits;
+mod traffic;
 mod updates;
 
 use std::net::SocketAddr;

@@ -1,0 +1,226 @@
+//! Synthetic users: a traffic generator that sends a bot text messages,
+//! commands and button presses from a population of users and groups, at a
+//! configured rate (open loop: arrivals do not wait for replies), with Zipf
+//! popularity and optional bursts. Every reply the bot sends to a chat
+//! answers that chat's oldest unanswered update, which gives the end-to-end
+//! latency (update created -> reply accepted by the emulator).
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::Emulator;
+use crate::objects::{ChatKind, User};
+
+/// What the synthetic users do (build it with `..Traffic::default()`).
+#[derive(Clone, Debug)]
+pub struct Traffic {
+    /// Users (ids from `first_user`).
+    pub users: u32,
+    /// Groups (ids from `-1001000000001` down), each with every user.
+    pub groups: u32,
+    /// Updates per second, on average.
+    pub rate: f64,
+    /// Popularity: user `k` (from 1) is picked with weight `1 / k^zipf`.
+    pub zipf: f64,
+    /// The share of updates that are commands (the rest: text, buttons).
+    pub commands: f64,
+    /// The share of button presses (on the bot's last message to the user).
+    pub buttons: f64,
+    /// The share of updates sent in a group rather than in private.
+    pub in_groups: f64,
+    /// The commands users send.
+    pub command_list: Vec<String>,
+    /// The button data users press.
+    pub button_data: Vec<String>,
+    /// The first user id.
+    pub first_user: i64,
+    /// Every `every`, the rate is multiplied by `factor` for `length`.
+    pub burst: Option<(Duration, Duration, f64)>,
+    /// Random seed (the same seed, the same traffic).
+    pub seed: u64,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic {
+            users: 1_000,
+            groups: 5,
+            rate: 50.0,
+            zipf: 1.0,
+            commands: 0.3,
+            buttons: 0.3,
+            in_groups: 0.2,
+            command_list: ["/start", "/next", "/profile", "/matches", "/stats"]
+                .map(String::from)
+                .to_vec(),
+            button_data: ["like", "skip", "next"].map(String::from).to_vec(),
+            first_user: 100_000_001,
+            burst: None,
+            seed: 1,
+        }
+    }
+}
+
+/// What the generator sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrafficReport {
+    /// Updates created.
+    pub updates: u64,
+    /// Plain texts.
+    pub texts: u64,
+    /// Commands.
+    pub commands: u64,
+    /// Button presses (callback queries).
+    pub buttons: u64,
+    /// Updates in groups.
+    pub in_groups: u64,
+}
+
+/// A running generator.
+#[derive(Debug)]
+pub struct TrafficHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<TrafficReport>,
+}
+
+impl TrafficHandle {
+    /// Stops it; what it sent.
+    pub async fn stop(self) -> TrafficReport {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl Emulator {
+    /// Creates the users and groups of `traffic` and starts sending their
+    /// updates to `token`'s bot until stopped.
+    pub fn start_traffic(&self, token: &str, traffic: Traffic) -> TrafficHandle {
+        let users: Vec<i64> = (0..i64::from(traffic.users))
+            .map(|i| traffic.first_user + i)
+            .collect();
+        let groups: Vec<i64> = (0..i64::from(traffic.groups))
+            .map(|i| -1_001_000_000_001 - i)
+            .collect();
+        for &u in &users {
+            self.add_user(u, &format!("User{}", u - traffic.first_user + 1));
+        }
+        for (i, &g) in groups.iter().enumerate() {
+            self.add_group(g, &format!("Group {}", i + 1), ChatKind::Supergroup);
+        }
+        // Zipf: cumulative weights over the users, by rank.
+        let mut cdf = Vec::with_capacity(users.len());
+        let mut sum = 0.0;
+        for k in 1..=users.len() {
+            sum += 1.0 / (k as f64).powf(traffic.zipf);
+            cdf.push(sum);
+        }
+        let (stop, mut stopped) = watch::channel(false);
+        let state = self.state.clone();
+        let token = token.to_owned();
+        let task = tokio::spawn(async move {
+            let mut rng = Rng(traffic.seed.max(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut report = TrafficReport::default();
+            let start = Instant::now();
+            let mut next = start;
+            loop {
+                // Open loop: exponential gaps at the (burst-adjusted) rate.
+                let in_burst = traffic.burst.is_some_and(|(every, length, _)| {
+                    let t = next.saturating_duration_since(start).as_secs_f64();
+                    t % every.as_secs_f64() < length.as_secs_f64()
+                });
+                let rate = traffic.rate * traffic.burst.filter(|_| in_burst).map_or(1.0, |b| b.2);
+                let gap = -(1.0 - rng.next()).ln() / rate.max(1e-9);
+                next += Duration::from_secs_f64(gap);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    _ = stopped.changed() => return report,
+                }
+                let pick = rng.next() * sum;
+                let user = users[cdf.partition_point(|&c| c < pick).min(users.len() - 1)];
+                let in_group = !groups.is_empty() && rng.next() < traffic.in_groups;
+                let chat = if in_group {
+                    groups[(rng.next() * groups.len() as f64) as usize % groups.len()]
+                } else {
+                    user
+                };
+                let roll = rng.next();
+                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(bot_id) = s.bots.get(&token).map(|b| b.user.id) else {
+                    return report;
+                };
+                let from = s.users.get(&user).cloned().unwrap_or(User {
+                    id: user,
+                    is_bot: false,
+                    first_name: "User".into(),
+                    username: None,
+                });
+                let last = s.bot_messages.get(&(bot_id, chat)).cloned();
+                let created = Instant::now();
+                let made = if roll < traffic.buttons
+                    && last.is_some()
+                    && !traffic.button_data.is_empty()
+                {
+                    let data = &traffic.button_data[(rng.next() * traffic.button_data.len() as f64)
+                        as usize
+                        % traffic.button_data.len()];
+                    report.buttons += 1;
+                    let query = json!({
+                        "id": format!("{}", report.updates + 1),
+                        "from": from.json(),
+                        "chat_instance": format!("{chat}"),
+                        "data": data,
+                        "message": last,
+                    });
+                    s.push_update(&token, |_| json!({ "callback_query": query }))
+                } else {
+                    let text = if roll < traffic.buttons + traffic.commands
+                        && !traffic.command_list.is_empty()
+                    {
+                        report.commands += 1;
+                        traffic.command_list[(rng.next() * traffic.command_list.len() as f64)
+                            as usize
+                            % traffic.command_list.len()]
+                        .clone()
+                    } else {
+                        report.texts += 1;
+                        format!("hello {}", report.updates + 1)
+                    };
+                    s.inject_message(&token, chat, user, &text).ok()
+                };
+                if made.is_some() {
+                    report.updates += 1;
+                    if in_group {
+                        report.in_groups += 1;
+                    }
+                    s.awaiting
+                        .entry((bot_id, chat))
+                        .or_default()
+                        .push_back(created);
+                }
+            }
+        });
+        TrafficHandle { stop, task }
+    }
+
+    /// End-to-end latencies so far (a synthetic update created -> the
+    /// bot's reply to that chat accepted), in milliseconds.
+    pub fn latencies_ms(&self) -> Vec<f64> {
+        self.with(|s| s.e2e_ms.clone())
+    }
+}
