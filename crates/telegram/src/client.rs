@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use crate::error::{Error, ErrorKind, classify};
 use crate::limiter::{ChatKey, Limiter, Limits, Priority};
 use crate::metrics as mx;
+use crate::shared::SharedBudget;
 
 /// Telegram's API.
 pub const TELEGRAM_API: &str = "https://api.telegram.org";
@@ -35,6 +36,7 @@ struct Inner {
     retry: Retry,
     timeout: Duration,
     bot: String,
+    shared: Option<Arc<SharedBudget>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -65,6 +67,7 @@ pub struct ClientBuilder {
     max_in_flight: usize,
     attempts: u32,
     first_backoff: Duration,
+    shared: Option<Arc<SharedBudget>>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -117,6 +120,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Share the token's send budget with the other processes that send for
+    /// it, through Redis ([`SharedBudget`]).
+    pub fn shared_budget(mut self, budget: SharedBudget) -> Self {
+        self.shared = Some(Arc::new(budget));
+        self
+    }
+
     /// The client. It must be built inside a Tokio runtime (the limiter's
     /// scheduler runs there).
     pub fn build(self) -> Result<Client, Error> {
@@ -141,6 +151,7 @@ impl ClientBuilder {
                 },
                 timeout: self.timeout,
                 bot: self.bot,
+                shared: self.shared,
             }),
         })
     }
@@ -175,6 +186,7 @@ impl Client {
             max_in_flight: 64,
             attempts: 8,
             first_backoff: Duration::from_millis(500),
+            shared: None,
         }
     }
 
@@ -326,9 +338,22 @@ impl Client {
                 .limiter
                 .acquire(key.clone(), priority, paid)
                 .await;
+            let place = match &self.inner.shared {
+                Some(budget) => budget.take(&key, paid).await.map(|p| (budget, p)),
+                None => None,
+            };
             mx::limiter_wait(&self.inner.bot, priority, waited.elapsed());
             let result = self.post(method, params, self.inner.timeout).await;
             mx::call(&self.inner.bot, method, &result);
+            if let Some((budget, place)) = place {
+                // A 429 or an error before Telegram took the message does
+                // not count; an answer, or no answer, does.
+                let counted = match &result {
+                    Ok(_) => true,
+                    Err(e) => matches!(e.kind, ErrorKind::Timeout(_) | ErrorKind::Transport(_)),
+                };
+                budget.finish(place, counted).await;
+            }
             match result {
                 Ok(r) => {
                     permit.accepted();

@@ -31,9 +31,11 @@ mod error;
 pub mod limiter;
 mod metrics;
 mod reads;
+mod shared;
 
 pub use broadcast::{Broadcast, BroadcastReport, Progress};
 pub use client::{Client, ClientBuilder, TELEGRAM_API};
 pub use error::{Error, ErrorKind};
 pub use frankenstein::{methods, types, updates};
 pub use reads::Reads;
+pub use shared::SharedBudget;

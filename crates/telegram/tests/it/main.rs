@@ -267,3 +267,78 @@ async fn reads_are_served_from_the_cache_until_membership_changes() {
     reads.get_chat(group).await.unwrap();
     assert_eq!(reads.calls(), 9, "three re-read, the chat still cached");
 }
+
+/// Two processes (two clients, each with its own local limiter) send 30
+/// messages each for one token at once.
+async fn two_processes(shared: Option<&botfleet_testkit::TestRedis>) -> botfleet_emulator::Stats {
+    use botfleet_telegram::SharedBudget;
+    use botfleet_telegram::limiter::Limits;
+    let (e, _) = setup().await;
+    let mut tasks = Vec::new();
+    for p in 0..2 {
+        let mut builder = Client::builder(TOKEN)
+            .base_url(e.base_url())
+            .retries(2, Duration::from_millis(20));
+        if let Some(redis) = shared {
+            let budget = SharedBudget::new(
+                redis.url(),
+                &format!("{}dating", redis.prefix()),
+                Limits::default(),
+            )
+            .unwrap();
+            builder = builder.shared_budget(budget);
+        }
+        let client = builder.build().unwrap();
+        for i in 0..30 {
+            let chat = 7000 + p * 100 + i;
+            e.add_user(chat, "u");
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                client.send_message(&text(chat, "hi")).await
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    e.stats(110201543)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_budget_in_redis_get_no_429() {
+    let redis = tokio::task::spawn_blocking(|| botfleet_testkit::redis().unwrap())
+        .await
+        .unwrap();
+    let shared = two_processes(Some(&redis)).await;
+    assert_eq!(shared.accepted, 60);
+    assert!(shared.rejected_429.is_empty(), "{shared:?}");
+    assert_eq!(shared.max_per_token_window, 30);
+    // Without it, each process uses the whole allowance: Telegram refuses.
+    let alone = two_processes(None).await;
+    assert_eq!(alone.accepted, 60, "429s are retried");
+    assert!(
+        alone.rejected_429.get("token").copied().unwrap_or(0) > 0,
+        "{alone:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_shared_budget_degrades_to_local_limits() {
+    use botfleet_telegram::SharedBudget;
+    use botfleet_telegram::limiter::Limits;
+    let (e, _) = setup().await;
+    let budget = SharedBudget::new("redis://127.0.0.1:1", "dating", Limits::default()).unwrap();
+    let client = Client::builder(TOKEN)
+        .base_url(e.base_url())
+        .shared_budget(budget)
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        e.add_user(8000 + i, "u");
+        client
+            .send_message(&text(8000 + i, "still sent"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(e.stats(110201543).accepted, 5);
+}
