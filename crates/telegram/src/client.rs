@@ -190,6 +190,18 @@ impl Client {
         }
     }
 
+    /// Exports the limiter's queue depth by priority and the 429s by scope
+    /// through the `metrics` facade (call it every second; calls, retries,
+    /// in-flight and limiter waits are recorded as they happen).
+    pub fn report_metrics(&self) {
+        mx::report(&self.inner.bot, &self.inner.limiter);
+    }
+
+    /// The `bot` label of this client.
+    pub fn bot(&self) -> &str {
+        &self.inner.bot
+    }
+
     /// The limiter every send of this client passes through.
     pub fn limiter(&self) -> &Limiter {
         &self.inner.limiter

@@ -151,6 +151,10 @@ struct State {
     last_429: Option<(ChatKey, Instant)>,
     next_id: u64,
     waiting: usize,
+    /// Sends waiting, by priority (interactive, broadcast).
+    waiting_by: [usize; 2],
+    /// 429s taken as one chat's (0) or the whole token's (1).
+    refused: [u64; 2],
 }
 
 /// The limiter of one bot token. Cheap to clone.
@@ -193,6 +197,8 @@ impl Limiter {
                 last_429: None,
                 next_id: 0,
                 waiting: 0,
+                waiting_by: [0; 2],
+                refused: [0; 2],
             })),
             wake: Arc::new(Notify::new()),
         };
@@ -225,6 +231,18 @@ impl Limiter {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).waiting
     }
 
+    /// Sends waiting, interactive and broadcast.
+    pub fn waiting_by_priority(&self) -> (usize, usize) {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (s.waiting_by[0], s.waiting_by[1])
+    }
+
+    /// 429s received, taken as one chat's and as the whole token's.
+    pub fn refused(&self) -> (u64, u64) {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (s.refused[0], s.refused[1])
+    }
+
     /// Waits until a send to `chat` may go. Sends to one chat are granted in
     /// the order they asked.
     pub async fn acquire(&self, chat: ChatKey, priority: Priority, paid: bool) -> Permit {
@@ -242,6 +260,7 @@ impl Limiter {
                 s.rotation.push_back(chat.clone());
             }
             s.waiting += 1;
+            s.waiting_by[priority as usize] += 1;
         }
         self.wake.notify_one();
         // The scheduler outlives every waiter (it holds no sender for long).
@@ -274,6 +293,9 @@ impl Limiter {
             });
             if other_chat_recently {
                 s.frozen_until = Some(s.frozen_until.map_or(until, |u| u.max(until)));
+                s.refused[1] += 1;
+            } else {
+                s.refused[0] += 1;
             }
             s.last_429 = Some((chat.clone(), now));
         }
@@ -383,6 +405,7 @@ fn dispatch(s: &mut State, now: Instant) -> Option<Instant> {
         let c = s.chats.get_mut(&key).expect("a chat in the rotation");
         let ticket = c.waiting.pop_front().expect("a waiting ticket");
         s.waiting -= 1;
+        s.waiting_by[ticket.priority as usize] -= 1;
         if ticket.grant.send(id).is_ok() {
             let slot = Slot { id, done: None };
             c.slots.push_back(slot);

@@ -38,3 +38,21 @@ pub(crate) fn limiter_wait(bot: &str, priority: Priority, waited: Duration) {
     };
     histogram!("botfleet_telegram_limiter_wait_seconds", "bot" => bot.to_owned(), "priority" => priority).record(waited);
 }
+
+pub(crate) fn report(bot: &str, limiter: &crate::limiter::Limiter) {
+    let (interactive, broadcast) = limiter.waiting_by_priority();
+    for (priority, n) in [("interactive", interactive), ("broadcast", broadcast)] {
+        gauge!("botfleet_telegram_queue_depth", "bot" => bot.to_owned(), "priority" => priority)
+            .set(n as f64);
+    }
+    let (chat, token) = limiter.refused();
+    for (scope, n) in [("chat", chat), ("token", token)] {
+        counter!("botfleet_telegram_429_total", "bot" => bot.to_owned(), "scope" => scope)
+            .absolute(n);
+    }
+}
+
+pub(crate) fn reads(bot: &str, reads: u64, calls: u64) {
+    counter!("botfleet_telegram_cached_reads_total", "bot" => bot.to_owned()).absolute(reads);
+    counter!("botfleet_telegram_read_calls_total", "bot" => bot.to_owned()).absolute(calls);
+}

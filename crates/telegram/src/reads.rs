@@ -98,6 +98,12 @@ impl Reads {
         self.counters.calls.load(Ordering::Relaxed)
     }
 
+    /// Exports the reads and the calls that reached Telegram through the
+    /// `metrics` facade.
+    pub fn report_metrics(&self) {
+        crate::metrics::reads(self.client.bot(), self.reads(), self.calls());
+    }
+
     /// Calls the cache saved: reads minus calls.
     pub fn calls_saved(&self) -> u64 {
         self.reads().saturating_sub(self.calls())

@@ -152,6 +152,13 @@ async fn restarts_and_injected_429s_are_retried_and_nothing_is_lost() {
     );
     assert_eq!(stats.rejected_429.get("token"), None);
     assert_eq!(stats.rejected_429.get("chat"), None);
+    let (chat, token) = client.limiter().refused();
+    assert_eq!(
+        chat + token,
+        stats.rejected_429["injected"],
+        "every 429 counted once"
+    );
+    assert_eq!(client.limiter().waiting(), 0);
 }
 
 #[tokio::test]
