@@ -374,7 +374,21 @@ fn dispatch(s: &mut State, now: Instant) -> Option<Instant> {
     if s.frozen_until.is_some() {
         return next_wake;
     }
+    let later = |next: &mut Option<Instant>, at: Option<Instant>| {
+        if let Some(at) = at {
+            *next = Some(next.map_or(at, |n| n.min(at)));
+        }
+    };
     loop {
+        // The token's window, once per round: with it full, no free send
+        // need be looked at.
+        let free = window(&s.token, limits.token, now);
+        let paid = window(&s.token, limits.paid, now);
+        if let (Err(a), Err(b)) = (free, paid) {
+            later(&mut next_wake, a);
+            later(&mut next_wake, b);
+            break;
+        }
         let mut chosen: Option<usize> = None;
         // Within a priority, groups first: a group's sends are bound by
         // its own slow window (20 a minute), so one not taken now is lost
@@ -398,16 +412,17 @@ fn dispatch(s: &mut State, now: Instant) -> Option<Instant> {
                 if front.priority != priority || key.is_group() != groups {
                     continue;
                 }
-                match eligible(s, key, c, front.paid, now) {
+                let token = if front.paid { paid } else { free };
+                if let Err(at) = token {
+                    later(&mut next_wake, at);
+                    continue;
+                }
+                match eligible(s, key, c, now) {
                     Ok(()) => {
                         chosen = Some(i);
                         break 'search;
                     }
-                    Err(at) => {
-                        if let Some(at) = at {
-                            next_wake = Some(next_wake.map_or(at, |n| n.min(at)));
-                        }
-                    }
+                    Err(at) => later(&mut next_wake, at),
                 }
             }
         }
@@ -443,48 +458,40 @@ fn dispatch(s: &mut State, now: Instant) -> Option<Instant> {
     next_wake
 }
 
-/// Whether the next send to `key` may go at `now`; if not, when it might
-/// (`None`: when something in flight is answered).
-fn eligible(
-    s: &State,
-    key: &ChatKey,
-    c: &Chat,
-    paid: bool,
-    now: Instant,
-) -> Result<(), Option<Instant>> {
-    let limits = &s.limits;
+/// Whether `log` has room for one more send under `limit` at `now`; if not,
+/// when it might (`None`: when something in flight is answered).
+fn window(log: &VecDeque<Slot>, limit: Limit, now: Instant) -> Result<(), Option<Instant>> {
+    let counting = log
+        .iter()
+        .filter(|slot| slot.counts(now, limit.window))
+        .count();
+    if counting < limit.max as usize {
+        return Ok(());
+    }
+    // It frees when enough counting slots expire; in-flight ones first need
+    // their answer.
+    let mut frees: Vec<Instant> = log
+        .iter()
+        .filter(|slot| slot.counts(now, limit.window))
+        .filter_map(|slot| slot.frees_at(limit.window))
+        .collect();
+    frees.sort();
+    let need = counting + 1 - limit.max as usize;
+    Err(frees.get(need - 1).copied())
+}
+
+/// Whether the next send to `key` passes the chat's own windows (and its
+/// freeze) at `now`; the token's window is checked once per round by the
+/// caller.
+fn eligible(s: &State, key: &ChatKey, c: &Chat, now: Instant) -> Result<(), Option<Instant>> {
     if let Some(u) = c.frozen_until.filter(|&u| u > now) {
         return Err(Some(u));
     }
-    let mut checks: Vec<(&VecDeque<Slot>, Limit)> = vec![(&c.slots, limits.chat)];
+    window(&c.slots, s.limits.chat, now)?;
     if key.is_group() {
-        checks.push((&c.slots, limits.group));
+        window(&c.slots, s.limits.group, now)?;
     }
-    checks.push((&s.token, if paid { limits.paid } else { limits.token }));
-    let mut wait: Option<Instant> = None;
-    let mut blocked = false;
-    for (log, limit) in checks {
-        let counting: Vec<&Slot> = log
-            .iter()
-            .filter(|slot| slot.counts(now, limit.window))
-            .collect();
-        if counting.len() < limit.max as usize {
-            continue;
-        }
-        blocked = true;
-        // It frees when enough counting slots expire; in-flight ones first
-        // need their answer.
-        let mut frees: Vec<Option<Instant>> = counting
-            .iter()
-            .map(|slot| slot.frees_at(limit.window))
-            .collect();
-        frees.sort_by_key(|f| f.unwrap_or(now + Duration::from_secs(365 * 86_400)));
-        let need = counting.len() + 1 - limit.max as usize;
-        if let Some(Some(at)) = frees.get(need - 1) {
-            wait = Some(wait.map_or(*at, |w: Instant| w.max(*at)));
-        }
-    }
-    if blocked { Err(wait) } else { Ok(()) }
+    Ok(())
 }
 
 #[cfg(test)]
