@@ -52,6 +52,7 @@ mod secret;
 mod sections;
 mod show;
 mod source;
+mod telegram;
 mod tree;
 
 use std::path::Path;
@@ -71,6 +72,7 @@ pub use sections::{
     Backend, DEFAULT_MONITOR_BIND, DatabaseConfig, DatabaseUrl, MonitorConfig, RedisConfig,
 };
 pub use source::Position;
+pub use telegram::{SendLimit, SendLimits};
 
 /// The configuration file used when none is named.
 pub const DEFAULT_CONFIG_FILE: &str = "fleet.toml";

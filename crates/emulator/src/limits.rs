@@ -9,67 +9,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-/// A limit: `max` sends per `window`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Limit {
-    /// Sends allowed in one window.
-    pub max: u32,
-    /// The window.
-    #[serde(with = "millis")]
-    pub window: Duration,
-}
-
-/// The limits of one bot token (Telegram's Bots FAQ by default).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Limits {
-    /// Per chat (private or group): 1 per second.
-    pub chat: Limit,
-    /// Per group, supergroup or channel (chat id < 0): 20 per minute.
-    pub group: Limit,
-    /// Per token: 30 per second.
-    pub token: Limit,
-    /// Per token with `allow_paid_broadcast`: 1000 per second.
-    pub paid: Limit,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            chat: Limit {
-                max: 1,
-                window: Duration::from_secs(1),
-            },
-            group: Limit {
-                max: 20,
-                window: Duration::from_secs(60),
-            },
-            token: Limit {
-                max: 30,
-                window: Duration::from_secs(1),
-            },
-            paid: Limit {
-                max: 1000,
-                window: Duration::from_secs(1),
-            },
-        }
-    }
-}
-
-impl Limits {
-    /// No limits at all (throughput runs).
-    pub fn unlimited() -> Limits {
-        let none = Limit {
-            max: u32::MAX,
-            window: Duration::from_millis(1),
-        };
-        Limits {
-            chat: none,
-            group: none,
-            token: none,
-            paid: none,
-        }
-    }
-}
+/// Telegram's limits (the Bots FAQ's by default), as the client's limiter
+/// knows them.
+pub use botfleet_config::{SendLimit as Limit, SendLimits as Limits};
 
 /// Which limit a rejected send broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -153,14 +95,6 @@ fn prune(log: &mut VecDeque<Instant>, now: Instant, keep: Duration) {
         while log.front().is_some_and(|&t| t <= start) {
             log.pop_front();
         }
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 }
 

@@ -33,50 +33,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-/// A limit: `max` sends per `window`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limit {
-    /// Sends allowed in one window.
-    pub max: u32,
-    /// The window.
-    pub window: Duration,
-}
-
-/// Telegram's limits for one token (the Bots FAQ's defaults).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Per chat: 1 per second.
-    pub chat: Limit,
-    /// Per group, supergroup or channel (negative chat ids): 20 per minute.
-    pub group: Limit,
-    /// Per token: 30 per second.
-    pub token: Limit,
-    /// Per token with `allow_paid_broadcast`: 1000 per second.
-    pub paid: Limit,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            chat: Limit {
-                max: 1,
-                window: Duration::from_secs(1),
-            },
-            group: Limit {
-                max: 20,
-                window: Duration::from_secs(60),
-            },
-            token: Limit {
-                max: 30,
-                window: Duration::from_secs(1),
-            },
-            paid: Limit {
-                max: 1000,
-                window: Duration::from_secs(1),
-            },
-        }
-    }
-}
+/// Telegram's limits (the Bots FAQ's by default): per chat, per group, per
+/// token and for paid broadcasts.
+pub use botfleet_config::{SendLimit as Limit, SendLimits as Limits};
 
 /// Which sends go first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -243,14 +243,7 @@ pub(crate) fn run(args: &CacheBench) -> anyhow::Result<std::process::ExitCode> {
         runtime.block_on(l2_sections(args, &progress, &mut report))?;
     }
 
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        print_table(&mut out, &report)?;
-    }
-    Ok(std::process::ExitCode::SUCCESS)
+    super::output(args.json, &report, print_table)
 }
 
 fn hit_ratio_cell(name: &str, trace: &[Request], format: Format, capacity: u64) -> Vec<HitRatio> {

@@ -168,14 +168,7 @@ pub(crate) fn run(args: &DbBench) -> anyhow::Result<ExitCode> {
             budget,
         })
     })?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        print(&mut out, &report)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    super::output(args.json, &report, print)
 }
 
 async fn connect(url: &str, name: &str) -> anyhow::Result<Database> {

@@ -199,14 +199,7 @@ pub(crate) fn run(args: &TelegramBench) -> anyhow::Result<ExitCode> {
         machine: Machine::current(),
         runs,
     };
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        print(&mut out, &report)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    super::output(args.json, &report, print)
 }
 
 async fn run_workload(w: &Workload, jitter: bool) -> anyhow::Result<Run> {
