@@ -253,12 +253,7 @@ impl Database {
     /// The pool now.
     pub fn status(&self) -> PoolStatus {
         let open = self.inner.pool.size();
-        let hot = self
-            .inner
-            .hot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some();
+        let hot = self.hot().is_some();
         let idle = u32::try_from(self.inner.pool.num_idle())
             .unwrap_or(u32::MAX)
             .saturating_add(u32::from(hot));
@@ -333,12 +328,7 @@ impl Database {
 
     /// Closes every connection; later queries fail.
     pub async fn close(&self) {
-        let hot = self
-            .inner
-            .hot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let hot = self.hot().take();
         drop(hot);
         self.inner.pool.close().await;
     }
@@ -355,12 +345,7 @@ impl Database {
         // the count after filling the slot: one of the two sees the other.
         counters.waiters.fetch_add(1, Ordering::SeqCst);
         let start = Instant::now();
-        let hot = self
-            .inner
-            .hot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let hot = self.hot().take();
         if let Some(hot) = hot {
             counters.waiters.fetch_sub(1, Ordering::SeqCst);
             self.inner.acquire_wait.record(start.elapsed());
@@ -388,6 +373,11 @@ impl Database {
                 self.connect_error(&e)
             }
         })
+    }
+
+    /// The hot connection's slot.
+    fn hot(&self) -> std::sync::MutexGuard<'_, Option<HotConn>> {
+        self.inner.hot.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Switches query instrumentation (timing, statistics, histograms, the
@@ -428,7 +418,7 @@ impl Database {
             return;
         }
         let displaced = {
-            let mut slot = self.inner.hot.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = self.hot();
             if slot.is_some() {
                 Some(hot)
             } else {
@@ -439,12 +429,7 @@ impl Database {
         drop(displaced);
         if self.inner.counters.waiters.load(Ordering::SeqCst) > 0 {
             // Someone may be waiting in the pool: give it back there.
-            let taken = self
-                .inner
-                .hot
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
+            let taken = self.hot().take();
             drop(taken);
         }
     }

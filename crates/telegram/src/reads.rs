@@ -19,6 +19,21 @@ use serde::de::DeserializeOwned;
 
 use crate::{Client, Error, ErrorKind};
 
+/// What a cache key must be.
+trait Key:
+    std::hash::Hash + Eq + Clone + std::fmt::Display + std::str::FromStr + Send + Sync + 'static
+{
+}
+impl<
+    T: std::hash::Hash + Eq + Clone + std::fmt::Display + std::str::FromStr + Send + Sync + 'static,
+> Key for T
+{
+}
+
+/// What a cached value must be.
+trait Val: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> Val for T {}
+
 /// The Bot API reads of one bot, cache first. Cheap to clone.
 #[derive(Clone)]
 pub struct Reads {
@@ -58,15 +73,8 @@ impl Reads {
             redis: &Option<Redis>,
         ) -> TieredCache<K, V>
         where
-            K: std::hash::Hash
-                + Eq
-                + Clone
-                + std::fmt::Display
-                + std::str::FromStr
-                + Send
-                + Sync
-                + 'static,
-            V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+            K: Key,
+            V: Val,
         {
             let b = TieredCache::builder(ns)
                 .bot(bot)
@@ -117,15 +125,8 @@ impl Reads {
         call: F,
     ) -> Result<V, Error>
     where
-        K: std::hash::Hash
-            + Eq
-            + Clone
-            + std::fmt::Display
-            + std::str::FromStr
-            + Send
-            + Sync
-            + 'static,
-        V: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
+        K: Key,
+        V: Val,
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<V, Error>>,
     {
