@@ -108,7 +108,7 @@ pub(crate) struct QueryEntry {
     duration: metrics::Histogram,
     last_slow_log: Mutex<Option<Instant>>,
     /// The parameters of one call, so an advisor can `EXPLAIN` the query.
-    sample: Mutex<Option<(String, Vec<Value>)>>,
+    sample: std::sync::OnceLock<(String, Vec<Value>)>,
 }
 
 /// A snapshot of one query shape's statistics.
@@ -281,7 +281,7 @@ impl Database {
                 errors: e.errors.load(Ordering::Relaxed),
                 total: Duration::from_nanos(e.total_ns.load(Ordering::Relaxed)),
                 max: Duration::from_nanos(e.max_ns.load(Ordering::Relaxed)),
-                sample: e.sample.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                sample: e.sample.get().cloned(),
             })
             .collect();
         stats.sort_by_key(|s| std::cmp::Reverse(s.total));
@@ -490,9 +490,9 @@ impl Database {
             entry.errors.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        if entry.fingerprint.kind == StatementKind::Read && entry.sample_missing() {
-            *entry.sample.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some((sql.to_owned(), args.to_vec()));
+        // Lock-free once set: this runs on every read.
+        if entry.fingerprint.kind == StatementKind::Read && entry.sample.get().is_none() {
+            let _ = entry.sample.set((sql.to_owned(), args.to_vec()));
         }
         if elapsed >= self.inner.settings.slow_query {
             self.slow(entry, elapsed, sql, args);
@@ -520,14 +520,7 @@ impl Database {
             && self.inner.backend == Backend::Postgres
             && entry.fingerprint.kind == StatementKind::Read;
         if !explain {
-            tracing::warn!(
-                target: "botfleet_db::slow",
-                bot = %self.inner.bot,
-                query = %entry.fingerprint.text,
-                id = %entry.fingerprint.id_hex(),
-                duration_ms = elapsed.as_secs_f64() * 1e3,
-                "slow query"
-            );
+            log_slow(&self.inner.bot, &entry.fingerprint, elapsed, None);
             return;
         }
         let db = self.clone();
@@ -539,15 +532,7 @@ impl Database {
                 Ok(plan) => plan,
                 Err(e) => format!("(no plan: {e})"),
             };
-            tracing::warn!(
-                target: "botfleet_db::slow",
-                bot = %db.inner.bot,
-                query = %entry.fingerprint.text,
-                id = %entry.fingerprint.id_hex(),
-                duration_ms = elapsed.as_secs_f64() * 1e3,
-                plan = %plan,
-                "slow query"
-            );
+            log_slow(&db.inner.bot, &entry.fingerprint, elapsed, Some(&plan));
         });
     }
 
@@ -607,16 +592,22 @@ impl QueryEntry {
             max_ns: AtomicU64::new(0),
             duration,
             last_slow_log: Mutex::new(None),
-            sample: Mutex::new(None),
+            sample: std::sync::OnceLock::new(),
         }
     }
+}
 
-    fn sample_missing(&self) -> bool {
-        self.sample
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_none()
-    }
+/// One slow-query log line, with the plan when there is one.
+fn log_slow(bot: &str, fingerprint: &Fingerprint, elapsed: Duration, plan: Option<&str>) {
+    tracing::warn!(
+        target: "botfleet_db::slow",
+        bot = %bot,
+        query = %fingerprint.text,
+        id = %fingerprint.id_hex(),
+        duration_ms = elapsed.as_secs_f64() * 1e3,
+        plan = plan.map(tracing::field::display),
+        "slow query"
+    );
 }
 
 /// A query being built: SQL and parameters.
