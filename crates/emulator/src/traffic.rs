@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::Emulator;
 use crate::objects::{ChatKind, User};
+use crate::server::Rng;
 
 /// What the synthetic users do (build it with `..Traffic::default()`).
 #[derive(Clone, Debug)]
@@ -93,17 +94,6 @@ impl TrafficHandle {
     pub async fn stop(self) -> TrafficReport {
         let _ = self.stop.send(true);
         self.task.await.unwrap_or_default()
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
