@@ -2,7 +2,8 @@
 //! enforces Telegram's limits.
 //!
 //! It speaks the Bot API at `/bot<token>/<method>` (method names in any
-//! case; parameters in the query string, as a form or as JSON) with the real
+//! case; parameters in the query string, as a form, as JSON or as a
+//! multipart upload) with the real
 //! server's error envelope and description strings, and enforces the limits
 //! of the Bots FAQ as strict sliding windows on its arrival time: 1 message
 //! per second per chat, 20 per minute per group, 30 per second per token
@@ -13,7 +14,9 @@
 //! `getUpdates` confirms by offset (negative offsets too), clamps `limit`
 //! and `timeout` as the real server does, wakes a long poll as soon as an
 //! update arrives, answers 409 to the older of two polls and while a webhook
-//! is set.
+//! is set (one 409 per bot every 3 s), and delivers to a webhook on
+//! loopback over up to `max_connections` connections, a chat's updates in
+//! order.
 //!
 //! A control plane at `/control/...` (and the same operations on
 //! [`Emulator`]) creates bots, users and groups, injects updates, scripts
@@ -32,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+mod files;
 mod limits;
 mod objects;
 mod server;
@@ -128,7 +132,10 @@ impl Emulator {
         let state: Shared = Arc::new(Mutex::new(State::new(config.limits, config.strict_chats)));
         let listener = TcpListener::bind(config.bind).await?;
         let addr = listener.local_addr()?;
-        let app = Router::new().fallback(route).with_state(state.clone());
+        let app = Router::new()
+            .fallback(route)
+            .layer(axum::extract::DefaultBodyLimit::max(files::MAX_UPLOAD))
+            .with_state(state.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "the emulator's server stopped");
@@ -237,10 +244,30 @@ async fn route(
             .await
             .into_response();
     }
+    if let Some(rest) = path.strip_prefix("/file/bot") {
+        return file(&state, rest);
+    }
     if let Some(rest) = path.strip_prefix("/control/") {
         return control(&state, &method, rest, &uri, &body);
     }
     not_found()
+}
+
+/// `/file/bot<token>/<path>`: a file a bot uploaded, by the path `getFile`
+/// gave.
+fn file(state: &Shared, rest: &str) -> Response {
+    let Some((token, path)) = rest.split_once('/') else {
+        return not_found();
+    };
+    let s = state.lock().unwrap_or_else(|e| e.into_inner());
+    if !s.bots.contains_key(token) {
+        let body = json!({ "ok": false, "error_code": 401, "description": "Unauthorized" });
+        return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    }
+    match s.files.by_path(path) {
+        Some(f) => f.data.clone().into_response(),
+        None => not_found(),
+    }
 }
 
 fn not_found() -> Response {

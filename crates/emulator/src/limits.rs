@@ -25,6 +25,8 @@ pub enum Scope {
     Chat,
     /// Injected by a fault script.
     Injected,
+    /// A method's own limit (`setWebhook`: once a second).
+    Method,
 }
 
 /// Accepted send times per scope key, pruned to the longest window.
@@ -54,6 +56,10 @@ impl Windows {
         }
         checks.push((Scope::Chat, limits.chat, &*chat_log));
         for (scope, limit, log) in checks {
+            // An album counts item by item, but never needs more of a
+            // scope than the whole limit: a chat takes 1 a second, and an
+            // album of three must still go through.
+            let count = count.min(limit.max);
             if let Some(wait) = wait_for(log, limit, count, now) {
                 return Err((scope, wait.as_secs_f64().ceil().max(1.0) as u64));
             }

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::files::{self, Files, Part};
 use crate::limits::{Limits, Scope, Windows};
 use crate::objects::{self, Chat, ChatKind, User};
 
@@ -91,6 +92,12 @@ pub(crate) struct Bot {
     webhook_generation: u64,
     windows: Windows,
     blocked_by: std::collections::HashSet<i64>,
+    /// The last `setWebhook` accepted (it is limited to one a second).
+    last_set_webhook: Option<Instant>,
+    /// When the next 409 may be answered (one every 3 s; the others wait).
+    next_conflict: Option<Instant>,
+    /// The offset of the last `getUpdates` and when it came.
+    last_poll: Option<(i64, Instant)>,
 }
 
 #[derive(Clone, Debug)]
@@ -127,6 +134,8 @@ pub(crate) struct State {
     pub(crate) e2e_ms: Vec<f64>,
     /// The last message each bot sent to each chat (for button presses).
     pub(crate) bot_messages: HashMap<(i64, i64), Value>,
+    /// Uploaded files.
+    pub(crate) files: Files,
 }
 
 pub(crate) type Shared = Arc<Mutex<State>>;
@@ -148,6 +157,7 @@ impl State {
             awaiting: HashMap::new(),
             e2e_ms: Vec::new(),
             bot_messages: HashMap::new(),
+            files: Files::default(),
         }
     }
 
@@ -173,6 +183,9 @@ impl State {
             webhook_generation: 0,
             windows: Windows::default(),
             blocked_by: Default::default(),
+            last_set_webhook: None,
+            next_conflict: None,
+            last_poll: None,
         });
         Some(user)
     }
@@ -507,8 +520,9 @@ impl IntoResponse for Answer {
     }
 }
 
-/// Parameters from the query string and the body (JSON or form).
-pub(crate) struct Params(Map<String, Value>);
+/// Parameters from the query string and the body (JSON, a form, or
+/// `multipart/form-data` with its uploaded files).
+pub(crate) struct Params(Map<String, Value>, Vec<Part>);
 
 impl Params {
     pub(crate) fn parse(
@@ -529,7 +543,19 @@ impl Params {
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            if ct.starts_with("application/json") {
+            if let Some(boundary) = files::boundary(ct) {
+                let mut uploads = Vec::new();
+                for part in files::parse_multipart(body, boundary)? {
+                    if part.filename.is_some() {
+                        uploads.push(part);
+                    } else {
+                        let value = String::from_utf8(part.data.to_vec())
+                            .map_err(|_| "a multipart field is not UTF-8")?;
+                        map.insert(part.name, Value::String(value));
+                    }
+                }
+                return Ok(Params(map, uploads));
+            } else if ct.starts_with("application/json") {
                 match serde_json::from_slice::<Value>(body)
                     .map_err(|_| "can't parse JSON object")?
                 {
@@ -544,7 +570,13 @@ impl Params {
                 }
             }
         }
-        Ok(Params(map))
+        Ok(Params(map, Vec::new()))
+    }
+
+    /// The file uploaded as `name`: directly, or as `attach://name`.
+    fn upload(&self, name: &str) -> Option<&Part> {
+        let name = name.strip_prefix("attach://").unwrap_or(name);
+        self.1.iter().find(|p| p.name == name)
     }
 
     fn i64(&self, key: &str) -> Option<i64> {
@@ -625,9 +657,11 @@ fn answer_now(state: &Shared, token: &str, method: &str, params: &Params, now: I
     answer
 }
 
-/// Delivers `token`'s updates to its webhook, oldest first, one per POST
-/// with the secret header; an update the webhook does not answer with 2xx
-/// is sent again after a growing wait. Stops when the webhook changes.
+/// Delivers `token`'s updates to its webhook: one update per POST with
+/// the secret header, up to the webhook's `max_connections` at once, but a
+/// chat's updates one at a time and oldest first. An update the webhook
+/// does not answer with 2xx is sent again after a growing pause of all
+/// deliveries. Stops when the webhook changes.
 async fn deliver(state: Shared, token: String, generation: u64) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -642,52 +676,87 @@ async fn deliver(state: Shared, token: String, generation: u64) {
         Some(b) => b.wake.clone(),
         None => return,
     };
+    let mut posts = tokio::task::JoinSet::new();
+    let mut in_flight = std::collections::HashSet::new();
     let mut retry = WEBHOOK_FIRST_RETRY;
+    let mut paused_until: Option<Instant> = None;
     loop {
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let next = {
+        let (url, secret, starts) = {
             let s = state.lock().unwrap_or_else(|e| e.into_inner());
             let Some(b) = s.bots.get(&token) else { return };
-            match &b.webhook {
-                Some(w) if w.generation == generation => b
-                    .updates
-                    .front()
-                    .map(|u| (w.url.clone(), w.secret_token.clone(), u.clone())),
+            let w = match &b.webhook {
+                Some(w) if w.generation == generation => w,
                 _ => return,
+            };
+            let mut starts = Vec::new();
+            if paused_until.is_none() {
+                let free = (w.max_connections as usize).saturating_sub(in_flight.len());
+                // A chat whose older update is still pending waits for it.
+                let mut chats_seen = std::collections::HashSet::new();
+                for u in &b.updates {
+                    if starts.len() >= free {
+                        break;
+                    }
+                    let id = u["update_id"].as_i64().unwrap_or(0);
+                    let first_of_chat = update_chat(u).is_none_or(|c| chats_seen.insert(c));
+                    if first_of_chat && !in_flight.contains(&id) {
+                        starts.push((id, u.clone()));
+                    }
+                }
             }
-        };
-        let Some((url, secret, update)) = next else {
-            notified.await;
-            continue;
+            (w.url.clone(), w.secret_token.clone(), starts)
         };
         if !is_loopback_url(&url) {
-            // Never any traffic off this machine: the update stays pending.
+            // Never any traffic off this machine: the updates stay pending.
             tracing::warn!(bot = %token_bot_id(&token).unwrap_or(0), "webhook is not on loopback; the emulator does not deliver to it");
             return;
         }
-        let mut request = client.post(&url).json(&update);
-        if let Some(secret) = &secret {
-            request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+        for (id, update) in starts {
+            in_flight.insert(id);
+            let mut request = client.post(&url).json(&update);
+            if let Some(secret) = &secret {
+                request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+            }
+            posts.spawn(async move {
+                let ok = request.send().await.is_ok_and(|r| r.status().is_success());
+                (id, ok)
+            });
         }
-        let delivered = request.send().await.is_ok_and(|r| r.status().is_success());
-        if delivered {
-            retry = WEBHOOK_FIRST_RETRY;
-            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(b) = s.bots.get_mut(&token) {
-                if b.updates
-                    .front()
-                    .is_some_and(|u| u["update_id"] == update["update_id"])
-                {
-                    b.updates.pop_front();
+        tokio::select! {
+            Some(done) = posts.join_next(), if !posts.is_empty() => {
+                let Ok((id, ok)) = done else { continue };
+                in_flight.remove(&id);
+                if ok {
+                    retry = WEBHOOK_FIRST_RETRY;
+                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(b) = s.bots.get_mut(&token) {
+                        if let Some(i) = b.updates.iter().position(|u| u["update_id"].as_i64() == Some(id)) {
+                            b.updates.remove(i);
+                        }
+                    }
+                } else {
+                    paused_until = Some(Instant::now() + retry);
+                    retry = (retry * 2).min(WEBHOOK_MAX_RETRY);
                 }
             }
-        } else {
-            tokio::time::sleep(retry).await;
-            retry = (retry * 2).min(WEBHOOK_MAX_RETRY);
+            () = tokio::time::sleep_until(paused_until.unwrap_or_else(Instant::now)), if paused_until.is_some() => {
+                paused_until = None;
+            }
+            () = &mut notified => {}
         }
     }
+}
+
+/// The chat an update belongs to, for keeping a chat's updates in order.
+fn update_chat(update: &Value) -> Option<i64> {
+    let body = update.as_object()?.values().find(|v| v.is_object())?;
+    body["chat"]["id"]
+        .as_i64()
+        .or_else(|| body["message"]["chat"]["id"].as_i64())
+        .or_else(|| body["from"]["id"].as_i64())
 }
 
 #[allow(clippy::too_many_arguments, reason = "one log line's fields")]
@@ -734,7 +803,18 @@ fn call(
         "getme" => (Answer::ok(bot.json()), None, None, None),
         "logout" | "close" => (Answer::ok(json!(true)), None, None, None),
         "sendmessage" | "editmessagetext" | "sendphoto" | "copymessage" | "forwardmessage"
-        | "senddice" | "sendsticker" | "senddocument" => send(s, token, method, p, now, &bot),
+        | "senddice" | "sendsticker" | "senddocument" | "sendmediagroup" => {
+            send(s, token, method, p, now, &bot)
+        }
+        "getfile" => match p.str("file_id").and_then(|id| s.files.file_json(&id)) {
+            Some(file) => (Answer::ok(file), None, None, None),
+            None => (
+                Answer::error(400, "Bad Request: invalid file_id"),
+                None,
+                None,
+                None,
+            ),
+        },
         "answercallbackquery" | "deletemessage" | "sendchataction" => {
             let chat = p.i64("chat_id");
             (Answer::ok(json!(true)), chat, None, None)
@@ -834,6 +914,13 @@ fn call(
             ),
         },
         "setwebhook" => {
+            let b = s.bots.get_mut(token).expect("checked");
+            if b.last_set_webhook
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+            {
+                return (Answer::too_many(1), None, None, Some(Scope::Method));
+            }
+            b.last_set_webhook = Some(now);
             let Some(url) = p.str("url").filter(|u| !u.is_empty()) else {
                 return (delete_webhook(s, token, p), None, None, None);
             };
@@ -972,6 +1059,70 @@ fn send(
             return fail(Answer::error(400, "Bad Request: message is too long"));
         }
     }
+    // What is sent besides text: one media object per message.
+    let media: Vec<(&str, Value)> = match method {
+        "sendphoto" => match attach(s, p, "photo", p.0.get("photo"), "photo") {
+            Ok(m) => vec![("photo", m)],
+            Err(a) => return fail(a),
+        },
+        "senddocument" => match attach(s, p, "document", p.0.get("document"), "document") {
+            Ok(m) => vec![("document", m)],
+            Err(a) => return fail(a),
+        },
+        "sendmediagroup" => {
+            let items = match p.0.get("media") {
+                Some(Value::Array(items)) => items.clone(),
+                Some(Value::String(json)) => match serde_json::from_str(json) {
+                    Ok(Value::Array(items)) => items,
+                    _ => {
+                        return fail(Answer::error(
+                            400,
+                            "Bad Request: can't parse media JSON object",
+                        ));
+                    }
+                },
+                _ => {
+                    return fail(Answer::error(
+                        400,
+                        "Bad Request: parameter \"media\" is required",
+                    ));
+                }
+            };
+            if items.len() > 10 {
+                return fail(Answer::error(
+                    400,
+                    "Bad Request: too many messages to send as an album",
+                ));
+            }
+            if items.len() < 2 {
+                return fail(Answer::error(
+                    400,
+                    "Bad Request: media group must include 2-10 items",
+                ));
+            }
+            let mut media = Vec::new();
+            for item in &items {
+                let kind = match item["type"].as_str() {
+                    Some("photo") => "photo",
+                    Some("document" | "video" | "audio") => "document",
+                    _ => {
+                        return fail(Answer::error(
+                            400,
+                            "Bad Request: unsupported media type in the group",
+                        ));
+                    }
+                };
+                match attach(s, p, kind, item.get("media"), "media") {
+                    Ok(m) => media.push((kind, m)),
+                    Err(a) => return fail(a),
+                }
+            }
+            media
+        }
+        _ => Vec::new(),
+    };
+    // Each message of an album counts towards the limits.
+    let count = media.len().max(1) as u32;
     // Injected 429s first, then the limits.
     if s.faults.random_429 > 0.0 && s.random() < s.faults.random_429 {
         let (lo, hi) = s.faults.retry_after;
@@ -986,7 +1137,10 @@ fn send(
     let limits = s.limits;
     let paid = p.bool("allow_paid_broadcast");
     let bot_state = s.bots.get_mut(token).expect("checked");
-    if let Err((scope, retry_after)) = bot_state.windows.try_send(&limits, chat_id, 1, paid, now) {
+    if let Err((scope, retry_after)) = bot_state
+        .windows
+        .try_send(&limits, chat_id, count, paid, now)
+    {
         return (
             Answer::too_many(retry_after),
             Some(chat_id),
@@ -994,12 +1148,36 @@ fn send(
             Some(scope),
         );
     }
-    let message_id = match p.i64("message_id") {
-        Some(id) if method == "editmessagetext" => id,
-        _ => s.next_message_id(chat_id),
-    };
     let date = s.unix_time();
-    let message = objects::message(message_id, date, &chat, bot, &text);
+    let message = if media.is_empty() {
+        let message_id = match p.i64("message_id") {
+            Some(id) if method == "editmessagetext" => id,
+            _ => s.next_message_id(chat_id),
+        };
+        objects::message(message_id, date, &chat, bot, &text)
+    } else {
+        let group = (method == "sendmediagroup")
+            .then(|| format!("{}", 13_000_000_000_000_000u64 + s.log.len() as u64));
+        let mut messages = Vec::new();
+        for (i, (kind, object)) in media.into_iter().enumerate() {
+            let mut m = objects::message(s.next_message_id(chat_id), date, &chat, bot, "");
+            let m_obj = m.as_object_mut().expect("a message is an object");
+            m_obj.remove("text");
+            m_obj.insert(kind.to_owned(), object);
+            if i == 0 && !text.is_empty() {
+                m_obj.insert("caption".to_owned(), json!(text));
+            }
+            if let Some(group) = &group {
+                m_obj.insert("media_group_id".to_owned(), json!(group));
+            }
+            messages.push(m);
+        }
+        if method == "sendmediagroup" {
+            Value::Array(messages)
+        } else {
+            messages.pop().expect("one media object")
+        }
+    };
     if let Some(created) = s
         .awaiting
         .get_mut(&(bot.id, chat_id))
@@ -1008,69 +1186,183 @@ fn send(
         s.e2e_ms
             .push(now.saturating_duration_since(created).as_secs_f64() * 1e3);
     }
-    s.bot_messages.insert((bot.id, chat_id), message.clone());
+    if message.is_object() {
+        s.bot_messages.insert((bot.id, chat_id), message.clone());
+    }
     (Answer::ok(message), Some(chat_id), Some(text), None)
+}
+
+/// The media object of a photo or document: an upload (the part named
+/// `field`, or `attach://name`), a known file id, or a URL (not fetched: the
+/// emulator never reaches off loopback).
+fn attach(
+    s: &mut State,
+    p: &Params,
+    kind: &str,
+    value: Option<&Value>,
+    field: &str,
+) -> Result<Value, Answer> {
+    let reference = value.and_then(Value::as_str);
+    let upload = match reference {
+        Some(r) if r.starts_with("attach://") => Some(
+            p.upload(r)
+                .ok_or_else(|| Answer::error(400, "Bad Request: wrong HTTP URL specified"))?,
+        ),
+        Some(_) => None,
+        None => p.upload(field),
+    };
+    let id = match (upload, reference) {
+        (Some(part), _) => {
+            let name = part.filename.clone().unwrap_or_default();
+            s.files.store(kind, &name, part.data.clone())
+        }
+        (None, Some(r)) if s.files.get(r).is_some() => r.to_owned(),
+        (None, Some(r)) if r.starts_with("http://") || r.starts_with("https://") => {
+            let name = r.rsplit('/').next().unwrap_or("file").to_owned();
+            s.files.store(kind, &name, Bytes::new())
+        }
+        (None, Some(_)) => {
+            return Err(Answer::error(
+                400,
+                "Bad Request: wrong file identifier/HTTP URL specified",
+            ));
+        }
+        (None, None) => {
+            return Err(Answer::error(
+                400,
+                &format!("Bad Request: there is no {kind} in the request"),
+            ));
+        }
+    };
+    let f = s.files.get(&id).expect("just stored or checked");
+    Ok(if kind == "photo" {
+        json!([{
+            "file_id": id,
+            "file_unique_id": f.unique_id,
+            "file_size": f.data.len(),
+            "width": 90,
+            "height": 90,
+        }])
+    } else {
+        json!({
+            "file_id": id,
+            "file_unique_id": f.unique_id,
+            "file_name": f.name,
+            "file_size": f.data.len(),
+        })
+    })
+}
+
+/// A repeated offset within this long gets a poll of at least this long.
+const REPEAT_SLOW: Duration = Duration::from_secs(3);
+/// A repeated offset within this long gets one update at most.
+const REPEAT_ONE: Duration = Duration::from_millis(500);
+/// The real server answers one 409 per bot in this long; later ones wait.
+const CONFLICT_SPACING: Duration = Duration::from_secs(3);
+
+/// A 409 answer, after the wait that spaces a bot's 409s.
+async fn conflict(state: &Shared, token: &str, description: &str) -> Answer {
+    let at = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(b) = s.bots.get_mut(token) else {
+            return Answer::error(401, "Unauthorized");
+        };
+        let now = Instant::now();
+        let at = b.next_conflict.map_or(now, |t| t.max(now));
+        b.next_conflict = Some(at + CONFLICT_SPACING);
+        at
+    };
+    tokio::time::sleep_until(at).await;
+    Answer::error(409, description)
 }
 
 async fn get_updates(state: &Shared, token: &str, p: &Params) -> Answer {
     let offset = p.i64("offset").unwrap_or(0);
-    let limit = p.i64("limit").unwrap_or(100).clamp(1, 100) as usize;
-    let timeout = Duration::from_secs(
+    let mut limit = p.i64("limit").unwrap_or(100).clamp(1, 100) as usize;
+    let mut timeout = Duration::from_secs(
         p.i64("timeout")
             .unwrap_or(0)
             .clamp(0, MAX_POLL_TIMEOUT as i64) as u64,
     );
-    let deadline = Instant::now() + timeout;
-    let (generation, my_generation, wake) = {
+    let now = Instant::now();
+    let polling = {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         let b = s.bots.get_mut(token).expect("checked");
         if b.webhook.is_some() {
-            return Answer::error(
-                409,
-                "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
-            );
-        }
-        // This poll ends any older one.
-        let mine = b.poll_generation.fetch_add(1, Ordering::SeqCst) + 1;
-        b.wake.notify_waiters();
-        // Confirm: updates below the offset are forgotten; a negative
-        // offset keeps only the last -offset.
-        if offset > 0 {
-            while b
-                .updates
-                .front()
-                .is_some_and(|u| u["update_id"].as_i64().unwrap_or(0) < offset)
-            {
-                b.updates.pop_front();
+            None
+        } else {
+            // The real server slows a client that repeats an offset: within
+            // 3 s a short poll becomes a 3-s poll, within 0.5 s it gets one
+            // update at most.
+            if let Some((last, at)) = b.last_poll {
+                let since = now.saturating_duration_since(at);
+                if last == offset && since < REPEAT_SLOW {
+                    timeout = timeout.max(REPEAT_SLOW);
+                }
+                if last == offset && since < REPEAT_ONE {
+                    limit = 1;
+                }
             }
-        } else if offset < 0 {
-            let keep = offset.unsigned_abs() as usize;
-            while b.updates.len() > keep {
-                b.updates.pop_front();
+            b.last_poll = Some((offset, now));
+            // This poll ends any older one.
+            let mine = b.poll_generation.fetch_add(1, Ordering::SeqCst) + 1;
+            b.wake.notify_waiters();
+            // Confirm: updates below the offset are forgotten; a negative
+            // offset keeps only the last -offset.
+            if offset > 0 {
+                while b
+                    .updates
+                    .front()
+                    .is_some_and(|u| u["update_id"].as_i64().unwrap_or(0) < offset)
+                {
+                    b.updates.pop_front();
+                }
+            } else if offset < 0 {
+                let keep = offset.unsigned_abs() as usize;
+                while b.updates.len() > keep {
+                    b.updates.pop_front();
+                }
             }
+            Some((b.poll_generation.clone(), mine, b.wake.clone()))
         }
-        (b.poll_generation.clone(), mine, b.wake.clone())
     };
+    let Some((generation, my_generation, wake)) = polling else {
+        return conflict(
+            state,
+            token,
+            "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+        )
+        .await;
+    };
+    let deadline = now + timeout;
     loop {
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        {
+        let terminated_by = {
             let s = state.lock().unwrap_or_else(|e| e.into_inner());
+            let b = &s.bots[token];
             if generation.load(Ordering::SeqCst) != my_generation {
-                let b = &s.bots[token];
-                let by = if b.webhook.is_some() {
+                if b.webhook.is_some() {
                     "setWebhook request"
                 } else {
                     "other getUpdates request; make sure that only one bot instance is running"
-                };
-                return Answer::error(409, &format!("Conflict: terminated by {by}"));
+                }
+            } else {
+                let ready: Vec<Value> = b.updates.iter().take(limit).cloned().collect();
+                if !ready.is_empty() || Instant::now() >= deadline {
+                    return Answer::ok(Value::Array(ready));
+                }
+                ""
             }
-            let b = &s.bots[token];
-            let ready: Vec<Value> = b.updates.iter().take(limit).cloned().collect();
-            if !ready.is_empty() || Instant::now() >= deadline {
-                return Answer::ok(Value::Array(ready));
-            }
+        };
+        if !terminated_by.is_empty() {
+            return conflict(
+                state,
+                token,
+                &format!("Conflict: terminated by {terminated_by}"),
+            )
+            .await;
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             // Timed out: answer with what there is (nothing).

@@ -2,6 +2,7 @@
 //! (shared/reference/telegram.md, section 4), over real HTTP.
 
 mod api;
+mod files;
 mod limits;
 mod traffic;
 mod updates;
