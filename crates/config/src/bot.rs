@@ -339,14 +339,18 @@ fn check_name(cx: &mut Ctx<'_>, t: &Table<'_>, name: Spanned<Text>) -> Option<(S
     Some((name.value.value, name.span))
 }
 
+/// Whether `url` is `https://`, or `http://` to this machine (the
+/// emulator).
+pub(crate) fn is_https_or_loopback(url: &str) -> bool {
+    let host = url
+        .strip_prefix("http://")
+        .map(|rest| rest.split(['/', ':', '?']).next().unwrap_or(""));
+    url.starts_with("https://") || matches!(host, Some("127.0.0.1" | "localhost" | "[::1]"))
+}
+
 fn webhook(cx: &mut Ctx<'_>, mut t: Table<'_>) -> Option<WebhookConfig> {
     let url = t.string(cx, "url").and_then(|url| {
-        let value = &url.value.value;
-        let host = value
-            .strip_prefix("http://")
-            .map(|rest| rest.split(['/', ':', '?']).next().unwrap_or(""));
-        let loopback = matches!(host, Some("127.0.0.1" | "localhost" | "[::1]"));
-        if value.starts_with("https://") || loopback {
+        if is_https_or_loopback(&url.value.value) {
             Some(url.value.value)
         } else {
             cx.error(

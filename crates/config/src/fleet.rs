@@ -11,6 +11,7 @@ use crate::preset::Environment;
 use crate::reader::{Ctx, Table, choice};
 use crate::sections::{self, DatabaseConfig, MonitorConfig, RedisConfig};
 use crate::source::Source;
+use crate::telegram::{self, TelegramConfig};
 use crate::tree;
 
 /// A validated fleet configuration, with presets applied and `${VAR}`
@@ -32,6 +33,8 @@ pub struct FleetConfig {
     pub monitor: MonitorConfig,
     /// `[cache]`, with the preset's defaults.
     pub cache: CacheConfig,
+    /// `[telegram]`: the Bot API client and the send limits.
+    pub telegram: TelegramConfig,
     /// `[[bot]]`, in file order.
     pub bots: Vec<BotConfig>,
 }
@@ -136,6 +139,8 @@ fn read(cx: &mut Ctx<'_>, mut root: Table<'_>) -> Option<FleetConfig> {
         }
     }
     let redis = root.table(cx, "redis").and_then(|t| sections::redis(cx, t));
+    let telegram_table = root.table(cx, "telegram");
+    let telegram = telegram::telegram(cx, telegram_table);
     let monitor_table = root.table(cx, "monitor");
     let monitor = sections::monitor(cx, monitor_table);
 
@@ -165,6 +170,7 @@ fn read(cx: &mut Ctx<'_>, mut root: Table<'_>) -> Option<FleetConfig> {
         redis,
         monitor,
         cache,
+        telegram,
         bots,
     })
 }

@@ -16,8 +16,8 @@
 //! variables) and it must not depend on any other botfleet crate: it is a
 //! leaf that the runtime, the database layer and the binary read from.
 //!
-//! Later parts of botfleet add their own sections (`[cache]`, telegram
-//! limits, alerts, scaling) as a new module with a reader function and a
+//! Later parts of botfleet add their own sections (`[cache]`,
+//! `[telegram]`, alerts, scaling) as a new module with a reader function and a
 //! field on [`FleetConfig`]; `docs/config.md` describes how.
 //!
 //! ```
@@ -72,7 +72,7 @@ pub use sections::{
     Backend, DEFAULT_MONITOR_BIND, DatabaseConfig, DatabaseUrl, MonitorConfig, RedisConfig,
 };
 pub use source::Position;
-pub use telegram::{SendLimit, SendLimits};
+pub use telegram::{SendLimit, SendLimits, TELEGRAM_API_URL, TelegramConfig};
 
 /// The configuration file used when none is named.
 pub const DEFAULT_CONFIG_FILE: &str = "fleet.toml";

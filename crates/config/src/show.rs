@@ -10,6 +10,7 @@ use crate::fleet::FleetConfig;
 use crate::reader::format_duration;
 use crate::secret::REDACTED;
 use crate::sections::Backend;
+use crate::telegram::TelegramConfig;
 
 impl FleetConfig {
     /// The resolved configuration as TOML: presets applied, `${VAR}`
@@ -44,6 +45,7 @@ impl FleetConfig {
         }
         doc["monitor"] = Item::Table(monitor);
         doc["cache"] = Item::Table(cache_table(&self.cache));
+        doc["telegram"] = Item::Table(telegram_table(&self.telegram));
 
         let mut bots = ArrayOfTables::new();
         for bot in &self.bots {
@@ -148,6 +150,22 @@ fn database_settings_into(t: &mut Table, s: &DatabaseSettings) {
     batcher["queue"] = value(i64::from(b.queue));
     batcher["when_full"] = value(b.when_full.as_str());
     t["batcher"] = Item::Table(batcher);
+}
+
+fn telegram_table(c: &TelegramConfig) -> Table {
+    let mut t = Table::new();
+    t["api_url"] = value(&c.api_url);
+    t["timeout"] = value(format_duration(c.timeout));
+    t["max_in_flight"] = value(i64::from(c.max_in_flight));
+    t["attempts"] = value(i64::from(c.attempts));
+    t["first_backoff"] = value(format_duration(c.first_backoff));
+    let mut limits = Table::new();
+    limits["chat"] = value(c.limits.chat.to_config_string());
+    limits["group"] = value(c.limits.group.to_config_string());
+    limits["token"] = value(c.limits.token.to_config_string());
+    limits["paid"] = value(c.limits.paid.to_config_string());
+    t["limits"] = Item::Table(limits);
+    t
 }
 
 fn cache_table(c: &CacheConfig) -> Table {

@@ -86,6 +86,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Everything `[telegram]` sets: the base URL, the timeout, calls in
+    /// flight, retries and the send limits.
+    pub fn config(self, config: &botfleet_config::TelegramConfig) -> Self {
+        self.base_url(config.api_url.clone())
+            .timeout(config.timeout)
+            .max_in_flight(config.max_in_flight as usize)
+            .retries(config.attempts, config.first_backoff)
+            .limits(config.limits)
+    }
+
     /// The send limits (Telegram's Bots FAQ by default).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;

@@ -142,6 +142,19 @@ fn show_prints_the_resolved_config_without_secrets() {
         warming = true
         prefetch = true
 
+        [telegram]
+        api_url = "https://api.telegram.org"
+        timeout = "30s"
+        max_in_flight = 64
+        attempts = 8
+        first_backoff = "500ms"
+
+        [telegram.limits]
+        chat = "1/1s"
+        group = "20/1m"
+        token = "30/1s"
+        paid = "1000/1s"
+
         [[bot]]
         name = "dating"
         token = "***"

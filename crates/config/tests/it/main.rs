@@ -4,6 +4,7 @@ mod errors;
 mod presets;
 mod properties;
 mod secrets;
+mod telegram;
 
 use std::collections::HashMap;
 

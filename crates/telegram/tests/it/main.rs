@@ -193,6 +193,63 @@ async fn sixty_chats_at_full_rate_without_a_429() {
 }
 
 #[tokio::test]
+async fn the_config_file_sets_the_url_and_the_limits() {
+    // A token allowed 5 sends a second, in both the emulator and the file.
+    let text_config = r#"
+[telegram]
+api_url = "URL"
+[telegram.limits]
+token = "5/1s"
+[[bot]]
+name = "dating"
+token = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
+worker.command = "dating-bot"
+"#;
+    let e_limits = botfleet_emulator::Limits {
+        token: botfleet_emulator::Limit {
+            max: 5,
+            window: Duration::from_secs(1),
+        },
+        ..Default::default()
+    };
+    let e = Emulator::start(EmulatorConfig::default().limits(e_limits))
+        .await
+        .unwrap();
+    e.add_bot(TOKEN, "dating_bot").unwrap();
+    let config = botfleet_config::FleetConfig::parse(
+        &text_config.replace("URL", &e.base_url()),
+        "fleet.toml",
+        &std::collections::HashMap::new(),
+    )
+    .unwrap();
+    let client = Client::builder(TOKEN)
+        .config(&config.telegram)
+        .build()
+        .unwrap();
+    for id in 0..10 {
+        e.add_user(5000 + id, "u");
+    }
+    let start = Instant::now();
+    let sends: Vec<_> = (0..10)
+        .map(|id| {
+            let client = client.clone();
+            tokio::spawn(async move { client.send_message(&text(5000 + id, "hi")).await })
+        })
+        .collect();
+    for s in sends {
+        s.await.unwrap().unwrap();
+    }
+    let stats = e.stats(110201543);
+    assert_eq!(stats.accepted, 10);
+    assert!(stats.rejected_429.is_empty(), "{stats:?}");
+    assert_eq!(stats.max_per_token_window, 5);
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "5 now, 5 a second later"
+    );
+}
+
+#[tokio::test]
 async fn a_broadcast_reports_what_it_did() {
     let (e, client) = setup().await;
     let mut chats = Vec::new();
