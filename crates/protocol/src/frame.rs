@@ -1,0 +1,211 @@
+//! Frames: a 4-byte big-endian length, then the payload. Reading them,
+//! writing them, and the writer that coalesces whatever is queued into one
+//! frame (invariant 6).
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::error::{DecodeError, ReadError};
+use crate::message::Message;
+use crate::{binary, json};
+
+/// The largest frame read by default: 16 MiB.
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// A frame's payload encoding, told by its first byte (`0xBF` binary, `[`
+/// JSON). A worker picks one with its hello; the supervisor answers in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// The compact encoding, for Rust workers.
+    Binary,
+    /// A JSON array of message objects, for workers in other languages.
+    Json,
+}
+
+/// Appends one frame holding `messages` to `out`.
+pub fn encode_frame(encoding: Encoding, messages: &[Message], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    match encoding {
+        Encoding::Binary => binary::encode(messages, out),
+        Encoding::Json => json::encode(messages, out),
+    }
+    let len = u32::try_from(out.len() - start - 4).expect("frames stay under 4 GiB");
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Decodes a payload (without its length prefix).
+pub fn decode_payload(payload: &[u8]) -> Result<(Encoding, Vec<Message>), DecodeError> {
+    match payload.first() {
+        Some(&binary::MAGIC) => Ok((Encoding::Binary, binary::decode(payload)?)),
+        Some(b'[') => Ok((Encoding::Json, json::decode(payload)?)),
+        Some(other) => Err(DecodeError::new(
+            0,
+            format!("unknown encoding byte 0x{other:02x} (0xBF binary, '[' JSON)"),
+        )),
+        None => Err(DecodeError::new(0, "an empty frame")),
+    }
+}
+
+/// Reads frames from a stream.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    max: usize,
+    buf: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Frames of at most [`MAX_FRAME`] bytes from `inner`.
+    pub fn new(inner: R) -> Self {
+        FrameReader {
+            inner,
+            max: MAX_FRAME,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Changes the largest frame accepted.
+    pub fn max_frame(mut self, max: usize) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// The next frame's messages and their encoding; `None` when the peer
+    /// closed the connection between frames.
+    pub async fn read(&mut self) -> Result<Option<(Encoding, Vec<Message>)>, ReadError> {
+        let Some(len) = self.read_len().await? else {
+            return Ok(None);
+        };
+        if len > self.max {
+            return Err(ReadError::TooLarge { len, max: self.max });
+        }
+        self.buf.clear();
+        self.buf.resize(len, 0);
+        let mut got = 0;
+        while got < len {
+            match self.inner.read(&mut self.buf[got..]).await? {
+                0 => return Err(ReadError::Truncated { len, got }),
+                n => got += n,
+            }
+        }
+        Ok(Some(decode_payload(&self.buf)?))
+    }
+
+    async fn read_len(&mut self) -> Result<Option<usize>, ReadError> {
+        let mut head = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match self.inner.read(&mut head[got..]).await? {
+                0 if got == 0 => return Ok(None),
+                0 => return Err(ReadError::Truncated { len: 4, got }),
+                n => got += n,
+            }
+        }
+        Ok(Some(u32::from_be_bytes(head) as usize))
+    }
+}
+
+/// What one write of the coalescing writer carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Frames written (more than one only when a frame would pass half the
+    /// size limit).
+    pub frames: usize,
+    /// Messages in them, after merging.
+    pub messages: usize,
+    /// Updates, acks, actions or results in them.
+    pub items: usize,
+    /// Bytes written.
+    pub bytes: usize,
+}
+
+/// Writes what `rx` receives to `out`: whatever is queued when a write
+/// starts goes out in one frame, and nothing waits to fill a batch
+/// (invariant 6). Consecutive lists of the same kind (updates, acks,
+/// actions, results) are merged into one message. `on_write` sees each
+/// write. Returns when `rx` is closed and drained, or when the socket fails.
+pub async fn write_coalesced<W: AsyncWrite + Unpin>(
+    rx: &mut mpsc::UnboundedReceiver<Message>,
+    out: &mut W,
+    encoding: Encoding,
+    mut on_write: impl FnMut(Written),
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut batch: Vec<Message> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        push_merged(&mut batch, first);
+        // What is already queued rides along; a bound keeps frames sane.
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(m) => push_merged(&mut batch, m),
+                Err(_) => break,
+            }
+        }
+        buf.clear();
+        let mut written = Written {
+            frames: 0,
+            messages: batch.len(),
+            items: batch.iter().map(items).sum(),
+            bytes: 0,
+        };
+        // Split only when one frame would pass half the read limit.
+        let mut start = 0;
+        let mut size = 0;
+        for (i, m) in batch.iter().enumerate() {
+            size += estimate(m);
+            if size > MAX_FRAME / 2 && i > start {
+                encode_frame(encoding, &batch[start..i], &mut buf);
+                written.frames += 1;
+                start = i;
+                size = estimate(m);
+            }
+        }
+        encode_frame(encoding, &batch[start..], &mut buf);
+        written.frames += 1;
+        written.bytes = buf.len();
+        out.write_all(&buf).await?;
+        out.flush().await?;
+        on_write(written);
+    }
+    Ok(())
+}
+
+fn push_merged(batch: &mut Vec<Message>, m: Message) {
+    match (batch.last_mut(), m) {
+        (Some(Message::Updates(a)), Message::Updates(b)) => a.extend(b),
+        (Some(Message::Acks(a)), Message::Acks(b)) => a.extend(b),
+        (Some(Message::Actions(a)), Message::Actions(b)) => a.extend(b),
+        (Some(Message::Results(a)), Message::Results(b)) => a.extend(b),
+        (_, m) => batch.push(m),
+    }
+}
+
+fn items(m: &Message) -> usize {
+    match m {
+        Message::Updates(l) => l.len(),
+        Message::Acks(l) => l.len(),
+        Message::Actions(l) => l.len(),
+        Message::Results(l) => l.len(),
+        _ => 1,
+    }
+}
+
+/// About how many bytes `m` takes encoded.
+fn estimate(m: &Message) -> usize {
+    match m {
+        Message::Updates(l) => l.iter().map(|d| d.update.get().len() + 32).sum(),
+        Message::Actions(l) => l
+            .iter()
+            .map(|a| a.params.get().len() + a.method.len() + 32)
+            .sum(),
+        Message::Results(l) => l.iter().map(|r| r.body.get().len() + 32).sum(),
+        Message::Acks(l) => l.len() * 40,
+        Message::Hello(h) => {
+            h.bot.len() + h.capabilities.iter().map(String::len).sum::<usize>() + 64
+        }
+        Message::Error { message, .. } => message.len() + 32,
+        _ => 64,
+    }
+}
