@@ -6,6 +6,7 @@ use crate::preset::Preset;
 use crate::reader::{Ctx, Spanned, Table, Text, choice};
 use crate::secret::{Secret, is_secret_name, url_password};
 use crate::sections::socket_addr;
+use crate::supervision::Supervision;
 use crate::tree::Span;
 
 /// The most workers one bot may have.
@@ -36,6 +37,8 @@ pub struct BotConfig {
     /// This bot's share of the fleet's database connections, relative to
     /// the other bots (default 1).
     pub db_weight: f64,
+    /// Heartbeats, readiness, shutdown, restarts and scaling.
+    pub supervision: Supervision,
 }
 
 /// How a bot receives its updates.
@@ -294,6 +297,7 @@ pub(crate) fn bot(
     let db_weight = t
         .float(cx, "db_weight", 0.01..=1000.0)
         .map_or(1.0, |v| v.value);
+    let supervision = crate::supervision::supervision(cx, &mut t);
     let path = t.path().to_owned();
     t.finish(cx);
     let keys = BotKeys {
@@ -314,6 +318,7 @@ pub(crate) fn bot(
             min_workers,
             max_workers,
             db_weight,
+            supervision,
         })
     })();
     (config, keys)

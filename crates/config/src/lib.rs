@@ -52,6 +52,7 @@ mod secret;
 mod sections;
 mod show;
 mod source;
+mod supervision;
 mod telegram;
 mod tree;
 
@@ -72,6 +73,7 @@ pub use sections::{
     Backend, DEFAULT_MONITOR_BIND, DatabaseConfig, DatabaseUrl, MonitorConfig, RedisConfig,
 };
 pub use source::Position;
+pub use supervision::{RestartPolicy, Scaling, Supervision};
 pub use telegram::{SendLimit, SendLimits, TELEGRAM_API_URL, TelegramConfig};
 
 /// The configuration file used when none is named.

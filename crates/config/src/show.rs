@@ -96,6 +96,10 @@ fn bot_table(bot: &BotConfig) -> Table {
     t["min_workers"] = value(i64::from(bot.min_workers));
     t["max_workers"] = value(i64::from(bot.max_workers));
     t["db_weight"] = value(bot.db_weight);
+    let s = &bot.supervision;
+    t["heartbeat_interval"] = value(format_duration(s.heartbeat_interval));
+    t["ready_timeout"] = value(format_duration(s.ready_timeout));
+    t["shutdown_grace"] = value(format_duration(s.shutdown_grace));
     if let Some(webhook) = &bot.webhook {
         let mut w = Table::new();
         w["url"] = value(webhook.url.as_str());
@@ -115,6 +119,20 @@ fn bot_table(bot: &BotConfig) -> Table {
         worker["env"] = Item::Table(env);
     }
     t["worker"] = Item::Table(worker);
+    let r = &s.restart;
+    let mut restart = Table::new();
+    restart["intensity"] = value(i64::from(r.intensity));
+    restart["period"] = value(format_duration(r.period));
+    restart["first_backoff"] = value(format_duration(r.first_backoff));
+    restart["max_backoff"] = value(format_duration(r.max_backoff));
+    t["restart"] = Item::Table(restart);
+    let c = &s.scaling;
+    let mut scaling = Table::new();
+    scaling["target_queue_per_worker"] = value(i64::from(c.target_queue_per_worker));
+    scaling["target_latency"] = value(format_duration(c.target_latency));
+    scaling["tick"] = value(format_duration(c.tick));
+    scaling["scale_down_window"] = value(format_duration(c.scale_down_window));
+    t["scaling"] = Item::Table(scaling);
     t
 }
 

@@ -162,6 +162,9 @@ fn show_prints_the_resolved_config_without_secrets() {
         min_workers = 2
         max_workers = 8
         db_weight = 1.0
+        heartbeat_interval = "1s"
+        ready_timeout = "10s"
+        shutdown_grace = "10s"
 
         [bot.worker]
         command = "dating-bot"
@@ -169,6 +172,18 @@ fn show_prints_the_resolved_config_without_secrets() {
 
         [bot.worker.env]
         DATABASE_URL = "***"
+
+        [bot.restart]
+        intensity = 5
+        period = "10s"
+        first_backoff = "100ms"
+        max_backoff = "10s"
+
+        [bot.scaling]
+        target_queue_per_worker = 10
+        target_latency = "200ms"
+        tick = "1s"
+        scale_down_window = "1m"
     "##]]
     .assert_eq(&stdout(&output));
     let all = format!("{}{}", stdout(&output), stderr(&output));

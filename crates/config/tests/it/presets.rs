@@ -135,3 +135,50 @@ fn every_preset_fits_its_own_rules() {
         assert_eq!(d.batcher.max_rows, 100, "{env}: the issue's default");
     }
 }
+
+#[test]
+fn supervision_has_defaults_and_the_file_overrides_them() {
+    let config = parse(crate::MINIMAL).unwrap();
+    let s = &config.bots[0].supervision;
+    assert_eq!(s.heartbeat_interval, std::time::Duration::from_secs(1));
+    assert_eq!(s.restart.intensity, 5);
+    let text = format!(
+        r#"{}heartbeat_interval = "250ms"
+shutdown_grace = "3s"
+[bot.restart]
+intensity = 2
+period = "30s"
+first_backoff = "50ms"
+[bot.scaling]
+target_queue_per_worker = 4
+target_latency = "50ms"
+"#,
+        crate::MINIMAL.replace(
+            "[bot.worker]\ncommand = \"dating-bot\"\n",
+            "worker.command = \"dating-bot\"\n"
+        )
+    );
+    let config = parse(&text).unwrap();
+    let s = &config.bots[0].supervision;
+    assert_eq!(s.heartbeat_interval, std::time::Duration::from_millis(250));
+    assert_eq!(s.shutdown_grace, std::time::Duration::from_secs(3));
+    assert_eq!((s.restart.intensity, s.restart.period.as_secs()), (2, 30));
+    assert_eq!(
+        s.restart.first_backoff,
+        std::time::Duration::from_millis(50)
+    );
+    assert_eq!(s.scaling.target_queue_per_worker, 4);
+    assert_eq!(s.scaling.tick, std::time::Duration::from_secs(1), "default");
+    let e = crate::errors(&format!(
+        "{}[bot.restart]\nfirst_backoff = \"2s\"\nmax_backoff = \"1s\"\nintensty = 3\n",
+        crate::MINIMAL
+    ));
+    assert!(
+        e.contains("bot[0].restart.max_backoff: max_backoff is shorter than first_backoff"),
+        "{e}"
+    );
+    assert!(
+        e.contains("bot[0].restart.intensty: unknown key `intensty` (did you mean `intensity`?)"),
+        "{e}"
+    );
+}
