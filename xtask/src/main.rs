@@ -113,9 +113,17 @@ fn ci() -> Result<(), String> {
 /// programs. When those are missing: as root, install them with apt; as
 /// another user, say what to install.
 fn install_servers_if_missing() -> Result<(), String> {
-    let Err(missing) = botfleet_testkit::preflight() else {
-        return Ok(());
+    // The runtime's tests also run the Python worker example.
+    let python = python_present();
+    let missing = match botfleet_testkit::preflight() {
+        Ok(()) if python => return Ok(()),
+        Ok(()) => Vec::new(),
+        Err(missing) => missing.into_iter().map(|e| e.to_string()).collect(),
     };
+    let mut missing = missing;
+    if !python {
+        missing.push("python3 (the runtime's tests run examples/python-worker)".to_owned());
+    }
     let list = missing
         .iter()
         .map(|e| format!("  - {e}"))
@@ -123,7 +131,7 @@ fn install_servers_if_missing() -> Result<(), String> {
         .join("\n");
     if !is_root() {
         return Err(format!(
-            "the tests need PostgreSQL and Redis installed:\n{list}\nrun as root to install them automatically, or: sudo apt-get install -y postgresql redis-server"
+            "the tests need PostgreSQL, Redis and Python 3 installed:\n{list}\nrun as root to install them automatically, or: sudo apt-get install -y postgresql redis-server python3"
         ));
     }
     say(&format!(
@@ -137,6 +145,7 @@ fn install_servers_if_missing() -> Result<(), String> {
             "--no-install-recommends",
             "postgresql",
             "redis-server",
+            "python3",
         ][..],
     ] {
         #[expect(
@@ -156,6 +165,19 @@ fn install_servers_if_missing() -> Result<(), String> {
         let list = still.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>();
         format!("still missing after apt-get install:\n{}", list.join("\n"))
     })
+}
+
+fn python_present() -> bool {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "xtask drives system tools; it is not part of the product"
+    )]
+    let status = Command::new("python3")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    status.is_ok_and(|s| s.success())
 }
 
 fn is_root() -> bool {

@@ -38,6 +38,10 @@ struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the fleet: each bot's workers as processes, updates routed to
+    /// them by chat, sends through one limiter per token, restarts; Ctrl-C
+    /// or SIGTERM stops it without losing an update.
+    Run(commands::run::RunArgs),
     /// Check or print a fleet configuration (fleet.toml).
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -110,6 +114,7 @@ pub(crate) fn run() -> ExitCode {
     }
     let result = match cli.command {
         Command::Config(command) => commands::config::run(&command),
+        Command::Run(args) => commands::run::run(&args),
         Command::Bench(BenchCommand::Cache(args)) => commands::bench::cache::run(&args),
         Command::Bench(BenchCommand::Db(args)) => commands::bench::db::run(&args),
         Command::Bench(BenchCommand::Telegram(args)) => commands::bench::telegram::run(&args),

@@ -163,7 +163,23 @@ impl std::fmt::Debug for WorkerValue {
 }
 
 impl WorkerValue {
-    /// The value to pass to the worker.
+    /// A value that is not a secret.
+    pub fn plain(value: impl Into<String>) -> WorkerValue {
+        WorkerValue {
+            value: value.into(),
+            sensitive: false,
+        }
+    }
+
+    /// A value that may be a secret: never shown.
+    pub fn secret(value: impl Into<String>) -> WorkerValue {
+        WorkerValue {
+            value: value.into(),
+            sensitive: true,
+        }
+    }
+
+    /// The value.
     pub fn value(&self) -> &str {
         &self.value
     }

@@ -210,6 +210,12 @@ impl Emulator {
         self.with(|s| s.faults = faults);
     }
 
+    /// Updates of the bot `token` not confirmed yet (nor delivered to a
+    /// webhook).
+    pub fn pending_updates(&self, token: &str) -> usize {
+        self.with(|s| s.pending_updates(token))
+    }
+
     /// Every call answered so far, in arrival order.
     pub fn log(&self) -> Vec<LogEntry> {
         self.with(|s| s.log.clone())

@@ -161,6 +161,10 @@ impl State {
         }
     }
 
+    pub(crate) fn pending_updates(&self, token: &str) -> usize {
+        self.bots.get(token).map_or(0, |b| b.updates.len())
+    }
+
     pub(crate) fn random(&mut self) -> f64 {
         self.rng.next()
     }

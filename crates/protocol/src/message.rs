@@ -24,6 +24,11 @@ impl Json {
         Json(serde_json::value::to_raw_value(value).expect("a JSON value always serializes"))
     }
 
+    /// A document already parsed as raw JSON.
+    pub fn from_raw(raw: Box<RawValue>) -> Json {
+        Json(raw)
+    }
+
     /// The JSON text.
     pub fn get(&self) -> &str {
         self.0.get()

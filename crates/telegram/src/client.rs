@@ -424,6 +424,21 @@ impl Client {
             .await
     }
 
+    /// `getUpdates` with the updates as Telegram sent them (the fleet's
+    /// ingest forwards them to workers without re-serializing).
+    /// `offset` confirms every update below it.
+    pub async fn get_updates_raw(
+        &self,
+        offset: i64,
+        limit: u32,
+        timeout: u32,
+    ) -> Result<Vec<Box<serde_json::value::RawValue>>, Error> {
+        let params = serde_json::json!({ "offset": offset, "limit": limit, "timeout": timeout });
+        let poll = Duration::from_secs(u64::from(timeout));
+        self.call_with_timeout("getUpdates", &params, self.inner.timeout + poll)
+            .await
+    }
+
     /// `sendMessage`, as an interactive reply.
     pub async fn send_message(&self, params: &m::SendMessageParams) -> Result<Message, Error> {
         self.send_message_as(params, Priority::Interactive).await

@@ -1,0 +1,205 @@
+//! One bot's actor: owns its dispatcher and applies the events of ingest and
+//! of the worker connections in order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use botfleet_protocol::{Ack, Json, Message, WorkerMetrics};
+use botfleet_telegram::Client;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::dispatcher::{Counts, Dispatcher};
+use crate::process::Spec;
+
+/// What the actor is told.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// Updates from ingest: `(update id, routing key, update)`.
+    Batch {
+        updates: Vec<(i64, i64, Json)>,
+        done: oneshot::Sender<()>,
+    },
+    Connected {
+        worker: u32,
+        conn: u64,
+        outbox: mpsc::UnboundedSender<Message>,
+    },
+    Ready {
+        worker: u32,
+        conn: u64,
+    },
+    Acks {
+        worker: u32,
+        acks: Vec<Ack>,
+    },
+    Metrics {
+        worker: u32,
+        metrics: WorkerMetrics,
+    },
+    Drained {
+        worker: u32,
+    },
+    Gone {
+        worker: u32,
+        conn: u64,
+    },
+    /// Send `drain` to every worker; answer when all said `drained`.
+    Drain(oneshot::Sender<()>),
+    /// Send `shutdown` to every worker.
+    Shutdown,
+    Status(oneshot::Sender<Status>),
+}
+
+/// A snapshot of one bot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Status {
+    /// The bot's name.
+    pub bot: String,
+    /// Workers connected and ready.
+    pub ready_workers: usize,
+    /// Updates received and not acked yet.
+    pub unacked: usize,
+    /// Updates waiting for a worker.
+    pub queued: usize,
+    /// Updates received from Telegram.
+    pub received: u64,
+    /// Updates sent to workers (redeliveries included).
+    pub dispatched: u64,
+    /// Updates acked by workers.
+    pub acked: u64,
+    /// Of those, acked as failed.
+    pub failed: u64,
+    /// Updates sent again after their worker died.
+    pub redelivered: u64,
+    /// Worker restarts, all reasons.
+    pub restarts: u64,
+    /// Whether the bot gave up restarting its workers.
+    pub failed_bot: bool,
+}
+
+/// What every part of one bot shares.
+pub(crate) struct BotCtx {
+    pub(crate) name: String,
+    pub(crate) config: botfleet_config::BotConfig,
+    pub(crate) client: Client,
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+    pub(crate) spec: Spec,
+    /// Set when the restart intensity was exceeded.
+    pub(crate) failed: AtomicBool,
+    pub(crate) restarts: std::sync::atomic::AtomicU64,
+    /// Told when the bot is marked failed.
+    pub(crate) failed_notify: Notify,
+}
+
+impl BotCtx {
+    pub(crate) fn send(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// Runs the actor until every sender of events is gone.
+pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<Event>) {
+    let bot = ctx.name.clone();
+    let mut d = Dispatcher::default();
+    let mut outboxes: HashMap<u32, mpsc::UnboundedSender<Message>> = HashMap::new();
+    let mut drain: Option<(oneshot::Sender<()>, Vec<u32>)> = None;
+    let mut last = Counts::default();
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Batch { updates, done } => d.batch(updates, done),
+            Event::Connected {
+                worker,
+                conn,
+                outbox,
+            } => {
+                outboxes.insert(worker, outbox.clone());
+                d.connected(worker, conn, outbox);
+            }
+            Event::Ready { worker, conn } => d.ready(worker, conn),
+            Event::Acks { worker, acks } => d.acks(worker, &acks),
+            Event::Metrics { worker, metrics } => {
+                let worker = worker.to_string();
+                metrics::gauge!("botfleet_worker_in_flight", "bot" => bot.clone(), "worker" => worker.clone())
+                    .set(f64::from(metrics.in_flight));
+                metrics::gauge!("botfleet_worker_handling_p99_seconds", "bot" => bot.clone(), "worker" => worker)
+                    .set(metrics.handling_p99_us as f64 / 1e6);
+            }
+            Event::Drained { worker } => {
+                if let Some((_, left)) = &mut drain {
+                    left.retain(|&w| w != worker);
+                }
+            }
+            Event::Gone { worker, conn } => {
+                d.gone(worker, Some(conn));
+                if let Some((_, left)) = &mut drain {
+                    left.retain(|&w| w != worker);
+                }
+                outboxes.retain(|&w, o| w != worker || !o.is_closed());
+            }
+            Event::Drain(done) => {
+                let left: Vec<u32> = outboxes
+                    .iter()
+                    .filter(|(_, o)| o.send(Message::Drain).is_ok())
+                    .map(|(&w, _)| w)
+                    .collect();
+                drain = Some((done, left));
+            }
+            Event::Shutdown => {
+                for o in outboxes.values() {
+                    let _ = o.send(Message::Shutdown);
+                }
+            }
+            Event::Status(reply) => {
+                let c = d.counts;
+                let _ = reply.send(Status {
+                    bot: bot.clone(),
+                    ready_workers: d.ready_workers(),
+                    unacked: d.unacked(),
+                    queued: d.queued(),
+                    received: c.received,
+                    dispatched: c.dispatched,
+                    acked: c.acked,
+                    failed: c.failed,
+                    redelivered: c.redelivered,
+                    restarts: ctx.restarts.load(Ordering::Relaxed),
+                    failed_bot: ctx.failed.load(Ordering::Relaxed),
+                });
+            }
+        }
+        if drain.as_ref().is_some_and(|(_, left)| left.is_empty()) {
+            if let Some((done, _)) = drain.take() {
+                let _ = done.send(());
+            }
+        }
+        report(&bot, &d, &mut last);
+    }
+}
+
+/// The dispatcher's counters and gauges, as metrics (docs/metrics.md).
+fn report(bot: &str, d: &Dispatcher, last: &mut Counts) {
+    let c = d.counts;
+    let bump = |name: &'static str, now: u64, before: u64| {
+        if now > before {
+            metrics::counter!(name, "bot" => bot.to_owned()).increment(now - before);
+        }
+    };
+    bump("botfleet_updates_received_total", c.received, last.received);
+    bump(
+        "botfleet_updates_dispatched_total",
+        c.dispatched,
+        last.dispatched,
+    );
+    bump("botfleet_updates_acked_total", c.acked, last.acked);
+    bump("botfleet_updates_failed_total", c.failed, last.failed);
+    bump(
+        "botfleet_updates_redelivered_total",
+        c.redelivered,
+        last.redelivered,
+    );
+    *last = c;
+    metrics::gauge!("botfleet_queue_depth", "bot" => bot.to_owned()).set(d.queued() as f64);
+    metrics::gauge!("botfleet_workers_ready", "bot" => bot.to_owned())
+        .set(d.ready_workers() as f64);
+}

@@ -1,0 +1,443 @@
+//! `botfleet-runtime`: the supervisor of a fleet.
+//!
+//! For each bot of a fleet file it runs one ingest (one `getUpdates`
+//! consumer per token), a dispatcher that routes updates to worker
+//! processes by chat over batched frames on a Unix socket
+//! (`botfleet-protocol`), the bot's one send limiter (`botfleet-telegram`)
+//! through which every worker's Bot API calls go, and a supervisor per
+//! worker slot that restarts what dies. [`Fleet::shutdown`] stops it
+//! without losing an update.
+//!
+//! The promises (ARCHITECTURE.md, invariants): the offset is confirmed only
+//! after every update of a batch was acked (1); a chat's updates are
+//! handled one at a time, in order (2); one limiter per token (3); pools
+//! sized by the fleet's connection budget (4); frames carry whatever was
+//! queued, nothing waits to fill them (6).
+
+mod bot;
+mod conn;
+mod dispatcher;
+mod ingest;
+mod process;
+mod ring;
+mod route;
+mod sender;
+mod slot;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use botfleet_config::{Backend, FleetConfig};
+use botfleet_telegram::Client;
+use tokio::net::UnixListener;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use bot::Status;
+
+use bot::{BotCtx, Event};
+use conn::Registry;
+use slot::SlotShared;
+
+/// Why the fleet could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The socket directory or socket could not be made.
+    #[error("cannot set up the worker socket in {dir}: {source}")]
+    Socket {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A bot's client could not be built.
+    #[error("bot {bot}: {source}")]
+    Client {
+        /// The bot.
+        bot: String,
+        /// Why.
+        source: botfleet_telegram::Error,
+    },
+    /// The database could not be reached to plan the connection budget.
+    #[error("cannot plan the database connection budget: {0}")]
+    Database(#[from] botfleet_db::Error),
+    /// The fleet does not fit the database's connections.
+    #[error("{0}")]
+    Budget(#[from] botfleet_db::budget::PlanError),
+}
+
+/// How [`Fleet::start`] runs.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct RunOptions {
+    /// Where the worker socket goes (a fresh directory, mode 0700). Default:
+    /// a new directory under the system's temporary directory.
+    pub socket_dir: Option<PathBuf>,
+    /// Where the embedded SQLite database lives when the fleet file gives
+    /// no `database.url` (`environment = "dev"`). Default: `botfleet-data`
+    /// in the current directory.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl RunOptions {
+    /// Puts the socket directory at `dir`.
+    pub fn socket_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.socket_dir = Some(dir.into());
+        self
+    }
+
+    /// Puts the embedded database in `dir`.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+}
+
+/// What a fleet did, at shutdown.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Report {
+    /// Each bot's final status.
+    pub bots: Vec<Status>,
+}
+
+/// A running fleet.
+pub struct Fleet {
+    bots: Vec<Arc<BotCtx>>,
+    registry: Registry,
+    socket: PathBuf,
+    stop_ingest: watch::Sender<bool>,
+    stop_slots: watch::Sender<bool>,
+    ingests: Vec<(Arc<BotCtx>, JoinHandle<i64>)>,
+    slots: Vec<JoinHandle<()>>,
+    accept: JoinHandle<()>,
+    socket_dir: PathBuf,
+    owns_socket_dir: bool,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field(
+                "bots",
+                &self.bots.iter().map(|b| &b.name).collect::<Vec<_>>(),
+            )
+            .field("socket_dir", &self.socket_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+static NEXT_WORKER: AtomicU64 = AtomicU64::new(1);
+
+impl Fleet {
+    /// Starts every bot of `config`: the socket, the workers (each bot's
+    /// `min_workers`), the dispatchers and ingest.
+    pub async fn start(config: &FleetConfig, options: RunOptions) -> Result<Fleet, Error> {
+        let (socket_dir, owns_socket_dir) = match &options.socket_dir {
+            Some(dir) => (dir.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!(
+                    "botfleet-{}-{}",
+                    std::process::id(),
+                    NEXT_WORKER.load(std::sync::atomic::Ordering::Relaxed)
+                )),
+                true,
+            ),
+        };
+        let socket = make_socket(&socket_dir)?;
+        let listener = UnixListener::bind(&socket).map_err(|source| Error::Socket {
+            dir: socket_dir.clone(),
+            source,
+        })?;
+        let (database_url, pool_sizes) = database_plan(config, &options).await?;
+        let registry: Registry = Arc::new(Mutex::new(HashMap::new()));
+        let (stop_ingest, ingest_rx) = watch::channel(false);
+        let (stop_slots, slots_rx) = watch::channel(false);
+        let mut bots = Vec::new();
+        let mut ingests = Vec::new();
+        let mut slots = Vec::new();
+        for bot in &config.bots {
+            let client = Client::builder(bot.token.expose())
+                .config(&config.telegram)
+                .bot(bot.name.clone())
+                .build()
+                .map_err(|source| Error::Client {
+                    bot: bot.name.clone(),
+                    source,
+                })?;
+            let mut env: Vec<(String, String)> = bot
+                .worker
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value().to_owned()))
+                .collect();
+            env.push(("BOTFLEET_SOCKET".into(), socket.display().to_string()));
+            env.push(("BOTFLEET_BOT".into(), bot.name.clone()));
+            if let Some(url) = &database_url {
+                env.push(("BOTFLEET_DATABASE_URL".into(), url.clone()));
+            }
+            if let Some(size) = pool_sizes.get(&bot.name) {
+                env.push(("BOTFLEET_DB_POOL_SIZE".into(), size.to_string()));
+            }
+            let spec = process::Spec {
+                program: bot.worker.command.clone(),
+                args: bot
+                    .worker
+                    .args
+                    .iter()
+                    .map(|a| a.value().to_owned())
+                    .collect(),
+                env,
+            };
+            let (events, rx) = mpsc::unbounded_channel();
+            let ctx = Arc::new(BotCtx {
+                name: bot.name.clone(),
+                config: bot.clone(),
+                client,
+                events,
+                spec,
+                failed: AtomicBool::new(false),
+                restarts: AtomicU64::new(0),
+                failed_notify: Notify::new(),
+            });
+            tokio::spawn(bot::actor(ctx.clone(), rx));
+            for _ in 0..bot.min_workers {
+                let id = NEXT_WORKER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u32;
+                let shared = Arc::new(SlotShared::default());
+                registry
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, (ctx.clone(), shared.clone()));
+                slots.push(tokio::spawn(slot::supervise(
+                    ctx.clone(),
+                    id,
+                    shared,
+                    slots_rx.clone(),
+                )));
+            }
+            let grace = bot.supervision.shutdown_grace;
+            ingests.push((
+                ctx.clone(),
+                tokio::spawn(ingest::poll(ctx.clone(), ingest_rx.clone(), grace)),
+            ));
+            bots.push(ctx);
+        }
+        let accept = tokio::spawn(conn::accept(listener, registry.clone()));
+        tracing::info!(bots = bots.len(), socket = %socket.display(), "fleet started");
+        Ok(Fleet {
+            bots,
+            registry,
+            socket,
+            stop_ingest,
+            stop_slots,
+            ingests,
+            slots,
+            accept,
+            socket_dir,
+            owns_socket_dir,
+        })
+    }
+
+    /// The worker socket's path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Every worker slot: its bot, its worker id and its process id (0
+    /// while it has no process).
+    pub fn workers(&self) -> Vec<(String, u32, u32)> {
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = registry
+            .iter()
+            .map(|(&id, (bot, slot))| {
+                (
+                    bot.name.clone(),
+                    id,
+                    slot.pid.load(std::sync::atomic::Ordering::SeqCst),
+                )
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Each bot's status now.
+    pub async fn status(&self) -> Vec<Status> {
+        let mut out = Vec::new();
+        for bot in &self.bots {
+            let (tx, rx) = oneshot::channel();
+            bot.send(Event::Status(tx));
+            if let Ok(s) = rx.await {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// Waits until some bot is marked failed (its restart intensity was
+    /// exceeded); returns its name.
+    pub async fn failed(&self) -> String {
+        loop {
+            let waits: Vec<_> = self
+                .bots
+                .iter()
+                .map(|b| {
+                    let n = b.failed_notify.notified();
+                    (b, n)
+                })
+                .collect();
+            for (b, _) in &waits {
+                if b.failed.load(std::sync::atomic::Ordering::SeqCst) {
+                    return b.name.clone();
+                }
+            }
+            let mut notified: Vec<_> = waits.into_iter().map(|(_, n)| Box::pin(n)).collect();
+            if notified.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            // Any of them.
+            std::future::poll_fn(|cx| {
+                for n in &mut notified {
+                    if n.as_mut().poll(cx).is_ready() {
+                        return std::task::Poll::Ready(());
+                    }
+                }
+                std::task::Poll::Pending
+            })
+            .await;
+        }
+    }
+
+    /// Stops the fleet without losing an update: ingest stops (the batch in
+    /// hand gets the grace period to be acked) and the offset is confirmed;
+    /// workers are told to drain, then to shut down; a worker still running
+    /// after the grace period gets SIGTERM, and SIGKILL after another.
+    pub async fn shutdown(self) -> Report {
+        tracing::info!("stopping: ingest first");
+        let _ = self.stop_ingest.send(true);
+        for (bot, task) in self.ingests {
+            if let Ok(offset) = task.await {
+                ingest::confirm(&bot, offset).await;
+            }
+        }
+        let grace = self
+            .bots
+            .iter()
+            .map(|b| b.config.supervision.shutdown_grace)
+            .max()
+            .unwrap_or(Duration::from_secs(10));
+        tracing::info!("draining the workers");
+        let mut drains = Vec::new();
+        for bot in &self.bots {
+            let (tx, rx) = oneshot::channel();
+            bot.send(Event::Drain(tx));
+            drains.push(rx);
+        }
+        for rx in drains {
+            let _ = tokio::time::timeout(grace, rx).await;
+        }
+        let mut report = Report::default();
+        for bot in &self.bots {
+            let (tx, rx) = oneshot::channel();
+            bot.send(Event::Status(tx));
+            if let Ok(s) = rx.await {
+                report.bots.push(s);
+            }
+            bot.send(Event::Shutdown);
+        }
+        let _ = self.stop_slots.send(true);
+        for slot in self.slots {
+            let _ = slot.await;
+        }
+        self.accept.abort();
+        if self.owns_socket_dir {
+            let _ = std::fs::remove_dir_all(&self.socket_dir);
+        }
+        tracing::info!("stopped");
+        report
+    }
+}
+
+/// Creates `dir` with mode 0700 (or checks an existing one is private) and
+/// returns the socket's path in it.
+fn make_socket(dir: &Path) -> Result<PathBuf, Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let err = |source| Error::Socket {
+        dir: dir.to_owned(),
+        source,
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+        }
+        Err(e) => return Err(err(e)),
+    }
+    let socket = dir.join("supervisor.sock");
+    match std::fs::remove_file(&socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    Ok(socket)
+}
+
+/// The database URL workers get, and each bot's pool size from the fleet
+/// budget (PostgreSQL) or the preset (SQLite).
+async fn database_plan(
+    config: &FleetConfig,
+    options: &RunOptions,
+) -> Result<(Option<String>, HashMap<String, u32>), Error> {
+    let settings = &config.database.settings;
+    let url = match &config.database.url {
+        Some(url) => url.expose().to_owned(),
+        None => {
+            let dir = options
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("botfleet-data"));
+            std::fs::create_dir_all(&dir).map_err(|source| Error::Socket {
+                dir: dir.clone(),
+                source,
+            })?;
+            format!("sqlite://{}?mode=rwc", dir.join("fleet.sqlite").display())
+        }
+    };
+    let backend = config
+        .database
+        .url
+        .as_ref()
+        .map_or(Backend::Sqlite, |u| u.backend());
+    let mut sizes = HashMap::new();
+    if backend == Backend::Postgres {
+        let db = botfleet_db::Database::builder(url.clone())
+            .settings(settings.clone())
+            .pool_size(1)
+            .application_name("botfleet/supervisor")
+            .connect()
+            .await?;
+        let limits = botfleet_db::budget::ServerLimits::read(&db).await?;
+        db.close().await;
+        if let Some(limits) = limits {
+            let demands = botfleet_db::budget::BotDemand::of_fleet(config);
+            let plan = botfleet_db::budget::plan(
+                limits,
+                settings.reserve,
+                settings.pool.max_connections,
+                &demands,
+            )?;
+            for b in plan.bots {
+                sizes.insert(b.name, b.pool_size);
+            }
+        }
+    } else {
+        for bot in &config.bots {
+            sizes.insert(bot.name.clone(), settings.pool.max_connections);
+        }
+    }
+    Ok((Some(url), sizes))
+}

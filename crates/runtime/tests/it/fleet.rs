@@ -1,0 +1,230 @@
+//! Ordering, redelivery, restarts, heartbeats, shutdown and bad frames.
+
+use std::time::Duration;
+
+use botfleet_protocol::{Encoding, FrameReader, Hello, Message, encode_frame, error_codes};
+use botfleet_testkit::TempDir;
+use tokio::io::AsyncWriteExt;
+
+use crate::{BOT_ID, TOKEN, config, emulator, replies, start, until};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_chat_is_answered_in_order_across_workers() {
+    let e = emulator(20).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let fleet = start(&config(&e, "echo", 3, ""), &dir).await;
+    // 20 chats, 10 messages each, injected round-robin.
+    for n in 1..=10 {
+        for chat in 1..=20 {
+            e.inject_message(TOKEN, chat, chat, &format!("#{n}"))
+                .unwrap();
+        }
+    }
+    let all = until(Duration::from_secs(60), || {
+        (1..=20).all(|chat| replies(&e, chat).len() >= 10)
+    })
+    .await;
+    let status = fleet.status().await;
+    assert!(all, "not every message was answered: {status:?}");
+    for chat in 1..=20 {
+        let expected: Vec<String> = (1..=10).map(|n| format!("echo #{n}")).collect();
+        assert_eq!(replies(&e, chat), expected, "chat {chat}");
+    }
+    assert_eq!(e.stats(BOT_ID).order_violations, 0);
+    let report = fleet.shutdown().await;
+    let s = &report.bots[0];
+    assert_eq!((s.received, s.acked, s.redelivered), (200, 200, 0), "{s:?}");
+    // The offset was confirmed: nothing is left for the next run.
+    assert_eq!(e.pending_updates(TOKEN), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_batch_loses_nothing_and_keeps_each_chat_in_order() {
+    let e = emulator(50).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let config = config(&e, "echo", 2, "");
+    let mut config = config;
+    config.bots[0].worker.env.push((
+        "BOTFLEET_TEST_DELAY_MS".into(),
+        botfleet_config::WorkerValue::plain("20"),
+    ));
+    let fleet = start(&config, &dir).await;
+    for n in 1..=6 {
+        for chat in 1..=50 {
+            e.inject_message(TOKEN, chat, chat, &format!("#{n}"))
+                .unwrap();
+        }
+    }
+    // Kill one worker with SIGKILL once replies have started.
+    assert!(until(Duration::from_secs(30), || replies(&e, 1).len() >= 2).await);
+    let (_, _, pid) = fleet.workers()[0];
+    assert!(pid > 0);
+    rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let all = until(Duration::from_secs(60), || {
+        (1..=50).all(|chat| replies(&e, chat).len() >= 6)
+    })
+    .await;
+    let status = fleet.status().await;
+    assert!(all, "messages lost: {status:?}");
+    for chat in 1..=50 {
+        // Each message answered, in order; a message whose worker died
+        // after answering and before acking may be answered twice, next to
+        // itself.
+        let mut got = replies(&e, chat);
+        got.dedup();
+        let expected: Vec<String> = (1..=6).map(|n| format!("echo #{n}")).collect();
+        assert_eq!(got, expected, "chat {chat}");
+    }
+    let report = fleet.shutdown().await;
+    let s = &report.bots[0];
+    assert!(s.restarts >= 1, "{s:?}");
+    assert_eq!(s.received, 300, "{s:?}");
+    assert_eq!(s.acked, 300, "{s:?}");
+    assert_eq!(e.pending_updates(TOKEN), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_keeps_dying_fails_its_bot_after_the_restart_intensity() {
+    let e = emulator(1).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let extra = "[bot.restart]\nintensity = 3\nperiod = \"30s\"\nfirst_backoff = \"20ms\"\n";
+    let fleet = start(&config(&e, "exit", 1, extra), &dir).await;
+    let failed = tokio::time::timeout(Duration::from_secs(30), fleet.failed())
+        .await
+        .expect("the bot fails");
+    assert_eq!(failed, "echo");
+    let status = fleet.status().await;
+    assert!(status[0].failed_bot);
+    // The first start and 3 restarts, then the fourth restart is refused.
+    assert_eq!(status[0].restarts, 4, "{status:?}");
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_worker_is_restarted_and_its_update_redelivered() {
+    let e = emulator(2).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let fleet = start(&config(&e, "hang", 1, ""), &dir).await;
+    e.inject_message(TOKEN, 1, 1, "hang").unwrap();
+    e.inject_message(TOKEN, 2, 2, "#1").unwrap();
+    // The worker stops itself on "hang"; missed heartbeats get it killed
+    // and replaced, and the replacement gets "hang" again (and hangs
+    // again): chat 2 is answered meanwhile.
+    assert!(until(Duration::from_secs(30), || replies(&e, 2) == ["echo #1"]).await);
+    let restarted = tokio::time::timeout(Duration::from_secs(30), async {
+        while fleet.status().await[0].restarts == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(restarted.is_ok(), "the hung worker was not restarted");
+    let report = fleet.shutdown().await;
+    assert!(report.bots[0].redelivered >= 1, "{:?}", report.bots[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_acked_as_failed_and_the_worker_goes_on() {
+    let e = emulator(1).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let fleet = start(&config(&e, "panic", 1, ""), &dir).await;
+    e.inject_message(TOKEN, 1, 1, "panic").unwrap();
+    e.inject_message(TOKEN, 1, 1, "#2").unwrap();
+    assert!(until(Duration::from_secs(30), || replies(&e, 1) == ["echo #2"]).await);
+    let report = fleet.shutdown().await;
+    let s = &report.bots[0];
+    assert_eq!((s.acked, s.failed, s.restarts), (2, 1, 0), "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_and_bad_frames_are_refused() {
+    let e = emulator(1).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let fleet = start(&config(&e, "echo", 1, ""), &dir).await;
+    // A hello from a worker id the supervisor did not start.
+    let stream = tokio::net::UnixStream::connect(fleet.socket())
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut frame = Vec::new();
+    encode_frame(
+        Encoding::Json,
+        &[Message::Hello(Hello {
+            version: 1,
+            worker_id: 999_999,
+            pid: 1,
+            bot: "echo".into(),
+            capabilities: vec![],
+        })],
+        &mut frame,
+    );
+    write.write_all(&frame).await.unwrap();
+    let mut reader = FrameReader::new(read);
+    let (encoding, reply) = reader.read().await.unwrap().unwrap();
+    assert_eq!(
+        encoding,
+        Encoding::Json,
+        "answered in the worker's encoding"
+    );
+    assert!(
+        matches!(&reply[0], Message::Error { code, .. } if *code == error_codes::UNKNOWN_WORKER),
+        "{reply:?}"
+    );
+    assert_eq!(reader.read().await.unwrap(), None, "then closed");
+    // Garbage instead of a frame.
+    let stream = tokio::net::UnixStream::connect(fleet.socket())
+        .await
+        .unwrap();
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(&[0, 0, 0, 3, b'x', b'y', b'z'])
+        .await
+        .unwrap();
+    let mut reader = FrameReader::new(read);
+    let (_, reply) = reader.read().await.unwrap().unwrap();
+    assert!(
+        matches!(&reply[0], Message::Error { code, message } if *code == error_codes::MALFORMED && message.contains("unknown encoding byte 0x78")),
+        "{reply:?}"
+    );
+    // The fleet goes on.
+    e.inject_message(TOKEN, 1, 1, "#1").unwrap();
+    assert!(until(Duration::from_secs(30), || replies(&e, 1) == ["echo #1"]).await);
+    fleet.shutdown().await;
+}
+
+/// examples/python-worker, end to end: the JSON encoding from another
+/// language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_worker_example_answers_in_order() {
+    let e = emulator(3).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let mut config = config(&e, "echo", 2, "");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/python-worker/worker.py");
+    config.bots[0].worker.command = "python3".into();
+    config.bots[0].worker.args = vec![botfleet_config::WorkerValue::plain(
+        script.display().to_string(),
+    )];
+    let fleet = start(&config, &dir).await;
+    for n in 1..=5 {
+        for chat in 1..=3 {
+            e.inject_message(TOKEN, chat, chat, &format!("#{n}"))
+                .unwrap();
+        }
+    }
+    let all = until(Duration::from_secs(60), || {
+        (1..=3).all(|c| replies(&e, c).len() >= 5)
+    })
+    .await;
+    assert!(all, "{:?}", fleet.status().await);
+    for chat in 1..=3 {
+        let expected: Vec<String> = (1..=5).map(|n| format!("echo #{n}")).collect();
+        assert_eq!(replies(&e, chat), expected);
+    }
+    let report = fleet.shutdown().await;
+    assert_eq!(report.bots[0].acked, 15);
+    assert_eq!(e.pending_updates(TOKEN), 0);
+}

@@ -1,0 +1,90 @@
+//! The fleet runtime with real worker processes against the emulator.
+//!
+//! The workers are this test binary itself: run with
+//! `BOTFLEET_TEST_WORKER=<mode>` and the filter `worker_entry`, the test
+//! of that name becomes a botfleet worker (see `worker.rs`).
+
+mod fleet;
+mod worker;
+
+use std::time::Duration;
+
+use botfleet_config::FleetConfig;
+use botfleet_emulator::{Emulator, EmulatorConfig};
+use botfleet_runtime::{Fleet, RunOptions};
+use botfleet_testkit::TempDir;
+
+pub(crate) const TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
+pub(crate) const BOT_ID: i64 = 110201543;
+
+/// A fleet of one bot whose workers run in `mode`, against `emulator`.
+pub(crate) fn config(emulator: &Emulator, mode: &str, workers: u32, extra: &str) -> FleetConfig {
+    let exe = std::env::current_exe().unwrap();
+    let text = format!(
+        r#"
+[telegram]
+api_url = "{url}"
+attempts = 20
+first_backoff = "50ms"
+
+[[bot]]
+name = "echo"
+token = "{TOKEN}"
+min_workers = {workers}
+max_workers = {workers}
+heartbeat_interval = "200ms"
+ready_timeout = "20s"
+shutdown_grace = "5s"
+{extra}
+[bot.worker]
+command = "{exe}"
+args = ["worker::worker_entry", "--exact", "--nocapture", "--quiet"]
+env = {{ BOTFLEET_TEST_WORKER = "{mode}" }}
+"#,
+        url = emulator.base_url(),
+        exe = exe.display(),
+    );
+    FleetConfig::parse(&text, "fleet.toml", &std::collections::HashMap::new()).unwrap()
+}
+
+/// An emulator with users 1..=`users`.
+pub(crate) async fn emulator(users: i64) -> Emulator {
+    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    e.add_bot(TOKEN, "echo_bot").unwrap();
+    for u in 1..=users {
+        e.add_user(u, "user");
+    }
+    e
+}
+
+pub(crate) async fn start(config: &FleetConfig, dir: &TempDir) -> Fleet {
+    Fleet::start(
+        config,
+        RunOptions::default()
+            .socket_dir(dir.path().join("run"))
+            .data_dir(dir.path().join("data")),
+    )
+    .await
+    .unwrap()
+}
+
+/// The texts the bot sent to `chat`, in the emulator's order.
+pub(crate) fn replies(e: &Emulator, chat: i64) -> Vec<String> {
+    e.log()
+        .into_iter()
+        .filter(|l| l.status == 200 && l.method == "sendmessage" && l.chat_id == Some(chat))
+        .filter_map(|l| l.text)
+        .collect()
+}
+
+/// Waits until `done` holds, for at most `limit`.
+pub(crate) async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < end {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}

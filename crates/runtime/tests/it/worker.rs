@@ -1,0 +1,64 @@
+//! This test binary as a botfleet worker.
+
+use std::time::Duration;
+
+use botfleet_telegram::updates::{Update, UpdateContent};
+use botfleet_worker::{Context, HandlerResult};
+
+/// Modes (`BOTFLEET_TEST_WORKER`):
+/// - `echo`: answers each message with `echo <text>`, after
+///   `BOTFLEET_TEST_DELAY_MS`;
+/// - `exit`: exits at once with status 3, before it is ready;
+/// - `hang`: echoes, but stops itself (SIGSTOP) on a message `hang`;
+/// - `panic`: echoes, but panics on a message `panic`.
+#[test]
+fn worker_entry() {
+    let Ok(mode) = std::env::var("BOTFLEET_TEST_WORKER") else {
+        return;
+    };
+    if mode == "exit" {
+        std::process::exit(3);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let result = runtime.block_on(botfleet_worker::Worker::new(handle).run());
+    if let Err(e) = result {
+        #[expect(
+            clippy::print_stderr,
+            reason = "the worker's last word, captured by the supervisor's log"
+        )]
+        {
+            eprintln!("worker: {e}");
+        }
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
+
+async fn handle(update: Update, cx: Context) -> HandlerResult {
+    let UpdateContent::Message(message) = update.content else {
+        return Ok(());
+    };
+    let text = message.text.clone().unwrap_or_default();
+    let mode = std::env::var("BOTFLEET_TEST_WORKER").unwrap_or_default();
+    if mode == "hang" && text == "hang" {
+        let me = rustix::process::getpid();
+        let _ = rustix::process::kill_process(me, rustix::process::Signal::STOP);
+    }
+    if mode == "panic" && text == "panic" {
+        panic!("asked to panic");
+    }
+    let delay: u64 = std::env::var("BOTFLEET_TEST_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    cx.api()
+        .send_message(message.chat.id, &format!("echo {text}"))
+        .await?;
+    Ok(())
+}

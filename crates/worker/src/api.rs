@@ -1,0 +1,167 @@
+//! The Bot API as a worker sees it: each call is an action sent to the
+//! supervisor, and its result comes back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use botfleet_protocol::{Action, ActionResult, Json, Message};
+use botfleet_telegram::types::Message as TgMessage;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+
+/// A failed Bot API call, as Telegram (or the supervisor) described it.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{method}: {description} ({code})")]
+#[non_exhaustive]
+pub struct ApiError {
+    /// The method called.
+    pub method: String,
+    /// Telegram's `error_code` (0 when the call never reached Telegram).
+    pub code: i64,
+    /// Telegram's `description`, or what went wrong.
+    pub description: String,
+    /// For a group upgraded to a supergroup: the new chat id.
+    pub migrate_to_chat_id: Option<i64>,
+}
+
+/// The Bot API through the supervisor. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    outbox: mpsc::UnboundedSender<Message>,
+    next: AtomicU64,
+    pending: Mutex<Option<HashMap<u64, oneshot::Sender<ActionResult>>>>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    pub(crate) fn new(outbox: mpsc::UnboundedSender<Message>) -> Api {
+        Api {
+            inner: Arc::new(Inner {
+                outbox,
+                next: AtomicU64::new(1),
+                pending: Mutex::new(Some(HashMap::new())),
+            }),
+        }
+    }
+
+    /// Calls `method` with `params`; the supervisor sends it through the
+    /// bot's limiter (sends) or straight (other methods), with retries.
+    pub async fn call<P: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R, ApiError> {
+        let fail = |code, description: String| ApiError {
+            method: method.to_owned(),
+            code,
+            description,
+            migrate_to_chat_id: None,
+        };
+        let request_id = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(pending) = pending.as_mut() else {
+                return Err(fail(0, "the worker is shutting down".into()));
+            };
+            pending.insert(request_id, tx);
+        }
+        let action = Action {
+            request_id,
+            method: method.to_owned(),
+            params: Json::from_value(params),
+        };
+        if self
+            .inner
+            .outbox
+            .send(Message::Actions(vec![action]))
+            .is_err()
+        {
+            return Err(fail(0, "the connection to the supervisor is closed".into()));
+        }
+        let result = rx.await.map_err(|_| {
+            fail(
+                0,
+                "the connection to the supervisor closed before the result came".into(),
+            )
+        })?;
+        if result.ok {
+            result
+                .body
+                .deserialize()
+                .map_err(|e| fail(0, format!("unexpected result: {e}")))
+        } else {
+            #[derive(serde::Deserialize)]
+            struct Failure {
+                #[serde(default)]
+                error_code: i64,
+                #[serde(default)]
+                description: String,
+                #[serde(default)]
+                parameters: Option<Parameters>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Parameters {
+                migrate_to_chat_id: Option<i64>,
+            }
+            let f: Failure = result
+                .body
+                .deserialize()
+                .map_err(|e| fail(0, format!("unexpected error body: {e}")))?;
+            Err(ApiError {
+                method: method.to_owned(),
+                code: f.error_code,
+                description: f.description,
+                migrate_to_chat_id: f.parameters.and_then(|p| p.migrate_to_chat_id),
+            })
+        }
+    }
+
+    /// `sendMessage` with a plain text.
+    pub async fn send_message(&self, chat_id: i64, text: &str) -> Result<TgMessage, ApiError> {
+        self.call(
+            "sendMessage",
+            &serde_json::json!({ "chat_id": chat_id, "text": text }),
+        )
+        .await
+    }
+
+    /// Hands each result to the call waiting for it.
+    pub(crate) fn resolve(&self, results: Vec<ActionResult>) {
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(pending) = pending.as_mut() else {
+            return;
+        };
+        for r in results {
+            match pending.remove(&r.request_id) {
+                Some(tx) => {
+                    let _ = tx.send(r);
+                }
+                None => tracing::warn!(
+                    request_id = r.request_id,
+                    "a result for no call in flight; ignored"
+                ),
+            }
+        }
+    }
+
+    /// Fails every call in flight, and every later one.
+    pub(crate) fn close(&self) {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+}

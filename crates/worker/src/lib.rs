@@ -1,0 +1,487 @@
+//! `botfleet-worker`: the SDK a Rust bot links to become a botfleet worker.
+//!
+//! `botfleet run` starts the bot's program with `BOTFLEET_SOCKET` and friends
+//! in its environment; [`run`] connects to the supervisor, says hello,
+//! handles each update it is given with the bot's handler, and acks it.
+//! Bot API calls made through [`Context::api`] travel to the supervisor,
+//! which sends them through the token's one limiter, and come back with
+//! their result.
+//!
+//! ```no_run
+//! use botfleet_worker::{Context, HandlerResult};
+//! use botfleet_telegram::updates::{Update, UpdateContent};
+//!
+//! async fn handle(update: Update, cx: Context) -> HandlerResult {
+//!     if let UpdateContent::Message(message) = update.content {
+//!         if let Some(text) = &message.text {
+//!             cx.api().send_message(message.chat.id, &format!("you said: {text}")).await?;
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     if let Err(e) = botfleet_worker::run(handle).await {
+//!         eprintln!("{e}");
+//!         std::process::exit(1);
+//!     }
+//! }
+//! ```
+//!
+//! What the SDK does for every bot:
+//! - updates of different chats are handled concurrently (the supervisor
+//!   sends a chat's next update only after this one's ack);
+//! - each update is acked when its handler returns; an update id already
+//!   handled by this process is acked again without running the handler;
+//! - a handler that panics is logged with the update id and acked as
+//!   failed (or run again, [`Worker::panic_retries`]), and the worker goes
+//!   on;
+//! - heartbeats and metrics go to the supervisor on its schedule; on
+//!   `drain` the worker finishes what it holds and says so.
+
+mod api;
+mod dedupe;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use botfleet_protocol::{
+    Ack, Delivery, Encoding, FrameReader, Hello, Message, Outcome, PROTOCOL_VERSION, WorkerMetrics,
+    write_coalesced,
+};
+use botfleet_telegram::updates::Update;
+use tokio::net::UnixStream;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+pub use api::{Api, ApiError};
+pub use botfleet_db::Database;
+
+use dedupe::Dedupe;
+
+/// What a handler returns: any error is logged and the update acked as
+/// failed.
+pub type HandlerResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Why a worker stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An environment variable the supervisor sets is missing or wrong.
+    #[error("{0}")]
+    Environment(String),
+    /// The supervisor's socket could not be reached.
+    #[error("cannot connect to the supervisor at {path}: {source}")]
+    Connect {
+        /// The socket's path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The supervisor refused the worker, or broke the protocol.
+    #[error("the supervisor refused this worker: {0}")]
+    Refused(String),
+    /// The connection failed.
+    #[error("the connection to the supervisor failed: {0}")]
+    Connection(String),
+    /// The bot's database could not be opened.
+    #[error("cannot open the bot's database: {0}")]
+    Database(#[from] botfleet_db::Error),
+}
+
+/// What a handler gets besides the update: the Bot API, the database, and
+/// where the update stands.
+#[derive(Clone)]
+pub struct Context {
+    shared: Arc<Shared>,
+    update_id: i64,
+    attempt: u32,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("bot", &self.shared.bot)
+            .field("worker_id", &self.shared.worker_id)
+            .field("update_id", &self.update_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// The Bot API, through the supervisor's limiter.
+    pub fn api(&self) -> &Api {
+        &self.shared.api
+    }
+
+    /// The bot's database, with the pool size the fleet budget gave this
+    /// worker; `None` when the supervisor gave no database.
+    pub fn db(&self) -> Option<&Database> {
+        self.shared.db.as_ref()
+    }
+
+    /// The update's `update_id`.
+    pub fn update_id(&self) -> i64 {
+        self.update_id
+    }
+
+    /// 0 the first time; more when the update is handled again after a
+    /// worker died with it.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The bot's name in fleet.toml.
+    pub fn bot(&self) -> &str {
+        &self.shared.bot
+    }
+
+    /// This worker's id.
+    pub fn worker_id(&self) -> u32 {
+        self.shared.worker_id
+    }
+}
+
+struct Shared {
+    bot: String,
+    worker_id: u32,
+    api: Api,
+    db: Option<Database>,
+    outbox: mpsc::UnboundedSender<Message>,
+    in_flight: AtomicU32,
+    idle: Notify,
+    handled: AtomicU64,
+    failed: AtomicU64,
+    /// Handling times (µs) since the last metrics message.
+    times: Mutex<Vec<u64>>,
+    dedupe: Mutex<Dedupe>,
+}
+
+/// A worker with options; [`run`] is `Worker::new(handler).run()`.
+#[derive(Debug)]
+pub struct Worker<H> {
+    handler: H,
+    panic_retries: u32,
+    remember: usize,
+}
+
+/// Runs `handler` as a botfleet worker until the supervisor says stop.
+pub async fn run<H, F>(handler: H) -> Result<(), Error>
+where
+    H: Fn(Update, Context) -> F + Send + Sync + 'static,
+    F: Future<Output = HandlerResult> + Send + 'static,
+{
+    Worker::new(handler).run().await
+}
+
+impl<H, F> Worker<H>
+where
+    H: Fn(Update, Context) -> F + Send + Sync + 'static,
+    F: Future<Output = HandlerResult> + Send + 'static,
+{
+    /// A worker for `handler`.
+    pub fn new(handler: H) -> Self {
+        Worker {
+            handler,
+            panic_retries: 0,
+            remember: 10_000,
+        }
+    }
+
+    /// How many more times an update is handled after its handler panicked
+    /// (default 0: acked as failed at once).
+    pub fn panic_retries(mut self, n: u32) -> Self {
+        self.panic_retries = n;
+        self
+    }
+
+    /// How many handled update ids are remembered to drop duplicates
+    /// (default 10,000).
+    pub fn remember(mut self, n: usize) -> Self {
+        self.remember = n.max(1);
+        self
+    }
+
+    /// Connects to the supervisor named by the environment and serves it
+    /// until it says stop or goes away.
+    pub async fn run(self) -> Result<(), Error> {
+        let env = WorkerEnv::from_env()?;
+        let stream = UnixStream::connect(&env.socket)
+            .await
+            .map_err(|source| Error::Connect {
+                path: env.socket.clone(),
+                source,
+            })?;
+        let (read, mut write) = stream.into_split();
+        let (outbox, mut rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(async move {
+            write_coalesced(&mut rx, &mut write, Encoding::Binary, |_| {}).await
+        });
+        let mut reader = FrameReader::new(read);
+        let _ = outbox.send(Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            worker_id: env.worker_id,
+            pid: std::process::id(),
+            bot: env.bot.clone(),
+            capabilities: Vec::new(),
+        }));
+        let welcome = match reader.read().await {
+            Ok(Some((_, messages))) => match messages.into_iter().next() {
+                Some(Message::Welcome(w)) => w,
+                Some(Message::Error { message, .. }) => return Err(Error::Refused(message)),
+                other => {
+                    return Err(Error::Refused(format!(
+                        "expected welcome, got {}",
+                        other.map_or("nothing", |m| m.name())
+                    )));
+                }
+            },
+            Ok(None) => return Err(Error::Refused("the connection closed".into())),
+            Err(e) => return Err(Error::Connection(e.to_string())),
+        };
+        let db = match &env.database_url {
+            Some(url) => {
+                let mut builder = Database::builder(url.clone())
+                    .bot(env.bot.clone())
+                    .application_name(format!("botfleet/{}/{}", env.bot, env.worker_id));
+                if let Some(size) = env.pool_size {
+                    builder = builder.pool_size(size);
+                }
+                Some(builder.connect().await?)
+            }
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            bot: env.bot,
+            worker_id: env.worker_id,
+            api: Api::new(outbox.clone()),
+            db,
+            outbox: outbox.clone(),
+            in_flight: AtomicU32::new(0),
+            idle: Notify::new(),
+            handled: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            times: Mutex::new(Vec::new()),
+            dedupe: Mutex::new(Dedupe::new(self.remember)),
+        });
+        let _ = outbox.send(Message::Ready);
+        let heartbeat = tokio::spawn(heartbeats(
+            shared.clone(),
+            Duration::from_millis(u64::from(welcome.heartbeat_ms.max(10))),
+        ));
+        let handler = Arc::new(self.handler);
+        let result = loop {
+            let messages = match reader.read().await {
+                Ok(Some((_, messages))) => messages,
+                // The supervisor went away: nothing more to do.
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(Error::Connection(e.to_string())),
+            };
+            let mut stop = false;
+            for m in messages {
+                match m {
+                    Message::Updates(list) => {
+                        for delivery in list {
+                            start(&shared, &handler, delivery, self.panic_retries);
+                        }
+                    }
+                    Message::Results(results) => shared.api.resolve(results),
+                    Message::Drain => {
+                        let shared = shared.clone();
+                        tokio::spawn(async move {
+                            loop {
+                                let idle = shared.idle.notified();
+                                if shared.in_flight.load(Ordering::SeqCst) == 0 {
+                                    break;
+                                }
+                                idle.await;
+                            }
+                            let _ = shared.outbox.send(Message::Drained);
+                        });
+                    }
+                    Message::Shutdown => stop = true,
+                    Message::Error { code, message } => {
+                        tracing::error!(code, "the supervisor closes the connection: {message}");
+                        stop = true;
+                    }
+                    other => {
+                        tracing::warn!(
+                            message = other.name(),
+                            "unexpected message from the supervisor; ignored"
+                        );
+                    }
+                }
+            }
+            if stop {
+                break Ok(());
+            }
+        };
+        heartbeat.abort();
+        drop(outbox);
+        shared.api.close();
+        drop(shared);
+        // Let queued acks reach the socket.
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        result
+    }
+}
+
+/// Handles one delivery in its own task and acks it.
+fn start<H, F>(shared: &Arc<Shared>, handler: &Arc<H>, delivery: Delivery, panic_retries: u32)
+where
+    H: Fn(Update, Context) -> F + Send + Sync + 'static,
+    F: Future<Output = HandlerResult> + Send + 'static,
+{
+    let id = delivery.update_id;
+    let duplicate = shared
+        .dedupe
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(id);
+    if duplicate {
+        tracing::debug!(update_id = id, "already handled; acked again");
+        let _ = shared.outbox.send(Message::Acks(vec![Ack {
+            update_id: id,
+            outcome: Outcome::Handled,
+        }]));
+        return;
+    }
+    shared.in_flight.fetch_add(1, Ordering::SeqCst);
+    let shared = shared.clone();
+    let handler = handler.clone();
+    tokio::spawn(async move {
+        let began = Instant::now();
+        let outcome = match delivery.update.deserialize::<Update>() {
+            Err(e) => {
+                tracing::error!(update_id = id, "the update does not parse: {e}");
+                Outcome::Failed
+            }
+            Ok(update) => {
+                let mut tries = 0;
+                loop {
+                    let cx = Context {
+                        shared: shared.clone(),
+                        update_id: id,
+                        attempt: delivery.attempt,
+                    };
+                    let fut = handler(update.clone(), cx);
+                    match tokio::spawn(fut).await {
+                        Ok(Ok(())) => break Outcome::Handled,
+                        Ok(Err(e)) => {
+                            tracing::warn!(update_id = id, "the handler failed: {e}");
+                            break Outcome::Failed;
+                        }
+                        Err(e) if e.is_panic() && tries < panic_retries => {
+                            tries += 1;
+                            tracing::error!(
+                                update_id = id,
+                                "the handler panicked; running it again ({tries} of {panic_retries})"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::error!(
+                                update_id = id,
+                                "the handler panicked: {e}; acked as failed"
+                            );
+                            break Outcome::Failed;
+                        }
+                    }
+                }
+            }
+        };
+        let counter = match outcome {
+            Outcome::Handled => &shared.handled,
+            Outcome::Failed => &shared.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        shared
+            .times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(began.elapsed().as_micros() as u64);
+        shared
+            .dedupe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        let _ = shared.outbox.send(Message::Acks(vec![Ack {
+            update_id: id,
+            outcome,
+        }]));
+        if shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            shared.idle.notify_waiters();
+        }
+    });
+}
+
+/// A heartbeat and the metrics, every `every`.
+async fn heartbeats(shared: Arc<Shared>, every: Duration) {
+    let mut seq = 0;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        seq += 1;
+        let mut times =
+            std::mem::take(&mut *shared.times.lock().unwrap_or_else(|e| e.into_inner()));
+        times.sort_unstable();
+        let at = |q: f64| {
+            times
+                .get(((times.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        let metrics = WorkerMetrics {
+            handled: shared.handled.load(Ordering::Relaxed),
+            failed: shared.failed.load(Ordering::Relaxed),
+            in_flight: shared.in_flight.load(Ordering::Relaxed),
+            handling_p50_us: at(0.5),
+            handling_p99_us: at(0.99),
+        };
+        if shared.outbox.send(Message::Heartbeat(seq)).is_err()
+            || shared.outbox.send(Message::Metrics(metrics)).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// What the supervisor tells a worker through its environment.
+struct WorkerEnv {
+    socket: String,
+    worker_id: u32,
+    bot: String,
+    database_url: Option<String>,
+    pool_size: Option<u32>,
+}
+
+impl WorkerEnv {
+    fn from_env() -> Result<WorkerEnv, Error> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let socket = var("BOTFLEET_SOCKET").ok_or_else(|| {
+            Error::Environment(
+                "BOTFLEET_SOCKET is not set: a worker is started by `botfleet run`, which gives it the supervisor's socket".into(),
+            )
+        })?;
+        let worker_id = var("BOTFLEET_WORKER_ID")
+            .ok_or_else(|| Error::Environment("BOTFLEET_WORKER_ID is not set".into()))?
+            .parse()
+            .map_err(|_| Error::Environment("BOTFLEET_WORKER_ID is not a number".into()))?;
+        let bot = var("BOTFLEET_BOT").unwrap_or_else(|| "-".to_owned());
+        let pool_size = match var("BOTFLEET_DB_POOL_SIZE") {
+            Some(v) => Some(v.parse().map_err(|_| {
+                Error::Environment(format!("BOTFLEET_DB_POOL_SIZE is not a number: {v}"))
+            })?),
+            None => None,
+        };
+        Ok(WorkerEnv {
+            socket,
+            worker_id,
+            bot,
+            database_url: var("BOTFLEET_DATABASE_URL"),
+            pool_size,
+        })
+    }
+}
