@@ -228,3 +228,43 @@ async fn the_python_worker_example_answers_in_order() {
     assert_eq!(report.bots[0].acked, 15);
     assert_eq!(e.pending_updates(TOKEN), 0);
 }
+
+/// A stop in the middle of work: what was taken is finished and confirmed,
+/// what was not stays with Telegram for the next run; nothing is lost or
+/// answered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_finishes_what_it_took_and_leaves_the_rest() {
+    let e = emulator(10).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let mut config = config(&e, "echo", 2, "");
+    config.bots[0].worker.env.push((
+        "BOTFLEET_TEST_DELAY_MS".into(),
+        botfleet_config::WorkerValue::plain("50"),
+    ));
+    let fleet = start(&config, &dir).await;
+    for n in 1..=8 {
+        for chat in 1..=10 {
+            e.inject_message(TOKEN, chat, chat, &format!("#{n}")).unwrap();
+        }
+    }
+    assert!(until(Duration::from_secs(30), || !replies(&e, 1).is_empty()).await);
+    // More arrive while it stops.
+    for chat in 1..=10 {
+        e.inject_message(TOKEN, chat, chat, "#9").unwrap();
+    }
+    let report = fleet.shutdown().await;
+    let s = &report.bots[0];
+    assert_eq!(s.received, s.acked, "everything taken was finished: {s:?}");
+    let answered: usize = (1..=10).map(|c| replies(&e, c).len()).sum();
+    assert_eq!(answered as u64, s.acked);
+    assert_eq!(e.pending_updates(TOKEN), 90 - answered, "the rest waits for the next run");
+    // The next run answers the rest, each chat still in order.
+    let fleet = start(&config, &dir).await;
+    let all = until(Duration::from_secs(60), || (1..=10).all(|c| replies(&e, c).len() >= 9)).await;
+    assert!(all, "{:?}", fleet.status().await);
+    for chat in 1..=10 {
+        let expected: Vec<String> = (1..=9).map(|n| format!("echo #{n}")).collect();
+        assert_eq!(replies(&e, chat), expected, "chat {chat}");
+    }
+    fleet.shutdown().await;
+}
