@@ -101,3 +101,151 @@ pub(crate) async fn confirm(bot: &BotCtx, offset: i64) {
         Err(e) => tracing::warn!(bot = %bot.name, offset, "cannot confirm the offset: {e}"),
     }
 }
+
+/// Why a webhook endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WebhookError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("setWebhook failed: {0}")]
+    SetWebhook(botfleet_telegram::Error),
+}
+
+/// The webhook's shared state.
+struct Hook {
+    bot: Arc<BotCtx>,
+    secret: String,
+    stopping: watch::Receiver<bool>,
+    grace: Duration,
+}
+
+/// Starts the bot's webhook endpoint and registers it with `setWebhook`.
+/// Each POST is answered 200 only once its update was acked by a worker
+/// (invariant 1); a wrong or missing secret header gets 401, a body that is
+/// not an update 400, both counted. Serves until `stop` turns true, then
+/// lets the requests in hand finish.
+pub(crate) async fn webhook(
+    bot: Arc<BotCtx>,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<tokio::task::JoinHandle<()>, WebhookError> {
+    let hook_config = bot
+        .config
+        .webhook
+        .clone()
+        .expect("a webhook bot has [bot.webhook]");
+    let listener = tokio::net::TcpListener::bind(hook_config.listen)
+        .await
+        .map_err(|source| WebhookError::Listen {
+            addr: hook_config.listen,
+            source,
+        })?;
+    let state = Arc::new(Hook {
+        bot: bot.clone(),
+        secret: hook_config.secret_token.expose().clone(),
+        stopping: stop.clone(),
+        grace,
+    });
+    let app = axum::Router::new()
+        .fallback(axum::routing::post(receive))
+        .with_state(state);
+    let mut stop_serving = stop.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop_serving.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("the webhook endpoint failed: {e}");
+        }
+    });
+    let params = serde_json::json!({
+        "url": hook_config.url,
+        "secret_token": hook_config.secret_token.expose(),
+        "max_connections": 40,
+    });
+    bot.client
+        .call::<_, bool>("setWebhook", &params)
+        .await
+        .map_err(WebhookError::SetWebhook)?;
+    tracing::info!(bot = %bot.name, listen = %hook_config.listen, "webhook set");
+    Ok(server)
+}
+
+async fn receive(
+    axum::extract::State(hook): axum::extract::State<Arc<Hook>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    let bot = &hook.bot;
+    let given = headers
+        .get("x-telegram-bot-api-secret-token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !constant_time_eq(given, hook.secret.as_bytes()) {
+        metrics::counter!("botfleet_webhook_rejected_total", "bot" => bot.name.clone(), "reason" => "secret")
+            .increment(1);
+        tracing::warn!(bot = %bot.name, "a webhook request without the right secret token; refused");
+        return StatusCode::UNAUTHORIZED;
+    }
+    if *hook.stopping.borrow() {
+        // Telegram sends it again later, to the next run.
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let text = match String::from_utf8(body.to_vec()) {
+        Ok(t) => t,
+        Err(_) => return bad_body(bot, "not UTF-8"),
+    };
+    let Ok(head) = serde_json::from_str::<Value>(&text) else {
+        return bad_body(bot, "not JSON");
+    };
+    let Some(id) = head["update_id"].as_i64() else {
+        return bad_body(bot, "no update_id");
+    };
+    let Ok(update) = Json::parse(text) else {
+        return bad_body(bot, "not JSON");
+    };
+    let key = crate::route::key(&head, id);
+    let (done, acked) = oneshot::channel();
+    bot.send(Event::Batch {
+        updates: vec![(id, key, update)],
+        done,
+    });
+    let mut stopping = hook.stopping.clone();
+    let mut acked = Box::pin(acked);
+    let finished = tokio::select! {
+        r = &mut acked => r.is_ok(),
+        // Stopping: the update gets the grace period to finish; if it does
+        // not, Telegram keeps it and sends it again.
+        () = async { let _ = stopping.wait_for(|s| *s).await; } => {
+            matches!(tokio::time::timeout(hook.grace, &mut acked).await, Ok(Ok(())))
+        }
+    };
+    if finished {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+fn bad_body(bot: &BotCtx, why: &str) -> axum::http::StatusCode {
+    metrics::counter!("botfleet_webhook_rejected_total", "bot" => bot.name.clone(), "reason" => "body")
+        .increment(1);
+    tracing::warn!(bot = %bot.name, "a webhook body that is not an update ({why}); refused");
+    axum::http::StatusCode::BAD_REQUEST
+}
+
+/// Compares without an early exit, so timing does not tell how much of a
+/// guessed secret was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

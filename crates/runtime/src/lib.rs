@@ -62,6 +62,14 @@ pub enum Error {
         /// Why.
         source: botfleet_telegram::Error,
     },
+    /// A bot's webhook endpoint could not start.
+    #[error("bot {bot}: {message}")]
+    Webhook {
+        /// The bot.
+        bot: String,
+        /// What failed.
+        message: String,
+    },
     /// The database could not be reached to plan the connection budget.
     #[error("cannot plan the database connection budget: {0}")]
     Database(#[from] botfleet_db::Error),
@@ -113,6 +121,7 @@ pub struct Fleet {
     stop_ingest: watch::Sender<bool>,
     stop_slots: watch::Sender<bool>,
     ingests: Vec<(Arc<BotCtx>, JoinHandle<i64>)>,
+    webhooks: Vec<JoinHandle<()>>,
     slots: Vec<JoinHandle<()>>,
     accept: JoinHandle<()>,
     socket_dir: PathBuf,
@@ -159,6 +168,7 @@ impl Fleet {
         let (stop_slots, slots_rx) = watch::channel(false);
         let mut bots = Vec::new();
         let mut ingests = Vec::new();
+        let mut webhooks = Vec::new();
         let mut slots = Vec::new();
         for bot in &config.bots {
             let client = Client::builder(bot.token.expose())
@@ -220,10 +230,21 @@ impl Fleet {
                 )));
             }
             let grace = bot.supervision.shutdown_grace;
-            ingests.push((
-                ctx.clone(),
-                tokio::spawn(ingest::poll(ctx.clone(), ingest_rx.clone(), grace)),
-            ));
+            match bot.mode {
+                botfleet_config::IngestMode::Webhook => {
+                    let server = ingest::webhook(ctx.clone(), ingest_rx.clone(), grace)
+                        .await
+                        .map_err(|e| Error::Webhook {
+                            bot: bot.name.clone(),
+                            message: e.to_string(),
+                        })?;
+                    webhooks.push(server);
+                }
+                _ => ingests.push((
+                    ctx.clone(),
+                    tokio::spawn(ingest::poll(ctx.clone(), ingest_rx.clone(), grace)),
+                )),
+            }
             bots.push(ctx);
         }
         let accept = tokio::spawn(conn::accept(listener, registry.clone()));
@@ -235,6 +256,7 @@ impl Fleet {
             stop_ingest,
             stop_slots,
             ingests,
+            webhooks,
             slots,
             accept,
             socket_dir,
@@ -323,6 +345,9 @@ impl Fleet {
             if let Ok(offset) = task.await {
                 ingest::confirm(&bot, offset).await;
             }
+        }
+        for server in self.webhooks {
+            let _ = server.await;
         }
         let grace = self
             .bots

@@ -244,7 +244,8 @@ async fn a_graceful_stop_finishes_what_it_took_and_leaves_the_rest() {
     let fleet = start(&config, &dir).await;
     for n in 1..=8 {
         for chat in 1..=10 {
-            e.inject_message(TOKEN, chat, chat, &format!("#{n}")).unwrap();
+            e.inject_message(TOKEN, chat, chat, &format!("#{n}"))
+                .unwrap();
         }
     }
     assert!(until(Duration::from_secs(30), || !replies(&e, 1).is_empty()).await);
@@ -257,14 +258,78 @@ async fn a_graceful_stop_finishes_what_it_took_and_leaves_the_rest() {
     assert_eq!(s.received, s.acked, "everything taken was finished: {s:?}");
     let answered: usize = (1..=10).map(|c| replies(&e, c).len()).sum();
     assert_eq!(answered as u64, s.acked);
-    assert_eq!(e.pending_updates(TOKEN), 90 - answered, "the rest waits for the next run");
+    assert_eq!(
+        e.pending_updates(TOKEN),
+        90 - answered,
+        "the rest waits for the next run"
+    );
     // The next run answers the rest, each chat still in order.
     let fleet = start(&config, &dir).await;
-    let all = until(Duration::from_secs(60), || (1..=10).all(|c| replies(&e, c).len() >= 9)).await;
+    let all = until(Duration::from_secs(60), || {
+        (1..=10).all(|c| replies(&e, c).len() >= 9)
+    })
+    .await;
     assert!(all, "{:?}", fleet.status().await);
     for chat in 1..=10 {
         let expected: Vec<String> = (1..=9).map(|n| format!("echo #{n}")).collect();
         assert_eq!(replies(&e, chat), expected, "chat {chat}");
     }
     fleet.shutdown().await;
+}
+
+/// One raw HTTP POST; returns the status.
+async fn post(addr: std::net::SocketAddr, secret: Option<&str>, body: &str) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let header = secret.map_or(String::new(), |s| {
+        format!("X-Telegram-Bot-Api-Secret-Token: {s}\r\n")
+    });
+    let request = format!(
+        "POST /hook HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{header}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    raw.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_bot_gets_its_updates_and_refuses_strangers() {
+    let e = emulator(5).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!(
+        "mode = \"webhook\"\n[bot.webhook]\nurl = \"http://127.0.0.1:{port}/hook\"\nlisten = \"127.0.0.1:{port}\"\nsecret_token = \"s3cret-Token_1\"\n"
+    );
+    let fleet = start(&config(&e, "echo", 2, &extra), &dir).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // No secret, a wrong one, and a right one with a body that is no update.
+    assert_eq!(post(addr, None, "{}").await, 401);
+    assert_eq!(post(addr, Some("guess"), "{}").await, 401);
+    assert_eq!(post(addr, Some("s3cret-Token_1"), "{\"no\": 1}").await, 400);
+    // Telegram (the emulator) delivers to the webhook the fleet set.
+    for n in 1..=4 {
+        for chat in 1..=5 {
+            e.inject_message(TOKEN, chat, chat, &format!("#{n}"))
+                .unwrap();
+        }
+    }
+    let all = until(Duration::from_secs(60), || {
+        (1..=5).all(|c| replies(&e, c).len() >= 4)
+    })
+    .await;
+    assert!(all, "{:?}", fleet.status().await);
+    for chat in 1..=5 {
+        let expected: Vec<String> = (1..=4).map(|n| format!("echo #{n}")).collect();
+        assert_eq!(replies(&e, chat), expected);
+    }
+    // Every update was answered 200 only after its ack: none is pending.
+    assert!(until(Duration::from_secs(10), || e.pending_updates(TOKEN) == 0).await);
+    let report = fleet.shutdown().await;
+    assert_eq!(report.bots[0].acked, 20);
 }
