@@ -49,6 +49,26 @@ pub(crate) enum Event {
     /// Send `shutdown` to every worker.
     Shutdown,
     Status(oneshot::Sender<Status>),
+    /// The autoscaler's inputs since its last ask.
+    Load(oneshot::Sender<Load>),
+    /// Take a worker off the ring; answer once it holds nothing.
+    Retire {
+        worker: u32,
+        done: oneshot::Sender<()>,
+    },
+    /// A retired worker's slot is stopped.
+    Forget {
+        worker: u32,
+    },
+}
+
+/// What the autoscaler decides on.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Load {
+    /// Updates waiting for a worker.
+    pub(crate) queued: usize,
+    /// Dispatch-to-ack times since the last ask, sorted.
+    pub(crate) latencies: Vec<std::time::Duration>,
 }
 
 /// A snapshot of one bot.
@@ -105,6 +125,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     let mut d = Dispatcher::default();
     let mut outboxes: HashMap<u32, mpsc::UnboundedSender<Message>> = HashMap::new();
     let mut drain: Option<(oneshot::Sender<()>, Vec<u32>)> = None;
+    let mut retiring: Vec<(u32, oneshot::Sender<()>)> = Vec::new();
     let mut last = Counts::default();
     while let Some(event) = events.recv().await {
         match event {
@@ -151,6 +172,26 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                     let _ = o.send(Message::Shutdown);
                 }
             }
+            Event::Load(reply) => {
+                let mut latencies = d.take_latencies();
+                latencies.sort_unstable();
+                for l in &latencies {
+                    metrics::histogram!("botfleet_update_handling_seconds", "bot" => bot.clone())
+                        .record(l.as_secs_f64());
+                }
+                let _ = reply.send(Load {
+                    queued: d.queued(),
+                    latencies,
+                });
+            }
+            Event::Retire { worker, done } => {
+                d.retire(worker);
+                retiring.push((worker, done));
+            }
+            Event::Forget { worker } => {
+                d.forget(worker);
+                outboxes.remove(&worker);
+            }
             Event::Status(reply) => {
                 let c = d.counts;
                 let _ = reply.send(Status {
@@ -166,6 +207,17 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                     restarts: ctx.restarts.load(Ordering::Relaxed),
                     failed_bot: ctx.failed.load(Ordering::Relaxed),
                 });
+            }
+        }
+        // A retiring worker that holds nothing more may go (its slot stops
+        // it).
+        let mut i = 0;
+        while i < retiring.len() {
+            if d.holds_nothing(retiring[i].0) {
+                let (_, done) = retiring.swap_remove(i);
+                let _ = done.send(());
+            } else {
+                i += 1;
             }
         }
         if drain.as_ref().is_some_and(|(_, left)| left.is_empty()) {

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use botfleet_protocol::{Ack, Delivery, Json, Message, Outcome};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Duration, Instant};
 
 use crate::ring::Ring;
 
@@ -30,6 +31,8 @@ struct Worker {
     conn: u64,
     outbox: mpsc::UnboundedSender<Message>,
     ready: bool,
+    /// Being removed by the autoscaler: gets no new chats.
+    retiring: bool,
     /// Chats whose update this worker holds.
     chats: HashSet<i64>,
 }
@@ -55,12 +58,16 @@ pub(crate) struct Counts {
 #[derive(Debug, Default)]
 pub(crate) struct Dispatcher {
     chats: HashMap<i64, Chat>,
-    /// update id -> its chat, while a worker holds it.
-    held: HashMap<i64, i64>,
+    /// update id -> its chat and when it was sent, while a worker holds it.
+    held: HashMap<i64, (i64, Instant)>,
+    /// Dispatch-to-ack times since the last [`Dispatcher::take_latencies`].
+    latencies: Vec<Duration>,
     workers: HashMap<u32, Worker>,
     ring: Ring,
     batches: HashMap<u64, Batch>,
     next_batch: u64,
+    /// Workers the autoscaler is removing.
+    retiring: HashSet<u32>,
     pub(crate) counts: Counts,
 }
 
@@ -114,6 +121,7 @@ impl Dispatcher {
                 conn,
                 outbox,
                 ready: false,
+                retiring: self.retiring.contains(&worker),
                 chats: HashSet::new(),
             },
         );
@@ -126,8 +134,10 @@ impl Dispatcher {
         };
         if !w.ready {
             w.ready = true;
-            self.ring.add(worker);
-            self.kick();
+            if !w.retiring {
+                self.ring.add(worker);
+                self.kick();
+            }
         }
     }
 
@@ -158,7 +168,7 @@ impl Dispatcher {
     /// Acks from `worker`: each frees its chat for the next update.
     pub(crate) fn acks(&mut self, worker: u32, acks: &[Ack]) {
         for ack in acks {
-            let Some(&key) = self.held.get(&ack.update_id) else {
+            let Some(&(key, sent)) = self.held.get(&ack.update_id) else {
                 self.counts.stray_acks += 1;
                 continue;
             };
@@ -175,6 +185,10 @@ impl Dispatcher {
             }
             let (_, pending) = chat.in_flight.take().expect("checked");
             self.held.remove(&ack.update_id);
+            let took = sent.elapsed();
+            if self.latencies.len() < 100_000 {
+                self.latencies.push(took);
+            }
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.chats.remove(&key);
             }
@@ -212,6 +226,32 @@ impl Dispatcher {
         self.workers.values().filter(|w| w.ready).count()
     }
 
+    /// The dispatch-to-ack times since the last call.
+    pub(crate) fn take_latencies(&mut self) -> Vec<Duration> {
+        std::mem::take(&mut self.latencies)
+    }
+
+    /// Takes `worker` off the ring: its chats move to the others as each
+    /// becomes idle. [`Dispatcher::holds_nothing`] tells when it is done.
+    pub(crate) fn retire(&mut self, worker: u32) {
+        self.retiring.insert(worker);
+        self.ring.remove(worker);
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.retiring = true;
+        }
+        self.kick();
+    }
+
+    /// Whether `worker` holds no update (or is gone).
+    pub(crate) fn holds_nothing(&self, worker: u32) -> bool {
+        self.workers.get(&worker).is_none_or(|w| w.chats.is_empty())
+    }
+
+    /// Forgets a retired worker once its slot is stopped.
+    pub(crate) fn forget(&mut self, worker: u32) {
+        self.retiring.remove(&worker);
+    }
+
     /// Sends `key`'s next update if the chat is idle and a worker is ready.
     fn try_send(&mut self, key: i64) {
         let Some(chat) = self.chats.get_mut(&key) else {
@@ -240,7 +280,7 @@ impl Dispatcher {
         // The writer task coalesces what is queued into one frame.
         let _ = w.outbox.send(Message::Updates(vec![delivery]));
         w.chats.insert(key);
-        self.held.insert(pending.update_id, key);
+        self.held.insert(pending.update_id, (key, Instant::now()));
         chat.in_flight = Some((worker, pending));
         self.counts.dispatched += 1;
     }

@@ -21,6 +21,7 @@ mod ingest;
 mod process;
 mod ring;
 mod route;
+mod scale;
 mod sender;
 mod slot;
 
@@ -40,7 +41,6 @@ pub use bot::Status;
 
 use bot::{BotCtx, Event};
 use conn::Registry;
-use slot::SlotShared;
 
 /// Why the fleet could not start.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +142,11 @@ impl std::fmt::Debug for Fleet {
 
 static NEXT_WORKER: AtomicU64 = AtomicU64::new(1);
 
+/// A worker id never used before in this process.
+pub(crate) fn next_worker_id() -> u32 {
+    NEXT_WORKER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u32
+}
+
 impl Fleet {
     /// Starts every bot of `config`: the socket, the workers (each bot's
     /// `min_workers`), the dispatchers and ingest.
@@ -215,20 +220,12 @@ impl Fleet {
                 failed_notify: Notify::new(),
             });
             tokio::spawn(bot::actor(ctx.clone(), rx));
-            for _ in 0..bot.min_workers {
-                let id = NEXT_WORKER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u32;
-                let shared = Arc::new(SlotShared::default());
-                registry
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, (ctx.clone(), shared.clone()));
-                slots.push(tokio::spawn(slot::supervise(
-                    ctx.clone(),
-                    id,
-                    shared,
-                    slots_rx.clone(),
-                )));
-            }
+            // The bot's autoscaler owns its worker slots.
+            slots.push(tokio::spawn(scale::run(
+                ctx.clone(),
+                registry.clone(),
+                slots_rx.clone(),
+            )));
             let grace = bot.supervision.shutdown_grace;
             match bot.mode {
                 botfleet_config::IngestMode::Webhook => {

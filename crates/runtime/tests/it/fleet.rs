@@ -236,13 +236,16 @@ async fn the_python_worker_example_answers_in_order() {
 async fn a_graceful_stop_finishes_what_it_took_and_leaves_the_rest() {
     let e = emulator(10).await;
     let dir = TempDir::new("runtime").unwrap();
+    // Telegram allows a chat 1 message a second: the batch in hand needs a
+    // few seconds, well within the grace period.
     let mut config = config(&e, "echo", 2, "");
+    config.bots[0].supervision.shutdown_grace = Duration::from_secs(20);
     config.bots[0].worker.env.push((
         "BOTFLEET_TEST_DELAY_MS".into(),
         botfleet_config::WorkerValue::plain("50"),
     ));
     let fleet = start(&config, &dir).await;
-    for n in 1..=8 {
+    for n in 1..=4 {
         for chat in 1..=10 {
             e.inject_message(TOKEN, chat, chat, &format!("#{n}"))
                 .unwrap();
@@ -251,7 +254,7 @@ async fn a_graceful_stop_finishes_what_it_took_and_leaves_the_rest() {
     assert!(until(Duration::from_secs(30), || !replies(&e, 1).is_empty()).await);
     // More arrive while it stops.
     for chat in 1..=10 {
-        e.inject_message(TOKEN, chat, chat, "#9").unwrap();
+        e.inject_message(TOKEN, chat, chat, "#5").unwrap();
     }
     let report = fleet.shutdown().await;
     let s = &report.bots[0];
@@ -260,18 +263,18 @@ async fn a_graceful_stop_finishes_what_it_took_and_leaves_the_rest() {
     assert_eq!(answered as u64, s.acked);
     assert_eq!(
         e.pending_updates(TOKEN),
-        90 - answered,
+        50 - answered,
         "the rest waits for the next run"
     );
     // The next run answers the rest, each chat still in order.
     let fleet = start(&config, &dir).await;
     let all = until(Duration::from_secs(60), || {
-        (1..=10).all(|c| replies(&e, c).len() >= 9)
+        (1..=10).all(|c| replies(&e, c).len() >= 5)
     })
     .await;
     assert!(all, "{:?}", fleet.status().await);
     for chat in 1..=10 {
-        let expected: Vec<String> = (1..=9).map(|n| format!("echo #{n}")).collect();
+        let expected: Vec<String> = (1..=5).map(|n| format!("echo #{n}")).collect();
         assert_eq!(replies(&e, chat), expected, "chat {chat}");
     }
     fleet.shutdown().await;
@@ -332,4 +335,64 @@ async fn a_webhook_bot_gets_its_updates_and_refuses_strangers() {
     assert!(until(Duration::from_secs(10), || e.pending_updates(TOKEN) == 0).await);
     let report = fleet.shutdown().await;
     assert_eq!(report.bots[0].acked, 20);
+}
+
+/// A queue builds up: workers are added (at most doubling per tick, up to
+/// max_workers); the load goes: they are removed one at a time, with their
+/// chats handed over, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_autoscaler_follows_the_queue_up_and_down() {
+    let e = emulator(40).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let mut config = config(&e, "echo", 1, "");
+    config.bots[0].max_workers = 4;
+    let s = &mut config.bots[0].supervision.scaling;
+    s.target_queue_per_worker = 2;
+    s.target_latency = Duration::from_secs(10);
+    s.tick = Duration::from_millis(200);
+    s.scale_down_window = Duration::from_millis(600);
+    config.bots[0].worker.env.push((
+        "BOTFLEET_TEST_DELAY_MS".into(),
+        botfleet_config::WorkerValue::plain("50"),
+    ));
+    let fleet = start(&config, &dir).await;
+    for n in 1..=5 {
+        for chat in 1..=40 {
+            e.inject_message(TOKEN, chat, chat, &format!("#{n}"))
+                .unwrap();
+        }
+    }
+    let mut most = 0;
+    let done = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let s = fleet.status().await;
+            most = most.max(s[0].ready_workers);
+            if (1..=40).all(|c| replies(&e, c).len() >= 5) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "{:?}", fleet.status().await);
+    assert!(most >= 3, "scaled up to {most} workers only");
+    assert!(most <= 4, "above max_workers: {most}");
+    // Idle: back down to min_workers, one at a time.
+    let down = tokio::time::timeout(Duration::from_secs(30), async {
+        while fleet.workers().len() > 1 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(down.is_ok(), "still {} workers", fleet.workers().len());
+    for chat in 1..=40 {
+        let expected: Vec<String> = (1..=5).map(|n| format!("echo #{n}")).collect();
+        assert_eq!(replies(&e, chat), expected, "chat {chat}");
+    }
+    let report = fleet.shutdown().await;
+    assert_eq!(report.bots[0].acked, 200);
+    assert_eq!(
+        report.bots[0].restarts, 0,
+        "a retired worker is not restarted"
+    );
 }
