@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod run;
 mod tune;
 
 use std::path::{Path, PathBuf};
