@@ -74,6 +74,9 @@ pub(crate) enum BenchCommand {
     /// The Telegram sender against the emulator with Telegram's limits:
     /// workloads W1-W7 (efficiency, 429s, delivery, order, latency).
     Telegram(commands::bench::telegram::TelegramBench),
+    /// The supervisor-worker IPC: updates to a real worker process and
+    /// their acks, batched and one per frame; the round trip.
+    Ipc(commands::bench::ipc::IpcBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +121,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Bench(BenchCommand::Cache(args)) => commands::bench::cache::run(&args),
         Command::Bench(BenchCommand::Db(args)) => commands::bench::db::run(&args),
         Command::Bench(BenchCommand::Telegram(args)) => commands::bench::telegram::run(&args),
+        Command::Bench(BenchCommand::Ipc(args)) => commands::bench::ipc::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Db(command) => commands::db::run(&command),
         Command::Emulator(args) => commands::emulator::run(&args),

@@ -129,17 +129,39 @@ pub async fn write_coalesced<W: AsyncWrite + Unpin>(
     rx: &mut mpsc::UnboundedReceiver<Message>,
     out: &mut W,
     encoding: Encoding,
+    on_write: impl FnMut(Written),
+) -> std::io::Result<()> {
+    write_batched(rx, out, encoding, DEFAULT_MAX_BATCH, on_write).await
+}
+
+/// The most updates, acks, actions or results one write of
+/// [`write_coalesced`] carries.
+pub const DEFAULT_MAX_BATCH: usize = 4096;
+
+/// [`write_coalesced`] with at most `max_items` updates, acks, actions or
+/// results per write; 1 turns batching off (one item per frame and per
+/// write, for measuring what batching buys).
+pub async fn write_batched<W: AsyncWrite + Unpin>(
+    rx: &mut mpsc::UnboundedReceiver<Message>,
+    out: &mut W,
+    encoding: Encoding,
+    max_items: usize,
     mut on_write: impl FnMut(Written),
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut batch: Vec<Message> = Vec::new();
+    let max_items = max_items.max(1);
     while let Some(first) = rx.recv().await {
         batch.clear();
+        let mut taken = items(&first);
         push_merged(&mut batch, first);
         // What is already queued rides along; a bound keeps frames sane.
-        while batch.len() < 1024 {
+        while taken < max_items {
             match rx.try_recv() {
-                Ok(m) => push_merged(&mut batch, m),
+                Ok(m) => {
+                    taken += items(&m);
+                    push_merged(&mut batch, m);
+                }
                 Err(_) => break,
             }
         }

@@ -34,7 +34,8 @@ mod message;
 
 pub use error::{DecodeError, ReadError};
 pub use frame::{
-    Encoding, FrameReader, MAX_FRAME, Written, decode_payload, encode_frame, write_coalesced,
+    DEFAULT_MAX_BATCH, Encoding, FrameReader, MAX_FRAME, Written, decode_payload, encode_frame,
+    write_batched, write_coalesced,
 };
 pub use message::{
     Ack, Action, ActionResult, Delivery, Hello, Json, Message, Outcome, PROTOCOL_VERSION, Welcome,

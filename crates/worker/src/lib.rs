@@ -49,8 +49,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use botfleet_protocol::{
-    Ack, Delivery, Encoding, FrameReader, Hello, Message, Outcome, PROTOCOL_VERSION, WorkerMetrics,
-    write_coalesced,
+    Ack, DEFAULT_MAX_BATCH, Delivery, Encoding, FrameReader, Hello, Message, Outcome,
+    PROTOCOL_VERSION, WorkerMetrics, write_batched,
 };
 use botfleet_telegram::updates::Update;
 use tokio::net::UnixStream;
@@ -217,8 +217,9 @@ where
             })?;
         let (read, mut write) = stream.into_split();
         let (outbox, mut rx) = mpsc::unbounded_channel();
+        let max_batch = env.max_batch;
         let writer = tokio::spawn(async move {
-            write_coalesced(&mut rx, &mut write, Encoding::Binary, |_| {}).await
+            write_batched(&mut rx, &mut write, Encoding::Binary, max_batch, |_| {}).await
         });
         let mut reader = FrameReader::new(read);
         let _ = outbox.send(Message::Hello(Hello {
@@ -368,23 +369,23 @@ where
                         attempt: delivery.attempt,
                     };
                     let fut = handler(update.clone(), cx);
-                    match tokio::spawn(fut).await {
+                    match CatchUnwind(Box::pin(fut)).await {
                         Ok(Ok(())) => break Outcome::Handled,
                         Ok(Err(e)) => {
                             tracing::warn!(update_id = id, "the handler failed: {e}");
                             break Outcome::Failed;
                         }
-                        Err(e) if e.is_panic() && tries < panic_retries => {
+                        Err(_) if tries < panic_retries => {
                             tries += 1;
                             tracing::error!(
                                 update_id = id,
                                 "the handler panicked; running it again ({tries} of {panic_retries})"
                             );
                         }
-                        Err(e) => {
+                        Err(why) => {
                             tracing::error!(
                                 update_id = id,
-                                "the handler panicked: {e}; acked as failed"
+                                "the handler panicked: {why}; acked as failed"
                             );
                             break Outcome::Failed;
                         }
@@ -415,6 +416,33 @@ where
             shared.idle.notify_waiters();
         }
     });
+}
+
+/// A future whose panic is caught and returned as its message, so a
+/// handler's panic neither kills the worker nor needs a task of its own.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(payload) => {
+                let why = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                std::task::Poll::Ready(Err(why))
+            }
+        }
+    }
 }
 
 /// A heartbeat and the metrics, every `every`.
@@ -455,6 +483,9 @@ struct WorkerEnv {
     bot: String,
     database_url: Option<String>,
     pool_size: Option<u32>,
+    /// `BOTFLEET_IPC_MAX_BATCH`: acks and actions per frame (1 turns
+    /// batching off, for `botfleet bench ipc`).
+    max_batch: usize,
 }
 
 impl WorkerEnv {
@@ -476,7 +507,14 @@ impl WorkerEnv {
             })?),
             None => None,
         };
+        let max_batch = match var("BOTFLEET_IPC_MAX_BATCH") {
+            Some(v) => v.parse().map_err(|_| {
+                Error::Environment(format!("BOTFLEET_IPC_MAX_BATCH is not a number: {v}"))
+            })?,
+            None => DEFAULT_MAX_BATCH,
+        };
         Ok(WorkerEnv {
+            max_batch,
             socket,
             worker_id,
             bot,

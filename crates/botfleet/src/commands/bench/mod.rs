@@ -4,6 +4,7 @@
 
 pub(crate) mod cache;
 pub(crate) mod db;
+pub(crate) mod ipc;
 mod machine;
 mod peers;
 mod stats;
