@@ -77,6 +77,9 @@ pub(crate) enum BenchCommand {
     /// The supervisor-worker IPC: updates to a real worker process and
     /// their acks, batched and one per frame; the round trip.
     Ipc(commands::bench::ipc::IpcBench),
+    /// The runtime under traffic while a random worker is killed every
+    /// half second: lost, duplicated and reordered updates, latency.
+    Chaos(commands::bench::chaos::ChaosBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +125,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Bench(BenchCommand::Db(args)) => commands::bench::db::run(&args),
         Command::Bench(BenchCommand::Telegram(args)) => commands::bench::telegram::run(&args),
         Command::Bench(BenchCommand::Ipc(args)) => commands::bench::ipc::run(&args),
+        Command::Bench(BenchCommand::Chaos(args)) => commands::bench::chaos::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Db(command) => commands::db::run(&command),
         Command::Emulator(args) => commands::emulator::run(&args),

@@ -175,3 +175,74 @@ fn bench_telegram_runs_a_workload_as_json() {
         stderr(&output)
     );
 }
+
+/// `bench ipc` with a real worker process, small: the contract's keys, and
+/// batching writes fewer frames than one update per frame.
+#[test]
+fn ipc_reports_both_modes_as_json() {
+    let dir = scratch("bench-ipc");
+    let output = botfleet(
+        &dir,
+        &[
+            "bench",
+            "ipc",
+            "--updates",
+            "500",
+            "--rounds",
+            "1",
+            "--rate",
+            "500",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    for key in [
+        "updates_per_s_batched",
+        "updates_per_s_unbatched",
+        "speedup",
+        "rtt_us_p50",
+        "rtt_us_p99",
+    ] {
+        assert!(json[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {json}");
+    }
+    assert_eq!(
+        json["frames_unbatched"], 501,
+        "one frame per update, and the welcome"
+    );
+    assert!(json["frames_batched"].as_u64().unwrap() < 100, "{json}");
+}
+
+/// `bench chaos`, short: workers killed while traffic flows, nothing lost,
+/// nothing reordered.
+#[test]
+fn chaos_loses_nothing_while_workers_are_killed() {
+    let dir = scratch("bench-chaos");
+    let output = botfleet(
+        &dir,
+        &[
+            "bench",
+            "chaos",
+            "--duration",
+            "3s",
+            "--rate",
+            "300",
+            "--chats",
+            "60",
+            "--workers",
+            "2",
+            "--kill-every",
+            "400ms",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(json["kills"].as_u64().unwrap() >= 3, "{json}");
+    assert!(json["sent"].as_u64().unwrap() >= 800, "{json}");
+    assert_eq!(json["lost"], 0, "{json}");
+    assert_eq!(json["order_violations"], 0, "{json}");
+    assert!(json["p99_ms"].is_number(), "{json}");
+}

@@ -3,6 +3,7 @@
 //! (`--json`). The contract is in docs/benchmarks.md.
 
 pub(crate) mod cache;
+pub(crate) mod chaos;
 pub(crate) mod db;
 pub(crate) mod ipc;
 mod machine;
@@ -28,4 +29,27 @@ pub(crate) fn output<R: serde::Serialize>(
         print(&mut out, report)?;
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// A duration as benchmarks take it: `30s`, `2m`, `500ms` or plain seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (t, 1.0)
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .map(|v| std::time::Duration::from_secs_f64(v * scale))
+        .ok_or_else(|| {
+            format!("`{text}` is not a duration: write 30s, 2m, 500ms or a number of seconds")
+        })
 }

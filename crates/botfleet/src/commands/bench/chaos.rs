@@ -1,0 +1,318 @@
+//! `botfleet bench chaos`: the whole runtime under steady traffic while a
+//! random worker is killed with SIGKILL every half second; counts what
+//! handlers saw (lost, duplicated, out of order) and the latency.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use botfleet_emulator::{Emulator, EmulatorConfig, Limits};
+use botfleet_runtime::{Fleet, RunOptions};
+use clap::Args;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::Machine;
+use super::stats::quantile;
+
+const TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
+
+#[derive(Debug, Args)]
+pub(crate) struct ChaosBench {
+    /// Print exactly one JSON document on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// How long traffic runs and workers are killed (`60s`, `2m`, or
+    /// seconds).
+    #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
+    duration: Duration,
+    /// Updates per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Chats the updates are spread over.
+    #[arg(long, default_value_t = 1000)]
+    chats: u32,
+    /// Worker processes.
+    #[arg(long, default_value_t = 4)]
+    workers: u32,
+    /// How often a random worker is killed (SIGKILL to its process group).
+    #[arg(long, default_value = "500ms", value_parser = super::parse_duration)]
+    kill_every: Duration,
+    /// Run as the benchmark's worker, appending what it handles to this
+    /// file (internal).
+    #[arg(long, hide = true, value_name = "LOG")]
+    worker: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    duration_s: f64,
+    rate: u32,
+    chats: u32,
+    workers: u32,
+    kills: u64,
+    restarts: u64,
+    sent: u64,
+    handled: u64,
+    lost: u64,
+    duplicates_to_handlers: u64,
+    order_violations: u64,
+    redelivered: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+pub(crate) fn run(args: &ChaosBench) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    if let Some(log) = &args.worker {
+        return runtime.block_on(worker(log.clone()));
+    }
+    if args.rate == 0 || args.chats == 0 || args.workers == 0 {
+        bail!("--rate, --chats and --workers must be at least 1");
+    }
+    let report = runtime.block_on(measure(args))?;
+    super::output(args.json, &report, print)
+}
+
+/// The worker: each update handled is one line `update_id chat ns` in the
+/// log, written with one `write` (O_APPEND keeps lines whole across
+/// processes).
+async fn worker(log: PathBuf) -> anyhow::Result<ExitCode> {
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let file = std::sync::Arc::new(file);
+    botfleet_worker::Worker::new(move |update, _cx| {
+        let file = file.clone();
+        async move {
+            let chat = match &update.content {
+                botfleet_telegram::updates::UpdateContent::Message(m) => m.chat.id,
+                _ => 0,
+            };
+            let line = format!("{} {} {}\n", update.update_id, chat, now_ns());
+            (&*file).write_all(line.as_bytes())?;
+            Ok(())
+        }
+    })
+    .run()
+    .await
+    .context("the chaos worker")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn measure(args: &ChaosBench) -> anyhow::Result<Report> {
+    let dir = botfleet_testkit::TempDir::new("bench-chaos").context("a work directory")?;
+    let log = dir.path().join("handled.log");
+    let emulator = Emulator::start(EmulatorConfig::default().limits(Limits::unlimited()))
+        .await
+        .context("cannot start the emulator")?;
+    emulator.add_bot(TOKEN, "chaos_bot");
+    for c in 1..=i64::from(args.chats) {
+        emulator.add_user(c, "user");
+    }
+    let exe = std::env::current_exe().context("cannot find the botfleet executable")?;
+    let text = format!(
+        r#"
+[telegram]
+api_url = "{url}"
+[[bot]]
+name = "chaos"
+token = "{TOKEN}"
+min_workers = {w}
+max_workers = {w}
+heartbeat_interval = "200ms"
+[bot.restart]
+intensity = 10000
+period = "1s"
+first_backoff = "10ms"
+max_backoff = "100ms"
+[bot.worker]
+command = "{exe}"
+args = ["bench", "chaos", "--worker", "{log}"]
+"#,
+        url = emulator.base_url(),
+        w = args.workers,
+        exe = exe.display(),
+        log = log.display(),
+    );
+    let config = botfleet_config::FleetConfig::parse(&text, "chaos.toml", &HashMap::new())
+        .map_err(|e| anyhow::anyhow!("the benchmark's fleet file: {e}"))?;
+    let fleet = Fleet::start(
+        &config,
+        RunOptions::default()
+            .socket_dir(dir.path().join("run"))
+            .data_dir(dir.path().join("data")),
+    )
+    .await
+    .context("cannot start the fleet")?;
+    // Wait for the workers.
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    while fleet.status().await[0].ready_workers < args.workers as usize {
+        if Instant::now() > ready_by {
+            bail!("the workers were not ready within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "[chaos] {} updates/s over {} chats for {:?}, a worker killed every {:?} ...",
+        args.rate,
+        args.chats,
+        args.duration,
+        args.kill_every
+    );
+    let mut injected: HashMap<i64, u128> = HashMap::new();
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut next_kill = start + args.kill_every;
+    let mut kills = 0u64;
+    let mut sent = 0u64;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    while start.elapsed() < args.duration {
+        tick.tick().await;
+        let due = (start.elapsed().as_secs_f64() * f64::from(args.rate)) as u64;
+        while sent < due {
+            let chat = 1 + (sent % u64::from(args.chats)) as i64;
+            let id = emulator
+                .inject_message(
+                    TOKEN,
+                    chat,
+                    chat,
+                    &format!("#{}", sent / u64::from(args.chats) + 1),
+                )
+                .map_err(|e| anyhow::anyhow!("inject: {e}"))?;
+            injected.insert(id, now_ns());
+            sent += 1;
+        }
+        if Instant::now() >= next_kill {
+            next_kill += args.kill_every;
+            let workers: Vec<u32> = fleet
+                .workers()
+                .into_iter()
+                .map(|(_, _, pid)| pid)
+                .filter(|&pid| pid > 0)
+                .collect();
+            if !workers.is_empty() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let pid = workers[(seed % workers.len() as u64) as usize];
+                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                    if rustix::process::kill_process_group(pid, rustix::process::Signal::KILL)
+                        .is_ok()
+                    {
+                        kills += 1;
+                    }
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "[chaos] traffic over; waiting for every ack ..."
+    );
+    let settle_by = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = &fleet.status().await[0];
+        if s.received >= sent && s.unacked == 0 {
+            break;
+        }
+        if Instant::now() > settle_by {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = fleet.shutdown().await;
+    let status = report.bots.first().cloned().unwrap_or_default();
+    // What the handlers saw.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut seen: HashSet<i64> = HashSet::new();
+    let mut last: HashMap<i64, i64> = HashMap::new();
+    let (mut lines, mut duplicates, mut violations) = (0u64, 0u64, 0u64);
+    let mut latencies = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(id), Some(chat), Some(at)) = (
+            parts.next().and_then(|v| v.parse::<i64>().ok()),
+            parts.next().and_then(|v| v.parse::<i64>().ok()),
+            parts.next().and_then(|v| v.parse::<u128>().ok()),
+        ) else {
+            continue;
+        };
+        lines += 1;
+        if !seen.insert(id) {
+            duplicates += 1;
+            continue;
+        }
+        let previous = last.entry(chat).or_insert(i64::MIN);
+        if id < *previous {
+            violations += 1;
+        }
+        *previous = (*previous).max(id);
+        if let Some(&t) = injected.get(&id) {
+            latencies.push(at.saturating_sub(t) as f64 / 1e6);
+        }
+    }
+    let _ = lines;
+    let handled = seen.len() as u64;
+    Ok(Report {
+        machine: Machine::current(),
+        duration_s: args.duration.as_secs_f64(),
+        rate: args.rate,
+        chats: args.chats,
+        workers: args.workers,
+        kills,
+        restarts: status.restarts,
+        sent,
+        handled,
+        lost: sent.saturating_sub(handled),
+        duplicates_to_handlers: duplicates,
+        order_violations: violations,
+        redelivered: status.redelivered,
+        p50_ms: (quantile(&mut latencies.clone(), 0.5) * 100.0).round() / 100.0,
+        p99_ms: (quantile(&mut latencies, 0.99) * 100.0).round() / 100.0,
+    })
+}
+
+fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "machine: {} cores, {} MiB; {} workers, {} updates/s over {} chats for {:.0} s",
+        r.machine.cores, r.machine.memory_mib, r.workers, r.rate, r.chats, r.duration_s
+    )?;
+    writeln!(
+        out,
+        "\nkills {:>8}   restarts {:>8}   redelivered {:>8}",
+        r.kills, r.restarts, r.redelivered
+    )?;
+    writeln!(
+        out,
+        "sent  {:>8}   handled  {:>8}   lost        {:>8}",
+        r.sent, r.handled, r.lost
+    )?;
+    writeln!(
+        out,
+        "duplicates reaching handlers {}   order violations {}",
+        r.duplicates_to_handlers, r.order_violations
+    )?;
+    writeln!(
+        out,
+        "latency (injected -> handled): p50 {:.1} ms, p99 {:.1} ms",
+        r.p50_ms, r.p99_ms
+    )
+}
