@@ -80,6 +80,10 @@ pub(crate) enum BenchCommand {
     /// The runtime under traffic while a random worker is killed every
     /// half second: lost, duplicated and reordered updates, latency.
     Chaos(commands::bench::chaos::ChaosBench),
+    /// The autoscaler on a step from 100 to 2,000 updates/s and back, with
+    /// a 5 ms PostgreSQL handler: workers, settle time, p99, connections
+    /// against the budget.
+    Scaling(commands::bench::scaling::ScalingBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +130,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Bench(BenchCommand::Telegram(args)) => commands::bench::telegram::run(&args),
         Command::Bench(BenchCommand::Ipc(args)) => commands::bench::ipc::run(&args),
         Command::Bench(BenchCommand::Chaos(args)) => commands::bench::chaos::run(&args),
+        Command::Bench(BenchCommand::Scaling(args)) => commands::bench::scaling::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Db(command) => commands::db::run(&command),
         Command::Emulator(args) => commands::emulator::run(&args),

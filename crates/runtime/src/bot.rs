@@ -65,7 +65,7 @@ pub(crate) enum Event {
 /// What the autoscaler decides on.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Load {
-    /// Updates waiting for a worker.
+    /// Updates received and not acked yet (waiting or being handled).
     pub(crate) queued: usize,
     /// Dispatch-to-ack times since the last ask, sorted.
     pub(crate) latencies: Vec<std::time::Duration>,
@@ -111,6 +111,8 @@ pub(crate) struct BotCtx {
     pub(crate) restarts: std::sync::atomic::AtomicU64,
     /// Told when the bot is marked failed.
     pub(crate) failed_notify: Notify,
+    /// Polls that came back full (more updates wait at Telegram).
+    pub(crate) full_polls: std::sync::atomic::AtomicU64,
 }
 
 impl BotCtx {
@@ -180,7 +182,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                         .record(l.as_secs_f64());
                 }
                 let _ = reply.send(Load {
-                    queued: d.queued(),
+                    queued: d.unacked(),
                     latencies,
                 });
             }

@@ -15,7 +15,7 @@ use crate::bot::{BotCtx, Event};
 /// The long poll's timeout, in seconds (the real server allows up to 50).
 const POLL_TIMEOUT: u32 = 25;
 /// Updates per `getUpdates`.
-const POLL_LIMIT: u32 = 100;
+pub(crate) const POLL_LIMIT: u32 = 100;
 
 /// Polls until `stop` turns true, then waits (within `grace`) for the batch
 /// in hand to be acked and confirms it. Returns the offset confirmed last.
@@ -58,6 +58,10 @@ pub(crate) async fn poll(
         };
         if raw.is_empty() {
             continue;
+        }
+        if raw.len() >= POLL_LIMIT as usize {
+            bot.full_polls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let mut updates = Vec::with_capacity(raw.len());
         let mut next = offset;

@@ -218,6 +218,7 @@ impl Fleet {
                 failed: AtomicBool::new(false),
                 restarts: AtomicU64::new(0),
                 failed_notify: Notify::new(),
+                full_polls: AtomicU64::new(0),
             });
             tokio::spawn(bot::actor(ctx.clone(), rx));
             // The bot's autoscaler owns its worker slots.

@@ -4,7 +4,10 @@
 //!
 //! desired = clamp(ceil(current × max(queued per worker / target,
 //! p95 handling time / target)), min, max), left alone within a 10 %
-//! tolerance. Up at once, at most doubling per tick; down one worker at a
+//! tolerance. "Queued" counts every update received and not acked, plus a
+//! poll's worth when polls came back full since the last tick (a backlog
+//! at Telegram the dispatcher cannot see); the handling time is from
+//! dispatch to ack. Up at once, at most doubling per tick; down one worker at a
 //! time, only after the load stayed low for the stabilization window, and
 //! only once the leaving worker's chats were handed over (it gets no new
 //! chat, and is stopped when it holds no update).
@@ -55,7 +58,13 @@ pub(crate) async fn run(bot: Arc<BotCtx>, registry: Registry, mut stop: watch::R
         }
         let (tx, rx) = oneshot::channel();
         bot.send(Event::Load(tx));
-        let Ok(load) = rx.await else { break };
+        let Ok(mut load) = rx.await else { break };
+        // A full poll means more updates wait at Telegram: a backlog the
+        // dispatcher cannot see, counted as another poll's worth.
+        let full = bot.full_polls.swap(0, Ordering::Relaxed);
+        if full > 0 {
+            load.queued += crate::ingest::POLL_LIMIT as usize;
+        }
         let current = slots.len() as u32;
         let want = desired(current, &load, s.target_queue_per_worker, s.target_latency);
         let name = bot.name.clone();

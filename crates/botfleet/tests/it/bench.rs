@@ -246,3 +246,40 @@ fn chaos_loses_nothing_while_workers_are_killed() {
     assert_eq!(json["order_violations"], 0, "{json}");
     assert!(json["p99_ms"].is_number(), "{json}");
 }
+
+/// `bench scaling`, short, on its own PostgreSQL: the contract's keys, and
+/// the fleet never holds more connections than its budget.
+#[test]
+fn scaling_stays_within_the_connection_budget() {
+    let dir = scratch("bench-scaling");
+    let output = botfleet(
+        &dir,
+        &[
+            "bench",
+            "scaling",
+            "--step",
+            "3s",
+            "--low",
+            "50",
+            "--high",
+            "600",
+            "--max-workers",
+            "4",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3, "{json}");
+    for key in ["rate", "workers_settled", "settle_s", "p99_ms"] {
+        assert!(steps[1][key].is_number(), "{key}: {json}");
+    }
+    let peak = json["peak_connections"].as_i64().unwrap();
+    let budget = json["budget"].as_i64().unwrap();
+    assert!(
+        peak > 0 && peak <= budget,
+        "{peak} connections, budget {budget}"
+    );
+}

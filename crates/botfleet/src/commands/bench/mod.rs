@@ -8,6 +8,7 @@ pub(crate) mod db;
 pub(crate) mod ipc;
 mod machine;
 mod peers;
+pub(crate) mod scaling;
 mod stats;
 pub(crate) mod telegram;
 

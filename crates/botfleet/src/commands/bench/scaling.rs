@@ -1,0 +1,348 @@
+//! `botfleet bench scaling`: a step in traffic, from 100 to 2,000 updates a
+//! second and back, with a handler that holds a PostgreSQL connection for
+//! 5 ms; how the autoscaler follows, and the connections it used against
+//! the fleet's budget.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use botfleet_emulator::{Emulator, EmulatorConfig, Limits};
+use botfleet_runtime::{Fleet, RunOptions};
+use clap::Args;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::Machine;
+use super::stats::quantile;
+
+const TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
+
+#[derive(Debug, Args)]
+pub(crate) struct ScalingBench {
+    /// Print exactly one JSON document on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// A PostgreSQL server to use (its `max_connections` sets the budget);
+    /// without it the benchmark starts one with `max_connections = 30`.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// The low and the high rate, updates per second.
+    #[arg(long, default_value_t = 100)]
+    low: u32,
+    #[arg(long, default_value_t = 2000)]
+    high: u32,
+    /// How long each step lasts (`30s`, `1m`...).
+    #[arg(long, default_value = "30s", value_parser = super::parse_duration)]
+    step: Duration,
+    /// The most workers.
+    #[arg(long, default_value_t = 8)]
+    max_workers: u32,
+    /// Run as the benchmark's worker (internal).
+    #[arg(long, hide = true, value_name = "LOG")]
+    worker: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Step {
+    rate: u32,
+    workers_settled: usize,
+    /// From the step's start to the last change of the worker count.
+    settle_s: f64,
+    /// Over the second half of the step.
+    p99_ms: f64,
+    handled: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    database: &'static str,
+    handler_ms: u32,
+    target_latency_ms: u64,
+    max_workers: u32,
+    steps: Vec<Step>,
+    /// The most `botfleet/%` connections seen in `pg_stat_activity`.
+    peak_connections: i64,
+    /// The connections the fleet may use (the plan's `usable`).
+    budget: u32,
+    samples: u32,
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+pub(crate) fn run(args: &ScalingBench) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    if let Some(log) = &args.worker {
+        return runtime.block_on(worker(log.clone()));
+    }
+    if args.low == 0 || args.high <= args.low || args.max_workers == 0 {
+        bail!("need 0 < --low < --high and --max-workers at least 1");
+    }
+    let server = match &args.database_url {
+        Some(_) => None,
+        None => Some(
+            botfleet_testkit::PostgresServer::builder()
+                .max_connections(30)
+                .start()
+                .context("cannot start PostgreSQL (is it installed?)")?,
+        ),
+    };
+    let url = match (&args.database_url, &server) {
+        (Some(url), _) => url.clone(),
+        (None, Some(server)) => server.url("postgres"),
+        (None, None) => unreachable!("a server is started without --database-url"),
+    };
+    let report = runtime.block_on(measure(args, &url))?;
+    super::output(args.json, &report, print)
+}
+
+/// The worker: each update is a 5 ms query on the pool, then a line
+/// `update_id ns` in the log.
+async fn worker(log: PathBuf) -> anyhow::Result<ExitCode> {
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let file = std::sync::Arc::new(file);
+    botfleet_worker::Worker::new(move |update, cx| {
+        let file = file.clone();
+        async move {
+            let db = cx.db().ok_or("the benchmark's worker has no database")?;
+            db.query("SELECT pg_sleep(0.005)").execute().await?;
+            let line = format!("{} {}\n", update.update_id, now_ns());
+            (&*file).write_all(line.as_bytes())?;
+            Ok(())
+        }
+    })
+    .run()
+    .await
+    .context("the scaling worker")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn measure(args: &ScalingBench, url: &str) -> anyhow::Result<Report> {
+    let dir = botfleet_testkit::TempDir::new("bench-scaling").context("a work directory")?;
+    let log = dir.path().join("handled.log");
+    let emulator = Emulator::start(EmulatorConfig::default().limits(Limits::unlimited()))
+        .await
+        .context("cannot start the emulator")?;
+    emulator.add_bot(TOKEN, "scaling_bot");
+    let chats = 1000i64;
+    for c in 1..=chats {
+        emulator.add_user(c, "user");
+    }
+    let exe = std::env::current_exe().context("cannot find the botfleet executable")?;
+    let text = format!(
+        r#"
+environment = "staging"
+[database]
+url = "{url}"
+reserve = 2
+[telegram]
+api_url = "{api}"
+[[bot]]
+name = "scaling"
+token = "{TOKEN}"
+min_workers = 1
+max_workers = {max}
+heartbeat_interval = "500ms"
+[bot.scaling]
+target_queue_per_worker = 20
+target_latency = "100ms"
+tick = "1s"
+scale_down_window = "10s"
+[bot.worker]
+command = "{exe}"
+args = ["bench", "scaling", "--worker", "{log}"]
+"#,
+        api = emulator.base_url(),
+        max = args.max_workers,
+        exe = exe.display(),
+        log = log.display(),
+    );
+    let config = botfleet_config::FleetConfig::parse(&text, "scaling.toml", &HashMap::new())
+        .map_err(|e| anyhow::anyhow!("the benchmark's fleet file: {e}"))?;
+    // The budget the runtime will plan with.
+    let budget = {
+        let db = botfleet_db::Database::builder(url.to_owned())
+            .pool_size(1)
+            .connect()
+            .await?;
+        let limits = botfleet_db::budget::ServerLimits::read(&db)
+            .await?
+            .context("not a PostgreSQL server")?;
+        db.close().await;
+        let plan = botfleet_db::budget::plan(
+            limits,
+            config.database.settings.reserve,
+            config.database.settings.pool.max_connections,
+            &botfleet_db::budget::BotDemand::of_fleet(&config),
+        )?;
+        plan.usable
+    };
+    let fleet = Fleet::start(
+        &config,
+        RunOptions::default()
+            .socket_dir(dir.path().join("run"))
+            .data_dir(dir.path().join("data")),
+    )
+    .await
+    .context("cannot start the fleet")?;
+    let total = args.step * 3 + Duration::from_secs(20);
+    let watcher = {
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            botfleet_db::budget::check::watch_connections(
+                &url,
+                Duration::from_millis(50),
+                Instant::now() + total,
+                u32::MAX,
+            )
+            .await
+        })
+    };
+    let mut injected: HashMap<i64, u128> = HashMap::new();
+    let mut samples: Vec<(f64, usize)> = Vec::new();
+    let rates = [args.low, args.high, args.low];
+    let mut step_bounds = Vec::new();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for (i, &rate) in rates.iter().enumerate() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "[step {}/3] {rate} updates/s for {:?} ...",
+            i + 1,
+            args.step
+        );
+        let step_start = start.elapsed().as_secs_f64();
+        let began = Instant::now();
+        let mut step_sent = 0u64;
+        let mut last_sample = Instant::now();
+        while began.elapsed() < args.step {
+            tick.tick().await;
+            let due = (began.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+            while step_sent < due {
+                let chat = 1 + (sent % chats as u64) as i64;
+                let id = emulator
+                    .inject_message(TOKEN, chat, chat, "step")
+                    .map_err(|e| anyhow::anyhow!("inject: {e}"))?;
+                injected.insert(id, now_ns());
+                sent += 1;
+                step_sent += 1;
+            }
+            if last_sample.elapsed() >= Duration::from_millis(200) {
+                last_sample = Instant::now();
+                samples.push((start.elapsed().as_secs_f64(), fleet.workers().len()));
+            }
+        }
+        step_bounds.push((rate, step_start, start.elapsed().as_secs_f64()));
+    }
+    let _ = writeln!(std::io::stderr(), "[settle] waiting for every ack ...");
+    let settle_by = Instant::now() + Duration::from_secs(60);
+    while fleet.status().await[0].unacked > 0 && Instant::now() < settle_by {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fleet.shutdown().await;
+    let (peak_connections, conn_samples) = watcher
+        .await
+        .context("the connection watcher")?
+        .context("watching pg_stat_activity")?;
+    // Latency per update, by when it was handled.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let t0 = now_ns().saturating_sub(start.elapsed().as_nanos());
+    let mut handled: Vec<(f64, f64)> = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        if let (Some(id), Some(at)) = (
+            parts.next().and_then(|v| v.parse::<i64>().ok()),
+            parts.next().and_then(|v| v.parse::<u128>().ok()),
+        ) {
+            if let Some(&sent_at) = injected.get(&id) {
+                let when = at.saturating_sub(t0) as f64 / 1e9;
+                handled.push((when, at.saturating_sub(sent_at) as f64 / 1e6));
+            }
+        }
+    }
+    let steps = step_bounds
+        .iter()
+        .map(|&(rate, from, to)| {
+            let in_step: Vec<&(f64, usize)> = samples
+                .iter()
+                .filter(|(t, _)| *t >= from && *t < to)
+                .collect();
+            let settled = in_step.last().map_or(0, |s| s.1);
+            let mut last_change = from;
+            for w in in_step.windows(2) {
+                if w[0].1 != w[1].1 {
+                    last_change = w[1].0;
+                }
+            }
+            let half = from + (to - from) / 2.0;
+            let mut lat: Vec<f64> = handled
+                .iter()
+                .filter(|(t, _)| *t >= half && *t < to)
+                .map(|(_, l)| *l)
+                .collect();
+            let count = handled
+                .iter()
+                .filter(|(t, _)| *t >= from && *t < to)
+                .count();
+            Step {
+                rate,
+                workers_settled: settled,
+                settle_s: ((last_change - from) * 10.0).round() / 10.0,
+                p99_ms: (quantile(&mut lat, 0.99) * 10.0).round() / 10.0,
+                handled: count as u64,
+            }
+        })
+        .collect();
+    Ok(Report {
+        machine: Machine::current(),
+        database: "postgres",
+        handler_ms: 5,
+        target_latency_ms: 100,
+        max_workers: args.max_workers,
+        steps,
+        peak_connections,
+        budget,
+        samples: conn_samples,
+    })
+}
+
+fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "machine: {} cores, {} MiB; a {} ms handler on PostgreSQL, at most {} workers",
+        r.machine.cores, r.machine.memory_mib, r.handler_ms, r.max_workers
+    )?;
+    writeln!(
+        out,
+        "\n{:>10} {:>16} {:>10} {:>10} {:>10}",
+        "rate", "workers settled", "settle s", "p99 ms", "handled"
+    )?;
+    for s in &r.steps {
+        writeln!(
+            out,
+            "{:>10} {:>16} {:>10.1} {:>10.1} {:>10}",
+            s.rate, s.workers_settled, s.settle_s, s.p99_ms, s.handled
+        )?;
+    }
+    writeln!(
+        out,
+        "\npeak connections {} of a budget of {} ({} samples of pg_stat_activity)",
+        r.peak_connections, r.budget, r.samples
+    )
+}
