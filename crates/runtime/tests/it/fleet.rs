@@ -91,12 +91,21 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_keeps_each_chat_in_order() 
 async fn a_worker_that_keeps_dying_fails_its_bot_after_the_restart_intensity() {
     let e = emulator(1).await;
     let dir = TempDir::new("runtime").unwrap();
-    let extra = "[bot.restart]\nintensity = 3\nperiod = \"30s\"\nfirst_backoff = \"20ms\"\n";
+    let extra = "[bot.restart]\nintensity = 3\nperiod = \"30s\"\nfirst_backoff = \"200ms\"\n";
+    let began = tokio::time::Instant::now();
     let fleet = start(&config(&e, "exit", 1, extra), &dir).await;
     let failed = tokio::time::timeout(Duration::from_secs(30), fleet.failed())
         .await
         .expect("the bot fails");
     assert_eq!(failed, "echo");
+    // The first restart at once, the next after 200 and 400 ms (with
+    // jitter, between half and all of each), and the fourth exit fails the
+    // bot: 300 to 600 ms of waiting in all, plus the starts.
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
     let status = fleet.status().await;
     assert!(status[0].failed_bot);
     // The first start and 3 restarts, then the fourth restart is refused.
