@@ -195,6 +195,9 @@ impl Fleet {
             if let Some(url) = &database_url {
                 env.push(("BOTFLEET_DATABASE_URL".into(), url.clone()));
             }
+            if let Some(redis) = &config.redis {
+                env.push(("BOTFLEET_REDIS_URL".into(), redis.expose_url().to_owned()));
+            }
             if let Some(size) = pool_sizes.get(&bot.name) {
                 env.push(("BOTFLEET_DB_POOL_SIZE".into(), size.to_string()));
             }

@@ -123,6 +123,34 @@ impl Context {
         self.shared.db.as_ref()
     }
 
+    /// The fleet's Redis (`[redis]`), for caches shared by the bot's
+    /// workers; `None` when the fleet has none.
+    pub fn redis(&self) -> Option<&botfleet_cache::Redis> {
+        self.shared.redis.as_ref()
+    }
+
+    /// A tiered cache builder for `namespace`, with this bot's key prefix
+    /// and the fleet's Redis as L2 when there is one. Build each cache once
+    /// (in a `OnceLock` of the program, say) and share it across updates.
+    pub fn cache<K, V>(&self, namespace: &str) -> botfleet_cache::TieredCacheBuilder<K, V>
+    where
+        K: std::hash::Hash
+            + Eq
+            + Clone
+            + std::fmt::Display
+            + std::str::FromStr
+            + Send
+            + Sync
+            + 'static,
+        V: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        let builder = botfleet_cache::TieredCache::<K, V>::builder(namespace).bot(self.bot());
+        match &self.shared.redis {
+            Some(redis) => builder.redis(redis.clone()),
+            None => builder,
+        }
+    }
+
     /// The update's `update_id`.
     pub fn update_id(&self) -> i64 {
         self.update_id
@@ -150,6 +178,7 @@ struct Shared {
     worker_id: u32,
     api: Api,
     db: Option<Database>,
+    redis: Option<botfleet_cache::Redis>,
     outbox: mpsc::UnboundedSender<Message>,
     in_flight: AtomicU32,
     idle: Notify,
@@ -255,11 +284,19 @@ where
             }
             None => None,
         };
+        let redis = match &env.redis_url {
+            Some(url) => Some(
+                botfleet_cache::Redis::new(url)
+                    .map_err(|e| Error::Environment(format!("BOTFLEET_REDIS_URL: {e}")))?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             bot: env.bot,
             worker_id: env.worker_id,
             api: Api::new(outbox.clone()),
             db,
+            redis,
             outbox: outbox.clone(),
             in_flight: AtomicU32::new(0),
             idle: Notify::new(),
@@ -482,6 +519,7 @@ struct WorkerEnv {
     worker_id: u32,
     bot: String,
     database_url: Option<String>,
+    redis_url: Option<String>,
     pool_size: Option<u32>,
     /// `BOTFLEET_IPC_MAX_BATCH`: acks and actions per frame (1 turns
     /// batching off, for `botfleet bench ipc`).
@@ -519,6 +557,7 @@ impl WorkerEnv {
             worker_id,
             bot,
             database_url: var("BOTFLEET_DATABASE_URL"),
+            redis_url: var("BOTFLEET_REDIS_URL"),
             pool_size,
         })
     }

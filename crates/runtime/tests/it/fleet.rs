@@ -405,3 +405,42 @@ async fn the_autoscaler_follows_the_queue_up_and_down() {
         "a retired worker is not restarted"
     );
 }
+
+/// The SDK's caches share the fleet's Redis: one worker loads, every other
+/// worker reads its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_share_a_cache_through_the_fleets_redis() {
+    let e = emulator(30).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let redis = botfleet_testkit::redis().unwrap();
+    let mut text_config = config(&e, "cache", 3, "");
+    text_config.redis = botfleet_config::FleetConfig::parse(
+        &format!(
+            "[redis]\nurl = \"{}\"\n[[bot]]\nname = \"x\"\ntoken = \"{TOKEN}\"\nworker.command = \"x\"\n",
+            redis.url()
+        ),
+        "fleet.toml",
+        &std::collections::HashMap::new(),
+    )
+    .unwrap()
+    .redis;
+    let fleet = start(&text_config, &dir).await;
+    // One message per chat at first, so the first load is one worker's...
+    e.inject_message(TOKEN, 1, 1, "hi").unwrap();
+    assert!(until(Duration::from_secs(30), || replies(&e, 1).len() == 1).await);
+    // ...then every chat, spread over the three workers.
+    for chat in 2..=30 {
+        e.inject_message(TOKEN, chat, chat, "hi").unwrap();
+    }
+    assert!(
+        until(Duration::from_secs(60), || (1..=30)
+            .all(|c| replies(&e, c).len() == 1))
+        .await
+    );
+    let first = replies(&e, 1).remove(0);
+    assert!(first.starts_with("loaded by worker "), "{first}");
+    for chat in 2..=30 {
+        assert_eq!(replies(&e, chat), [first.clone()], "chat {chat}");
+    }
+    fleet.shutdown().await;
+}

@@ -10,7 +10,9 @@ use botfleet_worker::{Context, HandlerResult};
 ///   `BOTFLEET_TEST_DELAY_MS`;
 /// - `exit`: exits at once with status 3, before it is ready;
 /// - `hang`: echoes, but stops itself (SIGSTOP) on a message `hang`;
-/// - `panic`: echoes, but panics on a message `panic`.
+/// - `panic`: echoes, but panics on a message `panic`;
+/// - `cache`: answers every message with the value of one key of a tiered
+///   cache, loaded by whichever worker asks first (shared through Redis).
 #[test]
 fn worker_entry() {
     let Ok(mode) = std::env::var("BOTFLEET_TEST_WORKER") else {
@@ -49,6 +51,20 @@ async fn handle(update: Update, cx: Context) -> HandlerResult {
     }
     if mode == "panic" && text == "panic" {
         panic!("asked to panic");
+    }
+    if mode == "cache" {
+        static CACHE: std::sync::OnceLock<botfleet_cache::TieredCache<i64, String>> =
+            std::sync::OnceLock::new();
+        let cache = CACHE.get_or_init(|| cx.cache::<i64, String>("greeting").build());
+        let worker = cx.worker_id();
+        let value = cache
+            .get_or_load(&1, || async move {
+                Ok::<_, std::io::Error>(Some(format!("loaded by worker {worker}")))
+            })
+            .await?
+            .unwrap_or_default();
+        cx.api().send_message(message.chat.id, &value).await?;
+        return Ok(());
     }
     let delay: u64 = std::env::var("BOTFLEET_TEST_DELAY_MS")
         .ok()
