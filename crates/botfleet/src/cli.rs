@@ -84,6 +84,10 @@ pub(crate) enum BenchCommand {
     /// a 5 ms PostgreSQL handler: workers, settle time, p99, connections
     /// against the budget.
     Scaling(commands::bench::scaling::ScalingBench),
+    /// botfleet's supervisor side by side with supervisord, s6, runit,
+    /// daemontools and PM2 (when installed): start N, kill -9 to
+    /// replacement, memory, graceful stop.
+    Supervisor(commands::bench::supervisor::SupervisorBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +135,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Bench(BenchCommand::Ipc(args)) => commands::bench::ipc::run(&args),
         Command::Bench(BenchCommand::Chaos(args)) => commands::bench::chaos::run(&args),
         Command::Bench(BenchCommand::Scaling(args)) => commands::bench::scaling::run(&args),
+        Command::Bench(BenchCommand::Supervisor(args)) => commands::bench::supervisor::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Db(command) => commands::db::run(&command),
         Command::Emulator(args) => commands::emulator::run(&args),

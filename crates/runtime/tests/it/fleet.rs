@@ -440,7 +440,11 @@ async fn workers_share_a_cache_through_the_fleets_redis() {
     let first = replies(&e, 1).remove(0);
     assert!(first.starts_with("loaded by worker "), "{first}");
     for chat in 2..=30 {
-        assert_eq!(replies(&e, chat), std::slice::from_ref(&first), "chat {chat}");
+        assert_eq!(
+            replies(&e, chat),
+            std::slice::from_ref(&first),
+            "chat {chat}"
+        );
     }
     fleet.shutdown().await;
 }

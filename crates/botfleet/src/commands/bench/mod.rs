@@ -10,6 +10,7 @@ mod machine;
 mod peers;
 pub(crate) mod scaling;
 mod stats;
+pub(crate) mod supervisor;
 pub(crate) mod telegram;
 
 pub(crate) use machine::Machine;
