@@ -448,3 +448,17 @@ async fn workers_share_a_cache_through_the_fleets_redis() {
     }
     fleet.shutdown().await;
 }
+
+/// With `panic_retries(1)`, a handler that panics once is run again and
+/// its update handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_once_is_retried() {
+    let e = emulator(1).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let fleet = start(&config(&e, "panic_once", 1, ""), &dir).await;
+    e.inject_message(TOKEN, 1, 1, "panic").unwrap();
+    assert!(until(Duration::from_secs(30), || replies(&e, 1) == ["echo panic"]).await);
+    let report = fleet.shutdown().await;
+    let s = &report.bots[0];
+    assert_eq!((s.acked, s.failed, s.restarts), (1, 0, 0), "{s:?}");
+}

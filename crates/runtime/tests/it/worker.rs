@@ -11,6 +11,8 @@ use botfleet_worker::{Context, HandlerResult};
 /// - `exit`: exits at once with status 3, before it is ready;
 /// - `hang`: echoes, but stops itself (SIGSTOP) on a message `hang`;
 /// - `panic`: echoes, but panics on a message `panic`;
+/// - `panic_once`: echoes, but panics the first time it sees `panic`, and
+///   is run with one retry after a panic;
 /// - `cache`: answers every message with the value of one key of a tiered
 ///   cache, loaded by whichever worker asks first (shared through Redis).
 #[test]
@@ -25,7 +27,13 @@ fn worker_entry() {
         .enable_all()
         .build()
         .unwrap();
-    let result = runtime.block_on(botfleet_worker::Worker::new(handle).run());
+    // `panic_once` runs a panicking handler again, once.
+    let retries = u32::from(mode == "panic_once");
+    let result = runtime.block_on(
+        botfleet_worker::Worker::new(handle)
+            .panic_retries(retries)
+            .run(),
+    );
     if let Err(e) = result {
         #[expect(
             clippy::print_stderr,
@@ -51,6 +59,12 @@ async fn handle(update: Update, cx: Context) -> HandlerResult {
     }
     if mode == "panic" && text == "panic" {
         panic!("asked to panic");
+    }
+    if mode == "panic_once" && text == "panic" {
+        static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !PANICKED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("asked to panic, once");
+        }
     }
     if mode == "cache" {
         static CACHE: std::sync::OnceLock<botfleet_cache::TieredCache<i64, String>> =
