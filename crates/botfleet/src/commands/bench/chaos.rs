@@ -6,19 +6,16 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use botfleet_emulator::{Emulator, EmulatorConfig, Limits};
-use botfleet_runtime::{Fleet, RunOptions};
 use clap::Args;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Machine;
+use super::harness::{self, TOKEN, now_ns};
 use super::stats::quantile;
-
-const TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
 
 #[derive(Debug, Args)]
 pub(crate) struct ChaosBench {
@@ -66,19 +63,13 @@ struct Report {
     p99_ms: f64,
 }
 
-fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
 pub(crate) fn run(args: &ChaosBench) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     if let Some(log) = &args.worker {
-        return runtime.block_on(worker(log.clone()));
+        return runtime.block_on(harness::logging_worker(log.clone(), |_cx| async { Ok(()) }));
     }
     if args.rate == 0 || args.chats == 0 || args.workers == 0 {
         bail!("--rate, --chats and --workers must be at least 1");
@@ -87,44 +78,10 @@ pub(crate) fn run(args: &ChaosBench) -> anyhow::Result<ExitCode> {
     super::output(args.json, &report, print)
 }
 
-/// The worker: each update handled is one line `update_id chat ns` in the
-/// log, written with one `write` (O_APPEND keeps lines whole across
-/// processes).
-async fn worker(log: PathBuf) -> anyhow::Result<ExitCode> {
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&log)
-        .with_context(|| format!("cannot open {}", log.display()))?;
-    let file = std::sync::Arc::new(file);
-    botfleet_worker::Worker::new(move |update, _cx| {
-        let file = file.clone();
-        async move {
-            let chat = match &update.content {
-                botfleet_telegram::updates::UpdateContent::Message(m) => m.chat.id,
-                _ => 0,
-            };
-            let line = format!("{} {} {}\n", update.update_id, chat, now_ns());
-            (&*file).write_all(line.as_bytes())?;
-            Ok(())
-        }
-    })
-    .run()
-    .await
-    .context("the chaos worker")?;
-    Ok(ExitCode::SUCCESS)
-}
-
 async fn measure(args: &ChaosBench) -> anyhow::Result<Report> {
     let dir = botfleet_testkit::TempDir::new("bench-chaos").context("a work directory")?;
     let log = dir.path().join("handled.log");
-    let emulator = Emulator::start(EmulatorConfig::default().limits(Limits::unlimited()))
-        .await
-        .context("cannot start the emulator")?;
-    emulator.add_bot(TOKEN, "chaos_bot");
-    for c in 1..=i64::from(args.chats) {
-        emulator.add_user(c, "user");
-    }
+    let emulator = harness::emulator("chaos_bot", i64::from(args.chats)).await?;
     let exe = std::env::current_exe().context("cannot find the botfleet executable")?;
     let text = format!(
         r#"
@@ -150,16 +107,8 @@ args = ["bench", "chaos", "--worker", "{log}"]
         exe = exe.display(),
         log = log.display(),
     );
-    let config = botfleet_config::FleetConfig::parse(&text, "chaos.toml", &HashMap::new())
-        .map_err(|e| anyhow::anyhow!("the benchmark's fleet file: {e}"))?;
-    let fleet = Fleet::start(
-        &config,
-        RunOptions::default()
-            .socket_dir(dir.path().join("run"))
-            .data_dir(dir.path().join("data")),
-    )
-    .await
-    .context("cannot start the fleet")?;
+    let config = harness::fleet_config(&text, "chaos.toml")?;
+    let fleet = harness::start_fleet(&config, dir.path()).await?;
     // Wait for the workers.
     let ready_by = Instant::now() + Duration::from_secs(30);
     while fleet.status().await[0].ready_workers < args.workers as usize {
@@ -240,35 +189,24 @@ args = ["bench", "chaos", "--worker", "{log}"]
     let report = fleet.shutdown().await;
     let status = report.bots.first().cloned().unwrap_or_default();
     // What the handlers saw.
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
     let mut seen: HashSet<i64> = HashSet::new();
     let mut last: HashMap<i64, i64> = HashMap::new();
-    let (mut lines, mut duplicates, mut violations) = (0u64, 0u64, 0u64);
+    let (mut duplicates, mut violations) = (0u64, 0u64);
     let mut latencies = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(id), Some(chat), Some(at)) = (
-            parts.next().and_then(|v| v.parse::<i64>().ok()),
-            parts.next().and_then(|v| v.parse::<i64>().ok()),
-            parts.next().and_then(|v| v.parse::<u128>().ok()),
-        ) else {
-            continue;
-        };
-        lines += 1;
-        if !seen.insert(id) {
+    for h in harness::read_log(&log) {
+        if !seen.insert(h.id) {
             duplicates += 1;
             continue;
         }
-        let previous = last.entry(chat).or_insert(i64::MIN);
-        if id < *previous {
+        let previous = last.entry(h.chat).or_insert(i64::MIN);
+        if h.id < *previous {
             violations += 1;
         }
-        *previous = (*previous).max(id);
-        if let Some(&t) = injected.get(&id) {
-            latencies.push(at.saturating_sub(t) as f64 / 1e6);
+        *previous = (*previous).max(h.id);
+        if let Some(&t) = injected.get(&h.id) {
+            latencies.push(h.at_ns.saturating_sub(t) as f64 / 1e6);
         }
     }
-    let _ = lines;
     let handled = seen.len() as u64;
     Ok(Report {
         machine: Machine::current(),

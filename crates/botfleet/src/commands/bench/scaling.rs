@@ -7,19 +7,16 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use botfleet_emulator::{Emulator, EmulatorConfig, Limits};
-use botfleet_runtime::{Fleet, RunOptions};
 use clap::Args;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Machine;
+use super::harness::{self, TOKEN, now_ns};
 use super::stats::quantile;
-
-const TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
 
 #[derive(Debug, Args)]
 pub(crate) struct ScalingBench {
@@ -72,19 +69,18 @@ struct Report {
     samples: u32,
 }
 
-fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
 pub(crate) fn run(args: &ScalingBench) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     if let Some(log) = &args.worker {
-        return runtime.block_on(worker(log.clone()));
+        // Each update is a 5 ms query on the worker's pool.
+        return runtime.block_on(harness::logging_worker(log.clone(), |cx| async move {
+            let db = cx.db().ok_or("the benchmark's worker has no database")?;
+            db.query("SELECT pg_sleep(0.005)").execute().await?;
+            Ok(())
+        }));
     }
     if args.low == 0 || args.high <= args.low || args.max_workers == 0 {
         bail!("need 0 < --low < --high and --max-workers at least 1");
@@ -107,42 +103,11 @@ pub(crate) fn run(args: &ScalingBench) -> anyhow::Result<ExitCode> {
     super::output(args.json, &report, print)
 }
 
-/// The worker: each update is a 5 ms query on the pool, then a line
-/// `update_id ns` in the log.
-async fn worker(log: PathBuf) -> anyhow::Result<ExitCode> {
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&log)
-        .with_context(|| format!("cannot open {}", log.display()))?;
-    let file = std::sync::Arc::new(file);
-    botfleet_worker::Worker::new(move |update, cx| {
-        let file = file.clone();
-        async move {
-            let db = cx.db().ok_or("the benchmark's worker has no database")?;
-            db.query("SELECT pg_sleep(0.005)").execute().await?;
-            let line = format!("{} {}\n", update.update_id, now_ns());
-            (&*file).write_all(line.as_bytes())?;
-            Ok(())
-        }
-    })
-    .run()
-    .await
-    .context("the scaling worker")?;
-    Ok(ExitCode::SUCCESS)
-}
-
 async fn measure(args: &ScalingBench, url: &str) -> anyhow::Result<Report> {
     let dir = botfleet_testkit::TempDir::new("bench-scaling").context("a work directory")?;
     let log = dir.path().join("handled.log");
-    let emulator = Emulator::start(EmulatorConfig::default().limits(Limits::unlimited()))
-        .await
-        .context("cannot start the emulator")?;
-    emulator.add_bot(TOKEN, "scaling_bot");
     let chats = 1000i64;
-    for c in 1..=chats {
-        emulator.add_user(c, "user");
-    }
+    let emulator = harness::emulator("scaling_bot", chats).await?;
     let exe = std::env::current_exe().context("cannot find the botfleet executable")?;
     let text = format!(
         r#"
@@ -172,8 +137,7 @@ args = ["bench", "scaling", "--worker", "{log}"]
         exe = exe.display(),
         log = log.display(),
     );
-    let config = botfleet_config::FleetConfig::parse(&text, "scaling.toml", &HashMap::new())
-        .map_err(|e| anyhow::anyhow!("the benchmark's fleet file: {e}"))?;
+    let config = harness::fleet_config(&text, "scaling.toml")?;
     // The budget the runtime will plan with.
     let budget = {
         let db = botfleet_db::Database::builder(url.to_owned())
@@ -192,14 +156,7 @@ args = ["bench", "scaling", "--worker", "{log}"]
         )?;
         plan.usable
     };
-    let fleet = Fleet::start(
-        &config,
-        RunOptions::default()
-            .socket_dir(dir.path().join("run"))
-            .data_dir(dir.path().join("data")),
-    )
-    .await
-    .context("cannot start the fleet")?;
+    let fleet = harness::start_fleet(&config, dir.path()).await?;
     let total = args.step * 3 + Duration::from_secs(20);
     let watcher = {
         let url = url.to_owned();
@@ -261,21 +218,15 @@ args = ["bench", "scaling", "--worker", "{log}"]
         .context("the connection watcher")?
         .context("watching pg_stat_activity")?;
     // Latency per update, by when it was handled.
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
     let t0 = now_ns().saturating_sub(start.elapsed().as_nanos());
-    let mut handled: Vec<(f64, f64)> = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.split_whitespace();
-        if let (Some(id), Some(at)) = (
-            parts.next().and_then(|v| v.parse::<i64>().ok()),
-            parts.next().and_then(|v| v.parse::<u128>().ok()),
-        ) {
-            if let Some(&sent_at) = injected.get(&id) {
-                let when = at.saturating_sub(t0) as f64 / 1e9;
-                handled.push((when, at.saturating_sub(sent_at) as f64 / 1e6));
-            }
-        }
-    }
+    let handled: Vec<(f64, f64)> = harness::read_log(&log)
+        .into_iter()
+        .filter_map(|h| {
+            let sent_at = *injected.get(&h.id)?;
+            let when = h.at_ns.saturating_sub(t0) as f64 / 1e9;
+            Some((when, h.at_ns.saturating_sub(sent_at) as f64 / 1e6))
+        })
+        .collect();
     let steps = step_bounds
         .iter()
         .map(|&(rate, from, to)| {

@@ -17,9 +17,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Machine;
+use super::harness::{self, TOKEN};
 use super::stats::quantile;
 
-const TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
 const TOOLS: [&str; 6] = [
     "botfleet",
     "supervisord",
@@ -405,10 +405,7 @@ async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 async fn measure(args: &SupervisorBench) -> anyhow::Result<Report> {
     let exe = std::env::current_exe().context("cannot find the botfleet executable")?;
-    let emulator = botfleet_emulator::Emulator::start(botfleet_emulator::EmulatorConfig::default())
-        .await
-        .context("cannot start the emulator")?;
-    emulator.add_bot(TOKEN, "bench_bot");
+    let emulator = harness::emulator("bench_bot", 0).await?;
     let mut runs = Vec::new();
     let mut skipped = Vec::new();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
