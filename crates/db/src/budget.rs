@@ -48,6 +48,39 @@ impl ServerLimits {
             reserved: setting("reserved_connections").await?,
         }))
     }
+
+    /// Reads the limits of the database at `url` over one connection opened
+    /// for it (named `application_name`) and closed again.
+    pub async fn fetch(
+        url: &str,
+        settings: &botfleet_config::DatabaseSettings,
+        application_name: &str,
+    ) -> Result<Option<ServerLimits>> {
+        let db = Database::builder(url.to_owned())
+            .settings(settings.clone())
+            .pool_size(1)
+            .application_name(application_name)
+            .connect()
+            .await?;
+        let limits = ServerLimits::read(&db).await;
+        db.close().await;
+        limits
+    }
+}
+
+/// The plan for a fleet file: its bots, its `database.reserve` and its
+/// per-process cap (`pool.max_connections`).
+pub fn plan_fleet(
+    config: &botfleet_config::FleetConfig,
+    limits: ServerLimits,
+) -> std::result::Result<Plan, PlanError> {
+    let settings = &config.database.settings;
+    plan(
+        limits,
+        settings.reserve,
+        settings.pool.max_connections,
+        &BotDemand::of_fleet(config),
+    )
 }
 
 /// One bot's claim on the budget.

@@ -440,23 +440,10 @@ async fn database_plan(
         .map_or(Backend::Sqlite, |u| u.backend());
     let mut sizes = HashMap::new();
     if backend == Backend::Postgres {
-        let db = botfleet_db::Database::builder(url.clone())
-            .settings(settings.clone())
-            .pool_size(1)
-            .application_name("botfleet/supervisor")
-            .connect()
-            .await?;
-        let limits = botfleet_db::budget::ServerLimits::read(&db).await?;
-        db.close().await;
+        let limits =
+            botfleet_db::budget::ServerLimits::fetch(&url, settings, "botfleet/supervisor").await?;
         if let Some(limits) = limits {
-            let demands = botfleet_db::budget::BotDemand::of_fleet(config);
-            let plan = botfleet_db::budget::plan(
-                limits,
-                settings.reserve,
-                settings.pool.max_connections,
-                &demands,
-            )?;
-            for b in plan.bots {
+            for b in botfleet_db::budget::plan_fleet(config, limits)?.bots {
                 sizes.insert(b.name, b.pool_size);
             }
         }

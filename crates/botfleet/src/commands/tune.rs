@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use botfleet_config::{DatabaseSettings, Environment, FleetConfig};
+use botfleet_config::{DatabaseSettings, Environment};
 use botfleet_db::Database;
-use botfleet_db::budget::{self, BotDemand, ServerLimits};
+use botfleet_db::budget::{self, ServerLimits};
 use clap::Args;
 use serde::Serialize;
 
@@ -111,7 +111,7 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
         bail!("{server} is an SQLite database: it has no connection limit to plan for");
     };
     let plan = match &config {
-        Some(c) => Some(plan_for(c, limits, &settings)?),
+        Some(c) => Some(budget::plan_fleet(c, limits)?),
         None => None,
     };
     let usable = limits
@@ -145,20 +145,6 @@ pub(crate) fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
         print(&mut out, &report, &settings)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn plan_for(
-    config: &FleetConfig,
-    limits: ServerLimits,
-    settings: &DatabaseSettings,
-) -> anyhow::Result<budget::Plan> {
-    let bots = BotDemand::of_fleet(config);
-    Ok(budget::plan(
-        limits,
-        settings.reserve,
-        settings.pool.max_connections,
-        &bots,
-    )?)
 }
 
 fn print(out: &mut impl Write, r: &Report, s: &DatabaseSettings) -> std::io::Result<()> {

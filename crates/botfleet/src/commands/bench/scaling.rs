@@ -139,23 +139,11 @@ args = ["bench", "scaling", "--worker", "{log}"]
     );
     let config = harness::fleet_config(&text, "scaling.toml")?;
     // The budget the runtime will plan with.
-    let budget = {
-        let db = botfleet_db::Database::builder(url.to_owned())
-            .pool_size(1)
-            .connect()
-            .await?;
-        let limits = botfleet_db::budget::ServerLimits::read(&db)
+    let limits =
+        botfleet_db::budget::ServerLimits::fetch(url, &config.database.settings, "botfleet/bench")
             .await?
             .context("not a PostgreSQL server")?;
-        db.close().await;
-        let plan = botfleet_db::budget::plan(
-            limits,
-            config.database.settings.reserve,
-            config.database.settings.pool.max_connections,
-            &botfleet_db::budget::BotDemand::of_fleet(&config),
-        )?;
-        plan.usable
-    };
+    let budget = botfleet_db::budget::plan_fleet(&config, limits)?.usable;
     let fleet = harness::start_fleet(&config, dir.path()).await?;
     let total = args.step * 3 + Duration::from_secs(20);
     let watcher = {
