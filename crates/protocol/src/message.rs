@@ -29,6 +29,11 @@ impl Json {
         Json(raw)
     }
 
+    /// The document as raw JSON, to pass on without parsing it again.
+    pub fn raw(&self) -> &RawValue {
+        &self.0
+    }
+
     /// The JSON text.
     pub fn get(&self) -> &str {
         self.0.get()

@@ -24,11 +24,10 @@ fn is_send(method: &str) -> bool {
 /// Makes `action`'s call and returns its result.
 pub(crate) async fn perform(client: &Client, action: Action) -> ActionResult {
     let request_id = action.request_id;
-    let params: Box<RawValue> = match serde_json::from_str(action.params.get()) {
-        Ok(p) => p,
-        Err(e) => return failure(request_id, 400, &format!("Bad Request: params: {e}"), None),
-    };
-    let head: Value = serde_json::from_str(action.params.get()).unwrap_or(Value::Null);
+    // Valid JSON by construction (the decoder checked it); the parse
+    // finds the chat.
+    let params: &RawValue = action.params.raw();
+    let head: Value = serde_json::from_str(params.get()).unwrap_or(Value::Null);
     // An edit of an inline message has no chat: it goes straight.
     let chat_bound =
         !head["chat_id"].is_null() || !action.method.to_ascii_lowercase().starts_with("edit");
@@ -51,7 +50,7 @@ pub(crate) async fn perform(client: &Client, action: Action) -> ActionResult {
                         &chat,
                         Priority::Interactive,
                         paid,
-                        &params,
+                        params,
                     )
                     .await
             }
@@ -61,7 +60,7 @@ pub(crate) async fn perform(client: &Client, action: Action) -> ActionResult {
         }
     } else {
         client
-            .call::<RawValue, Box<RawValue>>(&action.method, &params)
+            .call::<RawValue, Box<RawValue>>(&action.method, params)
             .await
     };
     match outcome {
