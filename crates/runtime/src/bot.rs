@@ -109,8 +109,8 @@ pub(crate) struct BotCtx {
     /// Set when the restart intensity was exceeded.
     pub(crate) failed: AtomicBool,
     pub(crate) restarts: std::sync::atomic::AtomicU64,
-    /// Told when the bot is marked failed.
-    pub(crate) failed_notify: Notify,
+    /// Told when the bot is marked failed (shared by the fleet's bots).
+    pub(crate) failed_notify: Arc<Notify>,
     /// Polls that came back full (more updates wait at Telegram).
     pub(crate) full_polls: std::sync::atomic::AtomicU64,
 }
@@ -129,6 +129,10 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     let mut drain: Option<(oneshot::Sender<()>, Vec<u32>)> = None;
     let mut retiring: Vec<(u32, oneshot::Sender<()>)> = Vec::new();
     let mut last = Counts::default();
+    // Metrics go out at most every REPORT_EVERY, not on every ack: the
+    // gauges walk every chat. The autoscaler's tick is an event too, so
+    // they stay fresh while the bot is idle.
+    let mut reported: Option<tokio::time::Instant> = None;
     while let Some(event) = events.recv().await {
         match event {
             Event::Batch { updates, done } => d.batch(updates, done),
@@ -227,9 +231,15 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 let _ = done.send(());
             }
         }
-        report(&bot, &d, &mut last);
+        if reported.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+            report(&bot, &d, &mut last);
+            reported = Some(tokio::time::Instant::now());
+        }
     }
 }
+
+/// How often the actor publishes its metrics at most.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The dispatcher's counters and gauges, as metrics (docs/metrics.md).
 fn report(bot: &str, d: &Dispatcher, last: &mut Counts) {

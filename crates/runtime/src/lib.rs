@@ -116,6 +116,8 @@ pub struct Report {
 /// A running fleet.
 pub struct Fleet {
     bots: Vec<Arc<BotCtx>>,
+    /// Told when any bot is marked failed.
+    failed_notify: Arc<Notify>,
     registry: Registry,
     socket: PathBuf,
     stop_ingest: watch::Sender<bool>,
@@ -171,6 +173,7 @@ impl Fleet {
         let registry: Registry = Arc::new(Mutex::new(HashMap::new()));
         let (stop_ingest, ingest_rx) = watch::channel(false);
         let (stop_slots, slots_rx) = watch::channel(false);
+        let failed_notify = Arc::new(Notify::new());
         let mut bots = Vec::new();
         let mut ingests = Vec::new();
         let mut webhooks = Vec::new();
@@ -220,7 +223,7 @@ impl Fleet {
                 spec,
                 failed: AtomicBool::new(false),
                 restarts: AtomicU64::new(0),
-                failed_notify: Notify::new(),
+                failed_notify: failed_notify.clone(),
                 full_polls: AtomicU64::new(0),
             });
             tokio::spawn(bot::actor(ctx.clone(), rx));
@@ -252,6 +255,7 @@ impl Fleet {
         tracing::info!(bots = bots.len(), socket = %socket.display(), "fleet started");
         Ok(Fleet {
             bots,
+            failed_notify,
             registry,
             socket,
             stop_ingest,
@@ -305,33 +309,17 @@ impl Fleet {
     /// exceeded); returns its name.
     pub async fn failed(&self) -> String {
         loop {
-            let waits: Vec<_> = self
+            // Created before the check, so a failure between the two still
+            // wakes it.
+            let notified = self.failed_notify.notified();
+            if let Some(b) = self
                 .bots
                 .iter()
-                .map(|b| {
-                    let n = b.failed_notify.notified();
-                    (b, n)
-                })
-                .collect();
-            for (b, _) in &waits {
-                if b.failed.load(std::sync::atomic::Ordering::SeqCst) {
-                    return b.name.clone();
-                }
+                .find(|b| b.failed.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                return b.name.clone();
             }
-            let mut notified: Vec<_> = waits.into_iter().map(|(_, n)| Box::pin(n)).collect();
-            if notified.is_empty() {
-                std::future::pending::<()>().await;
-            }
-            // Any of them.
-            std::future::poll_fn(|cx| {
-                for n in &mut notified {
-                    if n.as_mut().poll(cx).is_ready() {
-                        return std::task::Poll::Ready(());
-                    }
-                }
-                std::task::Poll::Pending
-            })
-            .await;
+            notified.await;
         }
     }
 
