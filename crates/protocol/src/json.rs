@@ -50,64 +50,44 @@ fn encode_one(m: &Message, s: &mut String) {
             r#"{{"type":"{name}","version":{},"worker_id":{},"heartbeat_ms":{}}}"#,
             w.version, w.worker_id, w.heartbeat_ms
         ),
-        Message::Updates(list) => {
-            let _ = write!(s, r#"{{"type":"{name}","updates":["#);
-            for (i, d) in list.iter().enumerate() {
-                let comma = if i > 0 { "," } else { "" };
-                let _ = write!(
-                    s,
-                    r#"{comma}{{"update_id":{},"attempt":{},"update":{}}}"#,
-                    d.update_id,
-                    d.attempt,
-                    d.update.get()
-                );
-            }
-            write!(s, "]}}")
-        }
-        Message::Acks(list) => {
-            let _ = write!(s, r#"{{"type":"{name}","acks":["#);
-            for (i, a) in list.iter().enumerate() {
-                let comma = if i > 0 { "," } else { "" };
-                let outcome = match a.outcome {
-                    Outcome::Handled => "handled",
-                    Outcome::Failed => "failed",
-                };
-                let _ = write!(
-                    s,
-                    r#"{comma}{{"update_id":{},"outcome":"{outcome}"}}"#,
-                    a.update_id
-                );
-            }
-            write!(s, "]}}")
-        }
-        Message::Actions(list) => {
-            let _ = write!(s, r#"{{"type":"{name}","actions":["#);
-            for (i, a) in list.iter().enumerate() {
-                let comma = if i > 0 { "," } else { "" };
-                let _ = write!(
-                    s,
-                    r#"{comma}{{"request_id":{},"method":{},"params":{}}}"#,
-                    a.request_id,
-                    string(&a.method),
-                    a.params.get()
-                );
-            }
-            write!(s, "]}}")
-        }
-        Message::Results(list) => {
-            let _ = write!(s, r#"{{"type":"{name}","results":["#);
-            for (i, r) in list.iter().enumerate() {
-                let comma = if i > 0 { "," } else { "" };
-                let _ = write!(
-                    s,
-                    r#"{comma}{{"request_id":{},"ok":{},"body":{}}}"#,
-                    r.request_id,
-                    r.ok,
-                    r.body.get()
-                );
-            }
-            write!(s, "]}}")
-        }
+        Message::Updates(list) => write_list(s, name, list, |s, d| {
+            write!(
+                s,
+                r#"{{"update_id":{},"attempt":{},"update":{}}}"#,
+                d.update_id,
+                d.attempt,
+                d.update.get()
+            )
+        }),
+        Message::Acks(list) => write_list(s, name, list, |s, a| {
+            let outcome = match a.outcome {
+                Outcome::Handled => "handled",
+                Outcome::Failed => "failed",
+            };
+            write!(
+                s,
+                r#"{{"update_id":{},"outcome":"{outcome}"}}"#,
+                a.update_id
+            )
+        }),
+        Message::Actions(list) => write_list(s, name, list, |s, a| {
+            write!(
+                s,
+                r#"{{"request_id":{},"method":{},"params":{}}}"#,
+                a.request_id,
+                string(&a.method),
+                a.params.get()
+            )
+        }),
+        Message::Results(list) => write_list(s, name, list, |s, r| {
+            write!(
+                s,
+                r#"{{"request_id":{},"ok":{},"body":{}}}"#,
+                r.request_id,
+                r.ok,
+                r.body.get()
+            )
+        }),
         Message::Heartbeat(seq) => write!(s, r#"{{"type":"{name}","seq":{seq}}}"#),
         Message::Metrics(m) => write!(
             s,
@@ -123,6 +103,25 @@ fn encode_one(m: &Message, s: &mut String) {
             string(message)
         ),
     };
+}
+
+/// `{"type":"<name>","<name>":[...]}`: a list message, each item written
+/// by `item`.
+fn write_list<T>(
+    s: &mut String,
+    name: &str,
+    items: &[T],
+    mut item: impl FnMut(&mut String, &T) -> std::fmt::Result,
+) -> std::fmt::Result {
+    write!(s, r#"{{"type":"{name}","{name}":["#)?;
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        item(s, x)?;
+    }
+    s.push_str("]}");
+    Ok(())
 }
 
 /// Decodes a JSON payload: an array of message objects.
