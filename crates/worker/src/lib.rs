@@ -399,13 +399,21 @@ where
             }
             Ok(update) => {
                 let mut tries = 0;
+                let mut update = Some(update);
                 loop {
+                    // A copy only while a retry may still need the update.
+                    let this = if tries < panic_retries {
+                        update.clone()
+                    } else {
+                        update.take()
+                    }
+                    .expect("the update is kept while retries remain");
                     let cx = Context {
                         shared: shared.clone(),
                         update_id: id,
                         attempt: delivery.attempt,
                     };
-                    let fut = handler(update.clone(), cx);
+                    let fut = handler(this, cx);
                     match CatchUnwind(Box::pin(fut)).await {
                         Ok(Ok(())) => break Outcome::Handled,
                         Ok(Err(e)) => {
