@@ -32,6 +32,7 @@ pub mod limiter;
 mod metrics;
 mod reads;
 mod shared;
+mod update;
 
 pub use broadcast::{Broadcast, BroadcastReport, Progress};
 pub use client::{Client, ClientBuilder, TELEGRAM_API};
@@ -39,3 +40,4 @@ pub use error::{Error, ErrorKind};
 pub use frankenstein::{methods, types, updates};
 pub use reads::Reads;
 pub use shared::SharedBudget;
+pub use update::parse_update;

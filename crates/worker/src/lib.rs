@@ -8,11 +8,11 @@
 //! their result.
 //!
 //! ```no_run
-//! use botfleet_worker::{Context, HandlerResult};
-//! use botfleet_telegram::updates::{Update, UpdateContent};
+//! use botfleet_worker::{Context, HandlerResult, Update};
+//! use botfleet_telegram::updates::UpdateContent;
 //!
 //! async fn handle(update: Update, cx: Context) -> HandlerResult {
-//!     if let UpdateContent::Message(message) = update.content {
+//!     if let UpdateContent::Message(message) = update.content()? {
 //!         if let Some(text) = &message.text {
 //!             cx.api().send_message(message.chat.id, &format!("you said: {text}")).await?;
 //!         }
@@ -42,6 +42,7 @@
 
 mod api;
 mod dedupe;
+mod update;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -52,13 +53,13 @@ use botfleet_protocol::{
     Ack, DEFAULT_MAX_BATCH, Delivery, Encoding, FrameReader, Hello, Message, Outcome,
     PROTOCOL_VERSION, WorkerMetrics, write_batched,
 };
-use botfleet_telegram::updates::Update;
 use tokio::net::UnixStream;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 pub use api::{Api, ApiError};
 pub use botfleet_db::Database;
+pub use update::{Update, UpdateError};
 
 use dedupe::Dedupe;
 
@@ -181,6 +182,8 @@ struct Shared {
     redis: Option<botfleet_cache::Redis>,
     outbox: mpsc::UnboundedSender<Message>,
     in_flight: AtomicU32,
+    /// The average time (ns) of a handler's first step, polled inline.
+    inline_ns: AtomicU64,
     idle: Notify,
     handled: AtomicU64,
     failed: AtomicU64,
@@ -299,6 +302,7 @@ where
             redis,
             outbox: outbox.clone(),
             in_flight: AtomicU32::new(0),
+            inline_ns: AtomicU64::new(0),
             idle: Notify::new(),
             handled: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -321,9 +325,22 @@ where
             let mut stop = false;
             for m in messages {
                 match m {
-                    Message::Updates(list) => {
-                        for delivery in list {
-                            start(&shared, &handler, delivery, self.panic_retries);
+                    Message::Updates(mut list) => {
+                        let retries = self.panic_retries;
+                        // Every handler's first step runs here, and the
+                        // acks of those done at once leave as one message.
+                        let acks = std::future::poll_fn(|cx| {
+                            let acks: Vec<Ack> = list
+                                .drain(..)
+                                .filter_map(|d| start(&shared, &handler, d, retries, cx))
+                                .collect();
+                            std::task::Poll::Ready(acks)
+                        })
+                        .await;
+                        if !acks.is_empty() {
+                            let n = acks.len() as u32;
+                            let _ = shared.outbox.send(Message::Acks(acks));
+                            acked(&shared, n);
                         }
                     }
                     Message::Results(results) => shared.api.resolve(results),
@@ -367,13 +384,27 @@ where
     }
 }
 
-/// Handles one delivery in its own task and acks it.
-fn start<H, F>(shared: &Arc<Shared>, handler: &Arc<H>, delivery: Delivery, panic_retries: u32)
+/// Starts handling one delivery: polls its handler once with the reader's
+/// `cx` and returns the ack when it is done at once; a handler that waits
+/// on something goes on in a task of its own, which sends its ack.
+///
+/// Handlers whose first step keeps the reader busy (over
+/// [`INLINE_LIMIT`] on average) are spawned without that first poll, so
+/// work that does not await spreads over the runtime's threads.
+fn start<H, F>(
+    shared: &Arc<Shared>,
+    handler: &Arc<H>,
+    delivery: Delivery,
+    panic_retries: u32,
+    cx: &mut std::task::Context<'_>,
+) -> Option<Ack>
 where
     H: Fn(Update, Context) -> F + Send + Sync + 'static,
     F: Future<Output = HandlerResult> + Send + 'static,
 {
     let id = delivery.update_id;
+    // Released by `acked` once the ack is on its way.
+    shared.in_flight.fetch_add(1, Ordering::SeqCst);
     let duplicate = shared
         .dedupe
         .lock()
@@ -381,86 +412,129 @@ where
         .contains(id);
     if duplicate {
         tracing::debug!(update_id = id, "already handled; acked again");
-        let _ = shared.outbox.send(Message::Acks(vec![Ack {
+        return Some(Ack {
             update_id: id,
             outcome: Outcome::Handled,
-        }]));
-        return;
+        });
     }
-    shared.in_flight.fetch_add(1, Ordering::SeqCst);
-    let shared = shared.clone();
-    let handler = handler.clone();
-    tokio::spawn(async move {
-        let began = Instant::now();
-        let outcome = match delivery.update.deserialize::<Update>() {
-            Err(e) => {
-                tracing::error!(update_id = id, "the update does not parse: {e}");
-                Outcome::Failed
-            }
-            Ok(update) => {
-                let mut tries = 0;
-                let mut update = Some(update);
-                loop {
-                    // A copy only while a retry may still need the update.
-                    let this = if tries < panic_retries {
-                        update.clone()
-                    } else {
-                        update.take()
-                    }
-                    .expect("the update is kept while retries remain");
-                    let cx = Context {
-                        shared: shared.clone(),
-                        update_id: id,
-                        attempt: delivery.attempt,
-                    };
-                    let fut = handler(this, cx);
-                    match CatchUnwind(Box::pin(fut)).await {
-                        Ok(Ok(())) => break Outcome::Handled,
-                        Ok(Err(e)) => {
-                            tracing::warn!(update_id = id, "the handler failed: {e}");
-                            break Outcome::Failed;
-                        }
-                        Err(_) if tries < panic_retries => {
-                            tries += 1;
-                            tracing::error!(
-                                update_id = id,
-                                "the handler panicked; running it again ({tries} of {panic_retries})"
-                            );
-                        }
-                        Err(why) => {
-                            tracing::error!(
-                                update_id = id,
-                                "the handler panicked: {why}; acked as failed"
-                            );
-                            break Outcome::Failed;
-                        }
-                    }
-                }
-            }
-        };
-        let counter = match outcome {
-            Outcome::Handled => &shared.handled,
-            Outcome::Failed => &shared.failed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    let began = Instant::now();
+    let mut work = Box::pin(handle(
+        shared.clone(),
+        handler.clone(),
+        delivery,
+        panic_retries,
+    ));
+    let inline_ns = shared.inline_ns.load(Ordering::Relaxed);
+    if inline_ns <= INLINE_LIMIT.as_nanos() as u64 {
+        let polled = work.as_mut().poll(cx);
+        // A moving average over about 16 updates of the first step's time.
+        let took = began.elapsed().as_nanos() as u64;
         shared
-            .times
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(began.elapsed().as_micros() as u64);
-        shared
-            .dedupe
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id);
-        let _ = shared.outbox.send(Message::Acks(vec![Ack {
-            update_id: id,
-            outcome,
-        }]));
-        if shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            shared.idle.notify_waiters();
+            .inline_ns
+            .store(inline_ns - inline_ns / 16 + took / 16, Ordering::Relaxed);
+        if let std::task::Poll::Ready(outcome) = polled {
+            return Some(finish(shared, id, outcome, began));
         }
+    } else {
+        // Decay, so a bot whose handlers got quicker polls inline again.
+        shared
+            .inline_ns
+            .store(inline_ns - inline_ns / 64, Ordering::Relaxed);
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let outcome = work.await;
+        let ack = finish(&shared, id, outcome, began);
+        let _ = shared.outbox.send(Message::Acks(vec![ack]));
+        acked(&shared, 1);
     });
+    None
+}
+
+/// How long, on average, a handler's first step may keep the reader busy
+/// before handlers are spawned instead of polled inline.
+const INLINE_LIMIT: Duration = Duration::from_micros(100);
+
+/// Runs the handler (again after a panic, up to `panic_retries` times).
+async fn handle<H, F>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    delivery: Delivery,
+    panic_retries: u32,
+) -> Outcome
+where
+    H: Fn(Update, Context) -> F + Send + Sync + 'static,
+    F: Future<Output = HandlerResult> + Send + 'static,
+{
+    let id = delivery.update_id;
+    let update = Update::new(id, delivery.update);
+    let mut tries = 0;
+    let mut update = Some(update);
+    loop {
+        // A copy only while a retry may still need the update.
+        let this = if tries < panic_retries {
+            update.clone()
+        } else {
+            update.take()
+        }
+        .expect("the update is kept while retries remain");
+        let cx = Context {
+            shared: shared.clone(),
+            update_id: id,
+            attempt: delivery.attempt,
+        };
+        match CatchUnwind(Box::pin(handler(this, cx))).await {
+            Ok(Ok(())) => return Outcome::Handled,
+            Ok(Err(e)) => {
+                tracing::warn!(update_id = id, "the handler failed: {e}");
+                return Outcome::Failed;
+            }
+            Err(_) if tries < panic_retries => {
+                tries += 1;
+                tracing::error!(
+                    update_id = id,
+                    "the handler panicked; running it again ({tries} of {panic_retries})"
+                );
+            }
+            Err(why) => {
+                tracing::error!(
+                    update_id = id,
+                    "the handler panicked: {why}; acked as failed"
+                );
+                return Outcome::Failed;
+            }
+        }
+    }
+}
+
+/// Counts a handled update, remembers its id, and gives its ack.
+fn finish(shared: &Shared, id: i64, outcome: Outcome, began: Instant) -> Ack {
+    let counter = match outcome {
+        Outcome::Handled => &shared.handled,
+        Outcome::Failed => &shared.failed,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    shared
+        .times
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(began.elapsed().as_micros() as u64);
+    shared
+        .dedupe
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id);
+    Ack {
+        update_id: id,
+        outcome,
+    }
+}
+
+/// `n` updates are acked: the drain may be waiting for the last.
+fn acked(shared: &Shared, n: u32) {
+    if n > 0 && shared.in_flight.fetch_sub(n, Ordering::SeqCst) == n {
+        shared.idle.notify_waiters();
+    }
 }
 
 /// A future whose panic is caught and returned as its message, so a

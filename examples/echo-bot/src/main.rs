@@ -3,11 +3,11 @@
 //! `botfleet run examples/echo-fleet.toml` starts it as the `echo` bot's
 //! workers; see the README.
 
-use botfleet_telegram::updates::{Update, UpdateContent};
-use botfleet_worker::{Context, HandlerResult};
+use botfleet_telegram::updates::UpdateContent;
+use botfleet_worker::{Context, HandlerResult, Update};
 
 async fn handle(update: Update, cx: Context) -> HandlerResult {
-    if let UpdateContent::Message(message) = update.content {
+    if let UpdateContent::Message(message) = update.content()? {
         if let Some(text) = &message.text {
             cx.api()
                 .send_message(message.chat.id, &format!("echo {text}"))

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use botfleet_telegram::updates::{Update, UpdateContent};
-use botfleet_worker::{Context, HandlerResult};
+use botfleet_telegram::updates::UpdateContent;
+use botfleet_worker::{Context, HandlerResult, Update};
 
 /// Modes (`BOTFLEET_TEST_WORKER`):
 /// - `echo`: answers each message with `echo <text>`, after
@@ -48,7 +48,7 @@ fn worker_entry() {
 }
 
 async fn handle(update: Update, cx: Context) -> HandlerResult {
-    let UpdateContent::Message(message) = update.content else {
+    let UpdateContent::Message(message) = update.into_content()? else {
         return Ok(());
     };
     let text = message.text.clone().unwrap_or_default();

@@ -66,11 +66,11 @@ where
         let work = work.clone();
         async move {
             work(cx).await?;
-            let chat = match &update.content {
+            let chat = match update.content()? {
                 botfleet_telegram::updates::UpdateContent::Message(m) => m.chat.id,
                 _ => 0,
             };
-            let line = format!("{} {chat} {}\n", update.update_id, now_ns());
+            let line = format!("{} {chat} {}\n", update.id(), now_ns());
             (&*file).write_all(line.as_bytes())?;
             Ok(())
         }

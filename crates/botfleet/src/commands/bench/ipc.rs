@@ -39,6 +39,9 @@ pub(crate) struct IpcBench {
     /// Run as the benchmark's worker process (internal).
     #[arg(long, hide = true)]
     worker: bool,
+    /// As the worker, parse each update into Bot API types (internal).
+    #[arg(long, hide = true)]
+    parse: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,6 +52,9 @@ struct Report {
     updates_per_s_batched: f64,
     updates_per_s_unbatched: f64,
     speedup: f64,
+    /// Batched, with a handler that parses each update into Bot API types
+    /// (the SDK parses only when asked).
+    updates_per_s_batched_parsing: f64,
     /// One frame per update and one update in flight: each waits for the
     /// previous one's ack (a request/response design).
     updates_per_s_one_in_flight: f64,
@@ -67,11 +73,17 @@ pub(crate) fn run(args: &IpcBench) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     if args.worker {
-        return runtime.block_on(async {
-            botfleet_worker::Worker::new(|_update, _cx| async { Ok(()) })
-                .run()
-                .await
-                .context("the benchmark worker")?;
+        let parse = args.parse;
+        return runtime.block_on(async move {
+            botfleet_worker::Worker::new(move |update: botfleet_worker::Update, _cx| async move {
+                if parse {
+                    update.content()?;
+                }
+                Ok(())
+            })
+            .run()
+            .await
+            .context("the benchmark worker")?;
             Ok(ExitCode::SUCCESS)
         });
     }
@@ -87,10 +99,19 @@ struct Peer {
     frames: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
-async fn connect(listener: &UnixListener, socket: &str, max_batch: usize) -> anyhow::Result<Peer> {
+async fn connect(
+    listener: &UnixListener,
+    socket: &str,
+    max_batch: usize,
+    parse: bool,
+) -> anyhow::Result<Peer> {
     let exe = std::env::current_exe().context("cannot find the botfleet executable")?;
-    let child = tokio::process::Command::new(exe)
-        .args(["bench", "ipc", "--worker"])
+    let mut command = tokio::process::Command::new(exe);
+    command.args(["bench", "ipc", "--worker"]);
+    if parse {
+        command.arg("--parse");
+    }
+    let child = command
         .env("BOTFLEET_SOCKET", socket)
         .env("BOTFLEET_WORKER_ID", "1")
         .env("BOTFLEET_BOT", "bench")
@@ -187,9 +208,10 @@ async fn throughput(
     socket: &str,
     updates: &[Json],
     batched: bool,
+    parse: bool,
 ) -> anyhow::Result<(f64, usize)> {
     let max_batch = if batched { DEFAULT_MAX_BATCH } else { 1 };
-    let mut peer = connect(listener, socket, max_batch).await?;
+    let mut peer = connect(listener, socket, max_batch, parse).await?;
     let start = Instant::now();
     for (i, u) in updates.iter().enumerate() {
         let _ = peer.outbox.send(Message::Updates(vec![Delivery {
@@ -214,24 +236,26 @@ async fn measure(args: &IpcBench) -> anyhow::Result<Report> {
     let listener = UnixListener::bind(&socket).context("cannot bind the benchmark socket")?;
     let socket = socket.display().to_string();
     let updates: Vec<Json> = (0..args.updates as i64).map(update).collect();
-    let (mut on, mut off, mut frames_on, mut frames_off) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut on, mut off, mut parsing, mut frames_on, mut frames_off) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.rounds {
         let _ = writeln!(
             std::io::stderr(),
-            "[round {round}/{}] {} updates, batched then one per frame ...",
+            "[round {round}/{}] {} updates: batched, one per frame, batched with parsing ...",
             args.rounds,
             args.updates
         );
-        let (rate, frames) = throughput(&listener, &socket, &updates, true).await?;
+        let (rate, frames) = throughput(&listener, &socket, &updates, true, false).await?;
         on.push(rate);
         frames_on.push(frames as f64);
-        let (rate, frames) = throughput(&listener, &socket, &updates, false).await?;
+        let (rate, frames) = throughput(&listener, &socket, &updates, false, false).await?;
         off.push(rate);
         frames_off.push(frames as f64);
+        let (rate, _) = throughput(&listener, &socket, &updates, true, true).await?;
+        parsing.push(rate);
     }
     // One update in flight at a time.
-    let mut peer = connect(&listener, &socket, 1).await?;
+    let mut peer = connect(&listener, &socket, 1, false).await?;
     let k = (args.updates / 10).max(1);
     let start = Instant::now();
     for (i, u) in updates[..k].iter().enumerate() {
@@ -250,7 +274,7 @@ async fn measure(args: &IpcBench) -> anyhow::Result<Report> {
         "[round trip] {} updates/s for 3 s ...",
         args.rate
     );
-    let mut peer = connect(&listener, &socket, DEFAULT_MAX_BATCH).await?;
+    let mut peer = connect(&listener, &socket, DEFAULT_MAX_BATCH, false).await?;
     let n = (args.rate as usize * 3).min(updates.len());
     let every = Duration::from_secs_f64(1.0 / f64::from(args.rate));
     let sent_at: std::sync::Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
@@ -290,6 +314,7 @@ async fn measure(args: &IpcBench) -> anyhow::Result<Report> {
         updates_per_s_batched: on_median.round(),
         updates_per_s_unbatched: off_median.round(),
         speedup: ((on_median / off_median) * 100.0).round() / 100.0,
+        updates_per_s_batched_parsing: quantile(&mut parsing, 0.5).round(),
         updates_per_s_one_in_flight: one_in_flight.round(),
         frames_batched: quantile(&mut frames_on, 0.5) as usize,
         frames_unbatched: quantile(&mut frames_off, 0.5) as usize,
@@ -321,6 +346,11 @@ fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         out,
         "{:<22} {:>14.0} {:>10}",
         "one in flight", r.updates_per_s_one_in_flight, "-"
+    )?;
+    writeln!(
+        out,
+        "{:<22} {:>14.0} {:>10}",
+        "batched, parsing", r.updates_per_s_batched_parsing, "-"
     )?;
     writeln!(
         out,
