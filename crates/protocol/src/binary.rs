@@ -124,11 +124,13 @@ fn bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// Decodes a binary payload (magic byte included).
-pub(crate) fn decode(payload: &[u8]) -> Result<Vec<Message>, DecodeError> {
+/// Decodes a binary payload (magic byte included); JSON documents are
+/// checked unless `check_json` is false.
+pub(crate) fn decode(payload: &[u8], check_json: bool) -> Result<Vec<Message>, DecodeError> {
     let mut r = Reader {
         buf: payload,
         at: 1,
+        check_json,
     };
     let mut messages = Vec::new();
     while r.at < r.buf.len() {
@@ -143,6 +145,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Vec<Message>, DecodeError> {
 struct Reader<'a> {
     buf: &'a [u8],
     at: usize,
+    check_json: bool,
 }
 
 impl Reader<'_> {
@@ -339,6 +342,9 @@ impl Reader<'_> {
     fn json(&mut self, what: &str) -> Result<Json, DecodeError> {
         let at = self.at;
         let text = self.string(what)?;
+        if !self.check_json {
+            return Ok(Json::unchecked(text));
+        }
         Json::parse(text)
             .map_err(|e| DecodeError::new(at, format!("{what}: not one JSON document ({e})")))
     }

@@ -10,38 +10,63 @@ pub const PROTOCOL_VERSION: u16 = 1;
 
 /// A JSON document carried verbatim: a Telegram update, the parameters of a
 /// Bot API call, its result. Neither side re-serializes it.
+///
+/// A document is checked to be valid JSON when it is made, except one a
+/// [`FrameReader`](crate::FrameReader) built with
+/// [`trust_json`](crate::FrameReader::trust_json) decoded: that one is
+/// checked when it is parsed or passed on.
 #[derive(Clone)]
-pub struct Json(Box<RawValue>);
+pub struct Json(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Checked(Box<RawValue>),
+    Unchecked(Box<str>),
+}
 
 impl Json {
     /// `text` if it is one valid JSON document.
     pub fn parse(text: String) -> Result<Json, serde_json::Error> {
-        RawValue::from_string(text).map(Json)
+        RawValue::from_string(text).map(Json::from_raw)
+    }
+
+    /// `text` as it is, checked only when it is parsed or passed on.
+    pub(crate) fn unchecked(text: String) -> Json {
+        Json(Repr::Unchecked(text.into_boxed_str()))
     }
 
     /// The JSON of `value`.
     pub fn from_value<T: serde::Serialize + ?Sized>(value: &T) -> Json {
-        Json(serde_json::value::to_raw_value(value).expect("a JSON value always serializes"))
+        Json::from_raw(
+            serde_json::value::to_raw_value(value).expect("a JSON value always serializes"),
+        )
     }
 
     /// A document already parsed as raw JSON.
     pub fn from_raw(raw: Box<RawValue>) -> Json {
-        Json(raw)
+        Json(Repr::Checked(raw))
     }
 
-    /// The document as raw JSON, to pass on without parsing it again.
-    pub fn raw(&self) -> &RawValue {
-        &self.0
+    /// The document as raw JSON, to pass on without parsing it again; an
+    /// error only for a document decoded unchecked that is not JSON.
+    pub fn raw(&self) -> Result<&RawValue, serde_json::Error> {
+        match &self.0 {
+            Repr::Checked(raw) => Ok(raw),
+            Repr::Unchecked(text) => serde_json::from_str(text),
+        }
     }
 
     /// The JSON text.
     pub fn get(&self) -> &str {
-        self.0.get()
+        match &self.0 {
+            Repr::Checked(raw) => raw.get(),
+            Repr::Unchecked(text) => text,
+        }
     }
 
     /// Parses the text into `T`.
     pub fn deserialize<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(self.0.get())
+        serde_json::from_str(self.get())
     }
 }
 

@@ -24,9 +24,19 @@ fn is_send(method: &str) -> bool {
 /// Makes `action`'s call and returns its result.
 pub(crate) async fn perform(client: &Client, action: Action) -> ActionResult {
     let request_id = action.request_id;
-    // Valid JSON by construction (the decoder checked it); the parse
-    // finds the chat.
-    let params: &RawValue = action.params.raw();
+    // The supervisor's reader checks a worker's documents, so this is
+    // valid JSON; the parse finds the chat.
+    let params: &RawValue = match action.params.raw() {
+        Ok(params) => params,
+        Err(e) => {
+            return failure(
+                request_id,
+                400,
+                &format!("Bad Request: the parameters are not JSON ({e})"),
+                None,
+            );
+        }
+    };
     let head: Value = serde_json::from_str(params.get()).unwrap_or(Value::Null);
     // An edit of an inline message has no chat: it goes straight.
     let chat_bound =

@@ -253,7 +253,7 @@ where
         let writer = tokio::spawn(async move {
             write_batched(&mut rx, &mut write, Encoding::Binary, max_batch, |_| {}).await
         });
-        let mut reader = FrameReader::new(read);
+        let mut reader = FrameReader::new(read).trust_json();
         let _ = outbox.send(Message::Hello(Hello {
             version: PROTOCOL_VERSION,
             worker_id: env.worker_id,
@@ -433,7 +433,7 @@ where
             .inline_ns
             .store(inline_ns - inline_ns / 16 + took / 16, Ordering::Relaxed);
         if let std::task::Poll::Ready(outcome) = polled {
-            return Some(finish(shared, id, outcome, began));
+            return Some(finish(shared, id, outcome, took / 1000));
         }
     } else {
         // Decay, so a bot whose handlers got quicker polls inline again.
@@ -444,7 +444,7 @@ where
     let shared = shared.clone();
     tokio::spawn(async move {
         let outcome = work.await;
-        let ack = finish(&shared, id, outcome, began);
+        let ack = finish(&shared, id, outcome, began.elapsed().as_micros() as u64);
         let _ = shared.outbox.send(Message::Acks(vec![ack]));
         acked(&shared, 1);
     });
@@ -507,8 +507,9 @@ where
     }
 }
 
-/// Counts a handled update, remembers its id, and gives its ack.
-fn finish(shared: &Shared, id: i64, outcome: Outcome, began: Instant) -> Ack {
+/// Counts an update handled in `micros`, remembers its id, and gives its
+/// ack.
+fn finish(shared: &Shared, id: i64, outcome: Outcome, micros: u64) -> Ack {
     let counter = match outcome {
         Outcome::Handled => &shared.handled,
         Outcome::Failed => &shared.failed,
@@ -518,7 +519,7 @@ fn finish(shared: &Shared, id: i64, outcome: Outcome, began: Instant) -> Ack {
         .times
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push(began.elapsed().as_micros() as u64);
+        .push(micros);
     shared
         .dedupe
         .lock()

@@ -302,3 +302,38 @@ fn the_documented_binary_example() {
     let doc = include_str!("../../../../docs/protocol.md");
     assert!(doc.contains("00 00 00 0B   length 11"));
 }
+
+/// A reader that trusts JSON takes a document as it comes and leaves the
+/// check to whoever parses it; the default reader refuses the frame.
+#[tokio::test]
+async fn a_trusting_reader_leaves_the_json_check_to_the_parse() {
+    let payload: &[u8] =
+        b"\xBF\x04\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x02{x";
+    let frame = [&(payload.len() as u32).to_be_bytes()[..], payload].concat();
+    let (mut a, b) = tokio::io::duplex(1024);
+    a.write_all(&frame).await.unwrap();
+    a.write_all(&frame).await.unwrap();
+    drop(a);
+    let mut r = FrameReader::new(b);
+    assert!(
+        r.read()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("not one JSON document")
+    );
+    let (mut a, b) = tokio::io::duplex(1024);
+    a.write_all(&frame).await.unwrap();
+    drop(a);
+    let mut r = FrameReader::new(b).trust_json();
+    let (_, messages) = r.read().await.unwrap().unwrap();
+    let [Message::Updates(list)] = messages.as_slice() else {
+        panic!("one updates message: {messages:?}");
+    };
+    assert_eq!(list[0].update.get(), "{x");
+    assert!(list[0].update.raw().is_err());
+    assert!(list[0].update.deserialize::<serde_json::Value>().is_err());
+    // A valid document reads the same either way.
+    let good = Json::from_value(&serde_json::json!({"a": [1, 2]}));
+    assert_eq!(good.raw().unwrap().get(), r#"{"a":[1,2]}"#);
+}
