@@ -125,7 +125,8 @@ impl BotCtx {
 pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<Event>) {
     let bot = ctx.name.clone();
     let mut d = Dispatcher::default();
-    let mut outboxes: HashMap<u32, mpsc::UnboundedSender<Message>> = HashMap::new();
+    // Each worker's current connection and its outbox.
+    let mut outboxes: HashMap<u32, (u64, mpsc::UnboundedSender<Message>)> = HashMap::new();
     let mut drain: Option<(oneshot::Sender<()>, Vec<u32>)> = None;
     let mut retiring: Vec<(u32, oneshot::Sender<()>)> = Vec::new();
     let mut last = Counts::default();
@@ -141,7 +142,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 conn,
                 outbox,
             } => {
-                outboxes.insert(worker, outbox.clone());
+                outboxes.insert(worker, (conn, outbox.clone()));
                 d.connected(worker, conn, outbox);
             }
             Event::Ready { worker, conn } => d.ready(worker, conn),
@@ -163,18 +164,23 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 if let Some((_, left)) = &mut drain {
                     left.retain(|&w| w != worker);
                 }
-                outboxes.retain(|&w, o| w != worker || !o.is_closed());
+                // The outbox of the connection that went, not the one of a
+                // replacement already connected: a drain must not wait for
+                // a connection that is gone.
+                if outboxes.get(&worker).is_some_and(|(c, _)| *c == conn) {
+                    outboxes.remove(&worker);
+                }
             }
             Event::Drain(done) => {
                 let left: Vec<u32> = outboxes
                     .iter()
-                    .filter(|(_, o)| o.send(Message::Drain).is_ok())
+                    .filter(|(_, (_, o))| o.send(Message::Drain).is_ok())
                     .map(|(&w, _)| w)
                     .collect();
                 drain = Some((done, left));
             }
             Event::Shutdown => {
-                for o in outboxes.values() {
+                for (_, o) in outboxes.values() {
                     let _ = o.send(Message::Shutdown);
                 }
             }

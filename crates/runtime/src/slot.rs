@@ -180,9 +180,13 @@ pub(crate) async fn supervise(
         };
         consecutive += 1;
         tracing::info!(bot = %bot.name, worker, reason = reason.as_str(), delay_ms = delay.as_millis() as u64, "restarting the worker");
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            _ = stop.changed() => return,
+        // No timer for the immediate restart: a zero sleep still waits for
+        // the timer wheel's next tick, about a millisecond.
+        if !delay.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => return,
+            }
         }
     }
 }

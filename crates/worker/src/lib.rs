@@ -261,17 +261,22 @@ where
             bot: env.bot.clone(),
             capabilities: Vec::new(),
         }));
-        let welcome = match reader.read().await {
-            Ok(Some((_, messages))) => match messages.into_iter().next() {
-                Some(Message::Welcome(w)) => w,
-                Some(Message::Error { message, .. }) => return Err(Error::Refused(message)),
-                other => {
-                    return Err(Error::Refused(format!(
-                        "expected welcome, got {}",
-                        other.map_or("nothing", |m| m.name())
-                    )));
+        // What follows the welcome in its frame (a drain, updates) is
+        // served first, below.
+        let (welcome, mut first) = match reader.read().await {
+            Ok(Some((_, messages))) => {
+                let mut messages = messages.into_iter();
+                match messages.next() {
+                    Some(Message::Welcome(w)) => (w, Some(messages.collect::<Vec<_>>())),
+                    Some(Message::Error { message, .. }) => return Err(Error::Refused(message)),
+                    other => {
+                        return Err(Error::Refused(format!(
+                            "expected welcome, got {}",
+                            other.map_or("nothing", |m| m.name())
+                        )));
+                    }
                 }
-            },
+            }
             Ok(None) => return Err(Error::Refused("the connection closed".into())),
             Err(e) => return Err(Error::Connection(e.to_string())),
         };
@@ -316,7 +321,11 @@ where
         ));
         let handler = Arc::new(self.handler);
         let result = loop {
-            let messages = match reader.read().await {
+            let read = match first.take() {
+                Some(rest) => Ok(Some((botfleet_protocol::Encoding::Binary, rest))),
+                None => reader.read().await,
+            };
+            let messages = match read {
                 Ok(Some((_, messages))) => messages,
                 // The supervisor went away: nothing more to do.
                 Ok(None) => break Ok(()),

@@ -118,12 +118,11 @@ async fn a_hung_worker_is_restarted_and_its_update_redelivered() {
     let e = emulator(2).await;
     let dir = TempDir::new("runtime").unwrap();
     let fleet = start(&config(&e, "hang", 1, ""), &dir).await;
-    e.inject_message(TOKEN, 1, 1, "hang").unwrap();
     e.inject_message(TOKEN, 2, 2, "#1").unwrap();
-    // The worker stops itself on "hang"; missed heartbeats get it killed
-    // and replaced, and the replacement gets "hang" again (and hangs
-    // again): chat 2 is answered meanwhile.
     assert!(until(Duration::from_secs(30), || replies(&e, 2) == ["echo #1"]).await);
+    // The worker stops itself (SIGSTOP) on "hang"; missed heartbeats get
+    // it killed and replaced, and the replacement gets "hang" again.
+    e.inject_message(TOKEN, 1, 1, "hang").unwrap();
     let restarted = tokio::time::timeout(Duration::from_secs(30), async {
         while fleet.status().await[0].restarts == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -287,6 +286,50 @@ async fn a_graceful_stop_finishes_what_it_took_and_leaves_the_rest() {
         assert_eq!(replies(&e, chat), expected, "chat {chat}");
     }
     fleet.shutdown().await;
+}
+
+/// A stop that comes while a killed worker's replacement is still
+/// starting must not wait for the dead connection's `drained`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_restart_does_not_wait_for_the_dead_worker() {
+    let e = emulator(1).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let mut config = config(&e, "echo", 2, "");
+    config.bots[0].supervision.shutdown_grace = Duration::from_secs(20);
+    // Every start takes a while, so the stop finds the replacement not
+    // yet connected.
+    config.bots[0].worker.env.push((
+        "BOTFLEET_TEST_START_DELAY_MS".into(),
+        botfleet_config::WorkerValue::plain("1000"),
+    ));
+    let fleet = start(&config, &dir).await;
+    // Both connected and ready, so each has had a connection.
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    while fleet.status().await[0].ready_workers < 2 {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "{:?}",
+            fleet.status().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, _, pid) = fleet.workers()[0];
+    rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    // The dead connection is gone; its replacement is still starting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fleet.status().await[0].ready_workers, 1);
+    let began = tokio::time::Instant::now();
+    let report = fleet.shutdown().await;
+    let took = began.elapsed();
+    assert!(report.bots[0].restarts >= 1, "{:?}", report.bots[0]);
+    assert!(
+        took < Duration::from_secs(10),
+        "the stop took {took:?}: it waited for the killed worker's drain"
+    );
 }
 
 /// One raw HTTP POST; returns the status.

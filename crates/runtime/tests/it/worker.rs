@@ -13,6 +13,8 @@ use botfleet_worker::{Context, HandlerResult, Update};
 /// - `panic`: echoes, but panics on a message `panic`;
 /// - `panic_once`: echoes, but panics the first time it sees `panic`, and
 ///   is run with one retry after a panic;
+/// - `BOTFLEET_TEST_START_DELAY_MS` (any mode): waits that long before
+///   connecting;
 /// - `cache`: answers every message with the value of one key of a tiered
 ///   cache, loaded by whichever worker asks first (shared through Redis).
 #[test]
@@ -29,11 +31,18 @@ fn worker_entry() {
         .unwrap();
     // `panic_once` runs a panicking handler again, once.
     let retries = u32::from(mode == "panic_once");
-    let result = runtime.block_on(
+    // `BOTFLEET_TEST_START_DELAY_MS`: a slow start, before connecting.
+    let delay = std::env::var("BOTFLEET_TEST_START_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_millis);
+    let result = runtime.block_on(async {
+        tokio::time::sleep(delay).await;
         botfleet_worker::Worker::new(handle)
             .panic_retries(retries)
-            .run(),
-    );
+            .run()
+            .await
+    });
     if let Err(e) = result {
         #[expect(
             clippy::print_stderr,
