@@ -35,6 +35,18 @@ pub(crate) fn output<R: serde::Serialize>(
 }
 
 /// A duration as benchmarks take it: `30s`, `2m`, `500ms` or plain seconds.
+/// A duration as [`parse_duration`] reads it, or zero (`0`, `0s`), for
+/// options where zero turns something off.
+pub(crate) fn parse_duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let number = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    if number.trim().parse::<f64>() == Ok(0.0) && ["", "ms", "s", "m"].contains(&&t[number.len()..])
+    {
+        return Ok(std::time::Duration::ZERO);
+    }
+    parse_duration(text)
+}
+
 pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let t = text.trim();
     let (number, scale) = if let Some(n) = t.strip_suffix("ms") {
