@@ -111,6 +111,10 @@ struct Run {
 #[derive(Debug, Serialize)]
 struct Report {
     machine: Machine,
+    /// The floor every tool pays: the worker program alone, from the
+    /// harness's spawn to its marker (20 starts).
+    worker_start_ms_p50: f64,
+    worker_start_ms_p90: f64,
     rounds: usize,
     crash_loop_s: f64,
     /// Whether the stop of workers that ignore SIGTERM was measured.
@@ -781,6 +785,40 @@ async fn session(
     Ok(Some(out))
 }
 
+/// The worker program started 20 times by the harness itself: spawn to
+/// marker, p50 and p90.
+async fn worker_alone(exe: &Path) -> anyhow::Result<(f64, f64)> {
+    let dir = botfleet_testkit::TempDir::new("bench-sup-alone").context("a work directory")?;
+    let marker = dir.path().join("ready");
+    std::fs::create_dir_all(&marker)?;
+    let mut seen = Markers::new(&marker)?;
+    let mut times = Vec::new();
+    for i in 0..21 {
+        let name = format!("a{i}");
+        let t0 = Instant::now();
+        let mut child = tokio::process::Command::new(exe)
+            .args(worker_args(&marker, &name, &[]))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start the benchmark worker")?;
+        if !seen.wait_for(&name, Duration::from_secs(10)) {
+            bail!("the worker alone wrote no marker within 10 s");
+        }
+        // The first start warms the page cache.
+        if i > 0 {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        let _ = child.kill().await;
+    }
+    Ok((
+        round2(quantile(&mut times.clone(), 0.5)),
+        round2(quantile(&mut times, 0.9)),
+    ))
+}
+
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
@@ -793,6 +831,11 @@ async fn measure(args: &SupervisorBench) -> anyhow::Result<Report> {
     let mut skipped = Vec::new();
     let mut tools: Vec<String> = args.tools.clone();
     tools.dedup();
+    let (worker_start_ms_p50, worker_start_ms_p90) = worker_alone(&exe).await?;
+    let _ = writeln!(
+        std::io::stderr(),
+        "[worker alone] spawn to marker p50 {worker_start_ms_p50} ms, p90 {worker_start_ms_p90} ms"
+    );
     let mut sessions: HashMap<String, Vec<Session>> = HashMap::new();
     let plan = Plan {
         extra: &[],
@@ -920,6 +963,8 @@ async fn measure(args: &SupervisorBench) -> anyhow::Result<Report> {
     }
     Ok(Report {
         machine: Machine::current(),
+        worker_start_ms_p50,
+        worker_start_ms_p90,
         rounds: args.rounds,
         crash_loop_s: args.crash_loop.as_secs_f64(),
         term_series: !args.no_term_series,
@@ -987,6 +1032,11 @@ fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         out,
         "loop: replacements while one worker was killed each time it was back, over {:.0} s",
         r.crash_loop_s
+    )?;
+    writeln!(
+        out,
+        "the worker program alone, spawn to marker: p50 {:.2} ms, p90 {:.2} ms",
+        r.worker_start_ms_p50, r.worker_start_ms_p90
     )?;
     if !r.skipped.is_empty() {
         writeln!(out, "\nnot installed: {}", r.skipped.join(", "))?;
