@@ -321,15 +321,14 @@ where
         ));
         let handler = Arc::new(self.handler);
         let result = loop {
-            let read = match first.take() {
-                Some(rest) => Ok(Some((botfleet_protocol::Encoding::Binary, rest))),
-                None => reader.read().await,
-            };
-            let messages = match read {
-                Ok(Some((_, messages))) => messages,
-                // The supervisor went away: nothing more to do.
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(Error::Connection(e.to_string())),
+            let messages = match first.take() {
+                Some(rest) => rest,
+                None => match reader.read().await {
+                    Ok(Some((_, messages))) => messages,
+                    // The supervisor went away: nothing more to do.
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(Error::Connection(e.to_string())),
+                },
             };
             let mut stop = false;
             for m in messages {

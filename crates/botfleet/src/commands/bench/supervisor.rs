@@ -252,16 +252,11 @@ fn package_version(package: &str) -> String {
 
 /// The command line of the worker `name`, with `extra` arguments.
 fn worker_line(exe: &Path, marker: &Path, name: &str, extra: &[&str]) -> String {
-    let mut line = format!(
-        "{} bench supervisor --worker {} {name}",
+    format!(
+        "{} {}",
         exe.display(),
-        marker.display()
-    );
-    for arg in extra {
-        line.push(' ');
-        line.push_str(arg);
-    }
-    line
+        worker_args(marker, name, extra).join(" ")
+    )
 }
 
 /// The worker's arguments after the program.
