@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use botfleet_config::{BatcherSettings, WhenFull};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -29,6 +29,9 @@ use crate::{Database, Error, Result, Value};
 
 /// One row: a value per column, in the batcher's column order.
 pub type Row = Vec<Value>;
+
+/// A queued row, and who waits for it to be written ([`Batcher::write`]).
+type Entry = (Row, Option<oneshot::Sender<Result<()>>>);
 
 /// Bind parameters one statement may carry on both backends (SQLite's
 /// default limit is 32,766; PostgreSQL's 65,535).
@@ -43,7 +46,7 @@ const MAX_REPORTED: usize = 1_000;
 /// the same queue.
 #[derive(Clone, Debug)]
 pub struct Batcher {
-    tx: mpsc::Sender<Row>,
+    tx: mpsc::Sender<Entry>,
     shared: Arc<Shared>,
 }
 
@@ -135,6 +138,25 @@ impl Batcher {
     /// Queues `row`. A full queue waits for room or refuses the row, as
     /// `when_full` says.
     pub async fn push(&self, row: Row) -> Result<()> {
+        self.enqueue(row, None).await
+    }
+
+    /// Queues `row` like [`push`](Self::push), then waits until it is
+    /// written: batched with the rows of concurrent callers, durable when
+    /// this returns `Ok`. An error when the database refused the row, or
+    /// stayed away past the shutdown grace period.
+    pub async fn write(&self, row: Row) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(row, Some(tx)).await?;
+        rx.await.map_err(|_| {
+            Error::Batcher(format!(
+                "the batcher for `{}` stopped before the row was written",
+                self.shared.table
+            ))
+        })?
+    }
+
+    async fn enqueue(&self, row: Row, done: Option<oneshot::Sender<Result<()>>>) -> Result<()> {
         let s = &self.shared;
         if row.len() != s.columns {
             return Err(Error::Batcher(format!(
@@ -146,8 +168,8 @@ impl Batcher {
         }
         let closed = || Error::Batcher(format!("the batcher for `{}` is shut down", s.table));
         match s.when_full {
-            WhenFull::Wait => self.tx.send(row).await.map_err(|_| closed())?,
-            WhenFull::Error => self.tx.try_send(row).map_err(|e| match e {
+            WhenFull::Wait => self.tx.send((row, done)).await.map_err(|_| closed())?,
+            WhenFull::Error => self.tx.try_send((row, done)).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => Error::Batcher(format!(
                     "the batcher queue for `{}` is full ({} rows): the database is not keeping up",
                     s.table,
@@ -193,7 +215,7 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Row>) -> BatchReport {
+    async fn run(mut self, mut rx: mpsc::Receiver<Entry>) -> BatchReport {
         let mut closing = false;
         loop {
             let first = if closing {
@@ -238,7 +260,7 @@ impl Writer {
 
     /// Writes `batch`, splitting it to isolate refused rows, retrying while
     /// the database is away.
-    async fn write(&mut self, batch: Vec<Row>) {
+    async fn write(&mut self, batch: Vec<Entry>) {
         let mut pending = vec![batch];
         let mut backoff = Duration::from_millis(50);
         while let Some(rows) = pending.pop() {
@@ -246,6 +268,11 @@ impl Writer {
                 Ok(()) => {
                     backoff = Duration::from_millis(50);
                     let n = rows.len() as u64;
+                    for (_, done) in rows {
+                        if let Some(done) = done {
+                            let _ = done.send(Ok(()));
+                        }
+                    }
                     self.shared.queued.fetch_sub(n, Ordering::Relaxed);
                     self.report.written += n;
                     self.report.flushes += 1;
@@ -263,7 +290,15 @@ impl Writer {
                         self.shared
                             .queued
                             .fetch_sub(rows.len() as u64, Ordering::Relaxed);
-                        self.report.unwritten.extend(rows);
+                        for (row, done) in rows {
+                            if let Some(done) = done {
+                                let _ = done.send(Err(Error::Batcher(format!(
+                                    "the row for `{}` was not written: {e}",
+                                    self.shared.table
+                                ))));
+                            }
+                            self.report.unwritten.push(row);
+                        }
                         continue;
                     }
                     tracing::warn!(table = %self.shared.table, rows = rows.len(), error = %e, retry_in_ms = backoff.as_millis() as u64, "batch not written; retrying");
@@ -277,8 +312,14 @@ impl Writer {
                     self.shared.queued.fetch_sub(1, Ordering::Relaxed);
                     self.report.refused += 1;
                     m::batch_rejected(&self.db);
+                    let (row, done) = rows.into_iter().next().unwrap_or_default();
+                    if let Some(done) = done {
+                        let _ = done.send(Err(Error::Batcher(format!(
+                            "the database refused the row for `{}`: {error}",
+                            self.shared.table
+                        ))));
+                    }
                     if self.report.rejected.len() < MAX_REPORTED {
-                        let row = rows.into_iter().next().unwrap_or_default();
                         self.report.rejected.push(RejectedRow { row, error });
                     }
                 }
@@ -293,7 +334,7 @@ impl Writer {
         }
     }
 
-    async fn insert(&self, rows: &[Row]) -> Result<()> {
+    async fn insert(&self, rows: &[Entry]) -> Result<()> {
         let mut sql = String::with_capacity(self.sql_head.len() + rows.len() * self.columns * 6);
         sql.push_str(&self.sql_head);
         let mut n = 0;
@@ -314,7 +355,7 @@ impl Writer {
         }
         self.db
             .query(&sql)
-            .bind_all(rows.iter().flatten().cloned())
+            .bind_all(rows.iter().flat_map(|(row, _)| row).cloned())
             .execute()
             .await
             .map(drop)

@@ -923,6 +923,11 @@ impl DatabaseBuilder {
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             if !memory {
                                 conn.execute("PRAGMA journal_mode = WAL").await?;
+                                // With WAL, a commit need not wait for the
+                                // disk: the database survives a crashed
+                                // process intact; a power cut may lose the
+                                // last commits, never consistency.
+                                conn.execute("PRAGMA synchronous = NORMAL").await?;
                             }
                         }
                         _ => {}
