@@ -21,6 +21,10 @@ fn is_send(method: &str) -> bool {
         )
 }
 
+/// The parameter of a worker's action that names its priority
+/// (`"broadcast"`); the worker SDK's `BROADCAST_PRIORITY`.
+const PRIORITY_PARAM: &str = "botfleet_priority";
+
 /// Makes `action`'s call and returns its result.
 pub(crate) async fn perform(client: &Client, action: Action) -> ActionResult {
     let request_id = action.request_id;
@@ -37,7 +41,22 @@ pub(crate) async fn perform(client: &Client, action: Action) -> ActionResult {
             );
         }
     };
-    let head: Value = serde_json::from_str(params.get()).unwrap_or(Value::Null);
+    let mut head: Value = serde_json::from_str(params.get()).unwrap_or(Value::Null);
+    // A worker's broadcast asks for the broadcast priority with a
+    // parameter of botfleet's own, which Telegram must not see.
+    let mut priority = Priority::Interactive;
+    let stripped;
+    let params: &RawValue = match head.as_object_mut().and_then(|o| o.remove(PRIORITY_PARAM)) {
+        Some(p) => {
+            if p == "broadcast" {
+                priority = Priority::Broadcast;
+            }
+            stripped =
+                RawValue::from_string(head.to_string()).unwrap_or_else(|_| params.to_owned());
+            &stripped
+        }
+        None => params,
+    };
     // An edit of an inline message has no chat: it goes straight.
     let chat_bound =
         !head["chat_id"].is_null() || !action.method.to_ascii_lowercase().starts_with("edit");
@@ -55,13 +74,7 @@ pub(crate) async fn perform(client: &Client, action: Action) -> ActionResult {
         match chat {
             Some(chat) => {
                 client
-                    .send::<RawValue, Box<RawValue>>(
-                        &action.method,
-                        &chat,
-                        Priority::Interactive,
-                        paid,
-                        params,
-                    )
+                    .send::<RawValue, Box<RawValue>>(&action.method, &chat, priority, paid, params)
                     .await
             }
             None => {

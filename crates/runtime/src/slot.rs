@@ -71,7 +71,9 @@ pub(crate) async fn supervise(
             ..bot.spec.clone()
         };
         let started = Instant::now();
-        let reason = match process::spawn(&spec, &bot.name, worker) {
+        let spawned = process::spawn(&spec, &bot.name, worker);
+        tracing::debug!(bot = %bot.name, worker, spawn_us = started.elapsed().as_micros() as u64, "spawned");
+        let reason = match spawned {
             Err(e) => {
                 tracing::error!(bot = %bot.name, worker, program = %spec.program, "cannot start the worker: {e}");
                 Reason::SpawnFailed

@@ -26,6 +26,25 @@ pub struct ApiError {
     pub migrate_to_chat_id: Option<i64>,
 }
 
+/// The parameter that asks the supervisor to send an action at the
+/// limiter's broadcast priority (`"broadcast"`); it is removed before the
+/// call reaches Telegram.
+pub const BROADCAST_PRIORITY: &str = "botfleet_priority";
+/// Broadcast sends waiting for their result at once.
+const BROADCAST_IN_FLIGHT: usize = 256;
+
+/// What [`Api::broadcast`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct BroadcastReport {
+    /// Chats it was asked to send to.
+    pub total: usize,
+    /// Delivered.
+    pub delivered: usize,
+    /// The chats that failed and why, by chat id.
+    pub failed: Vec<(i64, ApiError)>,
+}
+
 /// The Bot API through the supervisor. Cheap to clone.
 #[derive(Clone)]
 pub struct Api {
@@ -135,6 +154,52 @@ impl Api {
             &serde_json::json!({ "chat_id": chat_id, "text": text }),
         )
         .await
+    }
+
+    /// Sends each chat its text as a broadcast: at the limiter's broadcast
+    /// priority in the supervisor (replies to users go first), up to
+    /// `BROADCAST_IN_FLIGHT` sends waiting at once; returns when every send
+    /// has an answer, with what was delivered and what failed.
+    pub async fn broadcast(&self, messages: Vec<(i64, String)>) -> BroadcastReport {
+        let total = messages.len();
+        let room = Arc::new(tokio::sync::Semaphore::new(BROADCAST_IN_FLIGHT));
+        let mut sends = tokio::task::JoinSet::new();
+        for (chat, text) in messages {
+            let Ok(permit) = room.clone().acquire_owned().await else {
+                break;
+            };
+            let api = self.clone();
+            sends.spawn(async move {
+                let params = serde_json::json!({
+                    "chat_id": chat,
+                    "text": text,
+                    BROADCAST_PRIORITY: "broadcast",
+                });
+                let result = api
+                    .call::<_, serde_json::Value>("sendMessage", &params)
+                    .await;
+                drop(permit);
+                (chat, result)
+            });
+        }
+        let mut results = Vec::with_capacity(total);
+        while let Some(done) = sends.join_next().await {
+            if let Ok(r) = done {
+                results.push(r);
+            }
+        }
+        let mut report = BroadcastReport {
+            total,
+            ..BroadcastReport::default()
+        };
+        for (chat, result) in results {
+            match result {
+                Ok(_) => report.delivered += 1,
+                Err(e) => report.failed.push((chat, e)),
+            }
+        }
+        report.failed.sort_by_key(|(chat, _)| *chat);
+        report
     }
 
     /// Hands each result to the call waiting for it.
