@@ -56,7 +56,7 @@ use tokio::task::JoinHandle;
 pub use limits::{Limit, Limits, Scope};
 pub use objects::{Chat, ChatKind, User};
 pub use server::{Faults, LogEntry, Stats};
-pub use traffic::{Traffic, TrafficHandle, TrafficReport};
+pub use traffic::{Replies, Traffic, TrafficHandle, TrafficReport};
 
 use server::{Params, Shared, State};
 

@@ -1158,7 +1158,18 @@ fn send(
             Some(id) if method == "editmessagetext" => id,
             _ => s.next_message_id(chat_id),
         };
-        objects::message(message_id, date, &chat, bot, &text)
+        let mut message = objects::message(message_id, date, &chat, bot, &text);
+        // An inline keyboard comes back in the message, as Telegram does,
+        // so synthetic users can press its buttons.
+        let markup = match p.0.get("reply_markup") {
+            Some(Value::String(s)) => serde_json::from_str::<Value>(s).ok(),
+            Some(v) => Some(v.clone()),
+            None => None,
+        };
+        if let Some(markup) = markup.filter(|m| m["inline_keyboard"].is_array()) {
+            message["reply_markup"] = markup;
+        }
+        message
     } else {
         let group = (method == "sendmediagroup")
             .then(|| format!("{}", 13_000_000_000_000_000u64 + s.log.len() as u64));

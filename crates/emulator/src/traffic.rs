@@ -43,6 +43,23 @@ pub struct Traffic {
     pub burst: Option<(Duration, Duration, f64)>,
     /// Random seed (the same seed, the same traffic).
     pub seed: u64,
+    /// The shortest time between two updates of one user, as a person
+    /// types (zero: no bound). A user picked sooner is drawn again, so the
+    /// rate holds and the most active users are capped.
+    pub user_gap: Duration,
+    /// Which updates expect a reply, and so count in the end-to-end
+    /// latency.
+    pub replies: Replies,
+}
+
+/// Which synthetic updates a bot answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Replies {
+    /// Every update (a chat bot).
+    #[default]
+    All,
+    /// Commands and button presses only (a bot that listens to groups).
+    Commands,
 }
 
 impl Default for Traffic {
@@ -62,6 +79,8 @@ impl Default for Traffic {
             first_user: 100_000_001,
             burst: None,
             seed: 1,
+            user_gap: Duration::ZERO,
+            replies: Replies::All,
         }
     }
 }
@@ -126,6 +145,7 @@ impl Emulator {
         let task = tokio::spawn(async move {
             let mut rng = Rng(traffic.seed.max(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mut report = TrafficReport::default();
+            let mut last_seen: Vec<Option<Instant>> = vec![None; users.len()];
             let start = Instant::now();
             let mut next = start;
             loop {
@@ -141,8 +161,20 @@ impl Emulator {
                     _ = tokio::time::sleep_until(next) => {}
                     _ = stopped.changed() => return report,
                 }
-                let pick = rng.next() * sum;
-                let user = users[cdf.partition_point(|&c| c < pick).min(users.len() - 1)];
+                let mut user = 0;
+                for _ in 0..8 {
+                    let pick = rng.next() * sum;
+                    let k = cdf.partition_point(|&c| c < pick).min(users.len() - 1);
+                    user = users[k];
+                    if traffic.user_gap.is_zero()
+                        || last_seen[k].is_none_or(|t: Instant| {
+                            next.saturating_duration_since(t) >= traffic.user_gap
+                        })
+                    {
+                        last_seen[k] = Some(next);
+                        break;
+                    }
+                }
                 let in_group = !groups.is_empty() && rng.next() < traffic.in_groups;
                 let chat = if in_group {
                     groups[(rng.next() * groups.len() as f64) as usize % groups.len()]
@@ -150,6 +182,7 @@ impl Emulator {
                     user
                 };
                 let roll = rng.next();
+                let answered_before = report.buttons + report.commands;
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(bot_id) = s.bots.get(&token).map(|b| b.user.id) else {
                     return report;
@@ -166,9 +199,27 @@ impl Emulator {
                     && last.is_some()
                     && !traffic.button_data.is_empty()
                 {
-                    let data = &traffic.button_data[(rng.next() * traffic.button_data.len() as f64)
-                        as usize
-                        % traffic.button_data.len()];
+                    // A button of the bot's last message when it has
+                    // some, else one of the configured data.
+                    let offered: Vec<&str> = last
+                        .as_ref()
+                        .and_then(|m| m["reply_markup"]["inline_keyboard"].as_array())
+                        .map(|rows| {
+                            rows.iter()
+                                .filter_map(|r| r.as_array())
+                                .flatten()
+                                .filter_map(|b| b["callback_data"].as_str())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let data = if offered.is_empty() {
+                        traffic.button_data[(rng.next() * traffic.button_data.len() as f64)
+                            as usize
+                            % traffic.button_data.len()]
+                        .as_str()
+                    } else {
+                        offered[(rng.next() * offered.len() as f64) as usize % offered.len()]
+                    };
                     report.buttons += 1;
                     let query = json!({
                         "id": format!("{}", report.updates + 1),
@@ -193,15 +244,21 @@ impl Emulator {
                     };
                     s.inject_message(&token, chat, user, &text).ok()
                 };
+                let expects_reply = match traffic.replies {
+                    Replies::All => true,
+                    Replies::Commands => report.buttons + report.commands > answered_before,
+                };
                 if made.is_some() {
                     report.updates += 1;
                     if in_group {
                         report.in_groups += 1;
                     }
-                    s.awaiting
-                        .entry((bot_id, chat))
-                        .or_default()
-                        .push_back(created);
+                    if expects_reply {
+                        s.awaiting
+                            .entry((bot_id, chat))
+                            .or_default()
+                            .push_back(created);
+                    }
                 }
             }
         });
