@@ -99,7 +99,11 @@ struct Run {
     supervisor_processes: usize,
     /// The supervisor's CPU time while idle, scaled to 10 s.
     idle_cpu_ms_per_10s: f64,
-    stop_ms: f64,
+    /// The median over the rounds whose stop ended; `None` when none did.
+    stop_ms: Option<f64>,
+    /// Rounds whose graceful stop left workers running 30 s later (a
+    /// peer's failure, reported, not fatal to the benchmark).
+    stops_failed: usize,
     /// Stop of workers that ignore SIGTERM; `None` when they were still
     /// running 30 s after the stop (the tool never sends SIGKILL).
     stop_ms_ignoring_term: Option<f64>,
@@ -923,13 +927,7 @@ async fn measure(args: &SupervisorBench) -> anyhow::Result<Report> {
         let mut pss = of(&|s| s.pss_kib as f64 / 1024.0);
         let mut rss = of(&|s| s.rss_kib as f64 / 1024.0);
         let mut stop: Vec<f64> = list.iter().filter_map(|s| s.stop_ms).collect();
-        if stop.len() < list.len() {
-            bail!(
-                "{tool}: workers still running 30 s after a graceful stop in {} of {} rounds",
-                list.len() - stop.len(),
-                list.len()
-            );
-        }
+        let stops_failed = list.len() - stop.len();
         let mut crash: Vec<f64> = list.iter().flat_map(|s| s.crash_ms.clone()).collect();
         let idle_ns: u64 = list.iter().map(|s| s.idle_cpu_ns).sum();
         let idle_s = args.idle.as_secs_f64() * list.len() as f64;
@@ -950,7 +948,8 @@ async fn measure(args: &SupervisorBench) -> anyhow::Result<Report> {
             } else {
                 0.0
             },
-            stop_ms: round2(quantile(&mut stop, 0.5)),
+            stop_ms: (!stop.is_empty()).then(|| round2(quantile(&mut stop, 0.5))),
+            stops_failed,
             stop_ms_ignoring_term: term.get(tool).copied().flatten().map(round2),
             crash_loop_restarts: crash_loop.get(tool).copied().flatten(),
             rounds_counted: list.len(),
@@ -994,7 +993,7 @@ fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     for run in &r.runs {
         writeln!(
             out,
-            "{:<12} {:>7} {:>9.1} {:>8.1} {:>10.2} {:>10.2} {:>7.1} {:>7.1} {:>5} {:>11.1} {:>8.1} {:>18} {:>6}",
+            "{:<12} {:>7} {:>9.1} {:>8.1} {:>10.2} {:>10.2} {:>7.1} {:>7.1} {:>5} {:>11.1} {:>8} {:>18} {:>6}",
             run.tool,
             run.start_n,
             run.start_ms,
@@ -1005,7 +1004,8 @@ fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             run.rss_mib,
             run.supervisor_processes,
             run.idle_cpu_ms_per_10s,
-            run.stop_ms,
+            run.stop_ms
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
             match (r.term_series, run.stop_ms_ignoring_term) {
                 (false, _) => "-".to_owned(),
                 (true, None) => "never (30 s)".to_owned(),
@@ -1022,6 +1022,13 @@ fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             "{:<12} {} ({} kills)",
             run.tool, run.version, run.kills
         )?;
+        if run.stops_failed > 0 {
+            writeln!(
+                out,
+                "{:<12} workers still running 30 s after the graceful stop in {} of {} rounds (stop ms is over the others)",
+                run.tool, run.stops_failed, run.rounds_counted
+            )?;
+        }
     }
     writeln!(
         out,
