@@ -38,6 +38,14 @@ struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The two reference bots (dating, analytics) under the supervisor,
+    /// against the Bot API emulator and a few thousand synthetic users, on
+    /// the embedded SQLite: a live view every second, a summary at the end.
+    /// No configuration, no token, no server needed.
+    Demo(commands::demo::DemoArgs),
+    /// Be one of the demo's worker processes (started by `botfleet demo`).
+    #[command(hide = true)]
+    DemoWorker(commands::demo::DemoWorkerArgs),
     /// Run the fleet: each bot's workers as processes, updates routed to
     /// them by chat, sends through one limiter per token, restarts; Ctrl-C
     /// or SIGTERM stops it without losing an update.
@@ -129,6 +137,8 @@ pub(crate) fn run() -> ExitCode {
     let result = match cli.command {
         Command::Config(command) => commands::config::run(&command),
         Command::Run(args) => commands::run::run(&args),
+        Command::Demo(args) => commands::demo::run(&args),
+        Command::DemoWorker(args) => commands::demo::worker(&args),
         Command::Bench(BenchCommand::Cache(args)) => commands::bench::cache::run(&args),
         Command::Bench(BenchCommand::Db(args)) => commands::bench::db::run(&args),
         Command::Bench(BenchCommand::Telegram(args)) => commands::bench::telegram::run(&args),

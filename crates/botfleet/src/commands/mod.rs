@@ -5,6 +5,7 @@
 pub(crate) mod bench;
 pub(crate) mod config;
 pub(crate) mod db;
+pub(crate) mod demo;
 pub(crate) mod emulator;
 pub(crate) mod run;
 pub(crate) mod tune;

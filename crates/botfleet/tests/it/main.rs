@@ -2,6 +2,7 @@
 //! user would run it.
 
 mod bench;
+mod bots;
 mod config;
 mod run;
 mod tune;

@@ -10,7 +10,7 @@ pub(crate) mod ipc;
 mod machine;
 mod peers;
 pub(crate) mod scaling;
-mod stats;
+pub(crate) mod stats;
 pub(crate) mod supervisor;
 pub(crate) mod telegram;
 

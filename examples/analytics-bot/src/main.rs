@@ -1,0 +1,22 @@
+//! The analytics bot as a program of its own: `botfleet run` starts it as the
+//! `analytics` bot's workers (see `examples/demo-fleet.toml`).
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let result = botfleet_worker::run(analytics_bot::handle).await;
+    // Events still queued are written before the process exits.
+    analytics_bot::finish().await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            #[expect(
+                clippy::print_stderr,
+                reason = "the worker's one error line before it exits"
+            )]
+            {
+                eprintln!("analytics-bot: {e}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
