@@ -23,6 +23,7 @@ mod tag {
     pub(super) const DRAINED: u8 = 11;
     pub(super) const SHUTDOWN: u8 = 12;
     pub(super) const ERROR: u8 = 13;
+    pub(super) const STATS: u8 = 14;
 }
 
 /// Appends the messages, after the magic byte, to `out`.
@@ -102,6 +103,14 @@ fn encode_one(m: &Message, out: &mut Vec<u8>) {
             out.extend_from_slice(&m.in_flight.to_be_bytes());
             out.extend_from_slice(&m.handling_p50_us.to_be_bytes());
             out.extend_from_slice(&m.handling_p99_us.to_be_bytes());
+        }
+        Message::Stats(values) => {
+            out.push(tag::STATS);
+            count(out, values.len());
+            for (name, value) in values {
+                bytes(out, name.as_bytes());
+                out.extend_from_slice(&value.to_bits().to_be_bytes());
+            }
         }
         Message::Drain => out.push(tag::DRAIN),
         Message::Drained => out.push(tag::DRAINED),
@@ -253,6 +262,16 @@ impl Reader<'_> {
                 handling_p50_us: self.u64("metrics.handling_p50_us")?,
                 handling_p99_us: self.u64("metrics.handling_p99_us")?,
             }),
+            tag::STATS => {
+                let n = self.count("stats", 4 + 8)?;
+                let mut values = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let name = self.string("stats[].name")?;
+                    let value = f64::from_bits(self.u64("stats[].value")?);
+                    values.push((name, value));
+                }
+                Message::Stats(values)
+            }
             tag::DRAIN => Message::Drain,
             tag::DRAINED => Message::Drained,
             tag::SHUTDOWN => Message::Shutdown,

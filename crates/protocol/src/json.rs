@@ -89,6 +89,7 @@ fn encode_one(m: &Message, s: &mut String) {
             )
         }),
         Message::Heartbeat(seq) => write!(s, r#"{{"type":"{name}","seq":{seq}}}"#),
+        Message::Stats(values) => write_stats(s, name, values),
         Message::Metrics(m) => write!(
             s,
             r#"{{"type":"{name}","handled":{},"failed":{},"in_flight":{},"handling_p50_us":{},"handling_p99_us":{}}}"#,
@@ -103,6 +104,20 @@ fn encode_one(m: &Message, s: &mut String) {
             string(message)
         ),
     };
+}
+
+/// `{"type":"stats","values":{...}}`. JSON has no NaN or infinity: such
+/// values are left out.
+fn write_stats(s: &mut String, name: &str, values: &[(String, f64)]) -> std::fmt::Result {
+    write!(s, r#"{{"type":"{name}","values":{{"#)?;
+    for (i, (key, value)) in values.iter().filter(|(_, v)| v.is_finite()).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        write!(s, "{}:{value}", string(key))?;
+    }
+    s.push_str("}}");
+    Ok(())
 }
 
 /// `{"type":"<name>","<name>":[...]}`: a list message, each item written
@@ -236,6 +251,18 @@ fn message(v: &Value) -> Result<Message, String> {
                             .ok_or("results: no boolean `ok`")?,
                         body: document(r, "body")?,
                     })
+                })
+                .collect::<Result<_, String>>()?,
+        ),
+        "stats" => Message::Stats(
+            o.field("values")
+                .and_then(Value::as_object)
+                .ok_or("stats: no object `values`")?
+                .iter()
+                .map(|(k, v)| {
+                    v.as_f64()
+                        .map(|v| (k.clone(), v))
+                        .ok_or_else(|| format!("stats: `{k}` is not a number"))
                 })
                 .collect::<Result<_, String>>()?,
         ),

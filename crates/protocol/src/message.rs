@@ -200,6 +200,11 @@ pub enum Message {
     Heartbeat(u64),
     /// Worker -> supervisor: counters and handling times.
     Metrics(WorkerMetrics),
+    /// Worker -> supervisor: named values of the worker's own, each the
+    /// latest (a count since start, or a gauge): cache hits by tier, pool
+    /// use, time spent in the database. The supervisor keeps each worker's
+    /// latest and sums them per bot.
+    Stats(Vec<(String, f64)>),
     /// Supervisor -> worker: no more updates will come; finish the ones in
     /// hand, then answer [`Message::Drained`].
     Drain,
@@ -243,6 +248,7 @@ impl Message {
             Message::Results(_) => "results",
             Message::Heartbeat(_) => "heartbeat",
             Message::Metrics(_) => "metrics",
+            Message::Stats(_) => "stats",
             Message::Drain => "drain",
             Message::Drained => "drained",
             Message::Shutdown => "shutdown",

@@ -111,6 +111,11 @@ fn message() -> impl Strategy<Value = Message> {
                     })
                 }
             ),
+        // JSON objects keep one value per name, in name order; counts are
+        // integers.
+        prop::collection::btree_map("[a-z_]{1,12}", any::<u32>(), 0..5).prop_map(|m| {
+            Message::Stats(m.into_iter().map(|(k, v)| (k, f64::from(v))).collect())
+        }),
         Just(Message::Drain),
         Just(Message::Drained),
         Just(Message::Shutdown),
