@@ -247,6 +247,10 @@ where
                 _on_invalidate: on_invalidate,
             }
         });
+        let weak = Arc::downgrade(&inner);
+        super::registry::register(Box::new(move || {
+            weak.upgrade().map(|inner| TieredCache { inner }.stats())
+        }));
         TieredCache { inner }
     }
 }

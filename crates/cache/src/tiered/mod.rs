@@ -2,7 +2,10 @@
 //! TTL with jitter, negative caching, batch reads.
 
 mod builder;
+mod registry;
 mod remote;
+
+pub use registry::all_stats;
 mod stats;
 mod tags;
 
