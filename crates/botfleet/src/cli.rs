@@ -96,6 +96,10 @@ pub(crate) enum BenchCommand {
     /// daemontools and PM2 (when installed): start N, kill -9 to
     /// replacement, memory, graceful stop.
     Supervisor(commands::bench::supervisor::SupervisorBench),
+    /// The end-to-end load test: the two reference bots under the fleet
+    /// against synthetic users at an open-loop rate; the highest rate with
+    /// p99 under 100 ms, p50/p99 at half of it, where the time goes.
+    Fleet(commands::bench::fleet::FleetBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +150,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Bench(BenchCommand::Chaos(args)) => commands::bench::chaos::run(&args),
         Command::Bench(BenchCommand::Scaling(args)) => commands::bench::scaling::run(&args),
         Command::Bench(BenchCommand::Supervisor(args)) => commands::bench::supervisor::run(&args),
+        Command::Bench(BenchCommand::Fleet(args)) => commands::bench::fleet::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Db(command) => commands::db::run(&command),
         Command::Emulator(args) => commands::emulator::run(&args),

@@ -30,6 +30,16 @@ use crate::{Database, Error, Result, Value};
 /// One row: a value per column, in the batcher's column order.
 pub type Row = Vec<Value>;
 
+/// Time callers of [`Batcher::write`] waited, all batchers of the process.
+static WRITE_WAIT_US: AtomicU64 = AtomicU64::new(0);
+
+/// How long callers of [`Batcher::write`] have waited in all, every
+/// batcher of this process together, in microseconds (the worker SDK
+/// reports it as database time).
+pub fn write_wait_us_total() -> u64 {
+    WRITE_WAIT_US.load(Ordering::Relaxed)
+}
+
 /// A queued row, and who waits for it to be written ([`Batcher::write`]).
 type Entry = (Row, Option<oneshot::Sender<Result<()>>>);
 
@@ -146,14 +156,17 @@ impl Batcher {
     /// this returns `Ok`. An error when the database refused the row, or
     /// stayed away past the shutdown grace period.
     pub async fn write(&self, row: Row) -> Result<()> {
+        let started = Instant::now();
         let (tx, rx) = oneshot::channel();
         self.enqueue(row, Some(tx)).await?;
-        rx.await.map_err(|_| {
+        let result = rx.await.map_err(|_| {
             Error::Batcher(format!(
                 "the batcher for `{}` stopped before the row was written",
                 self.shared.table
             ))
-        })?
+        })?;
+        WRITE_WAIT_US.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        result
     }
 
     async fn enqueue(&self, row: Row, done: Option<oneshot::Sender<Result<()>>>) -> Result<()> {

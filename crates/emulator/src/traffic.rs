@@ -50,6 +50,9 @@ pub struct Traffic {
     /// Which updates expect a reply, and so count in the end-to-end
     /// latency.
     pub replies: Replies,
+    /// The rate climbs linearly from a twentieth to `rate` over this long
+    /// (zero: full rate at once).
+    pub ramp: Duration,
 }
 
 /// Which synthetic updates a bot answers.
@@ -81,6 +84,7 @@ impl Default for Traffic {
             seed: 1,
             user_gap: Duration::ZERO,
             replies: Replies::All,
+            ramp: Duration::ZERO,
         }
     }
 }
@@ -154,7 +158,14 @@ impl Emulator {
                     let t = next.saturating_duration_since(start).as_secs_f64();
                     t % every.as_secs_f64() < length.as_secs_f64()
                 });
-                let rate = traffic.rate * traffic.burst.filter(|_| in_burst).map_or(1.0, |b| b.2);
+                let ramped = if traffic.ramp.is_zero() {
+                    1.0
+                } else {
+                    let t = next.saturating_duration_since(start).as_secs_f64();
+                    (t / traffic.ramp.as_secs_f64()).clamp(0.05, 1.0)
+                };
+                let rate =
+                    traffic.rate * ramped * traffic.burst.filter(|_| in_burst).map_or(1.0, |b| b.2);
                 let gap = -(1.0 - rng.next()).ln() / rate.max(1e-9);
                 next += Duration::from_secs_f64(gap);
                 tokio::select! {
@@ -194,7 +205,10 @@ impl Emulator {
                     username: None,
                 });
                 let last = s.bot_messages.get(&(bot_id, chat)).cloned();
-                let created = Instant::now();
+                // Latency counts from the scheduled arrival, not from when
+                // this task got to it: a late generator does not hide a
+                // slow bot (no coordinated omission).
+                let created = next;
                 let made = if roll < traffic.buttons
                     && last.is_some()
                     && !traffic.button_data.is_empty()
@@ -269,5 +283,15 @@ impl Emulator {
     /// bot's reply to that chat accepted), in milliseconds.
     pub fn latencies_ms(&self) -> Vec<f64> {
         self.with(|s| s.e2e_ms.clone())
+    }
+
+    /// The end-to-end latencies after the first `skip`, in milliseconds.
+    pub fn latencies_ms_from(&self, skip: usize) -> Vec<f64> {
+        self.with(|s| {
+            s.e2e_ms
+                .get(skip..)
+                .map(<[f64]>::to_vec)
+                .unwrap_or_default()
+        })
     }
 }

@@ -37,6 +37,10 @@ pub(crate) enum Event {
         worker: u32,
         metrics: WorkerMetrics,
     },
+    Stats {
+        worker: u32,
+        values: Vec<(String, f64)>,
+    },
     Drained {
         worker: u32,
     },
@@ -72,7 +76,7 @@ pub(crate) struct Load {
 }
 
 /// A snapshot of one bot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Status {
     /// The bot's name.
@@ -97,6 +101,13 @@ pub struct Status {
     pub restarts: u64,
     /// Whether the bot gave up restarting its workers.
     pub failed_bot: bool,
+    /// Dispatch-to-ack time of every acked update, summed, µs (IPC both
+    /// ways, the worker's queue and the handler).
+    pub ack_us_total: u64,
+    /// What the workers report of their own (docs/protocol.md, "Worker
+    /// stats"), summed over the bot's workers; counts (`_total`) include
+    /// workers that have exited.
+    pub worker_stats: std::collections::BTreeMap<String, f64>,
 }
 
 /// What every part of one bot shares.
@@ -130,6 +141,9 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     let mut drain: Option<(oneshot::Sender<()>, Vec<u32>)> = None;
     let mut retiring: Vec<(u32, oneshot::Sender<()>)> = Vec::new();
     let mut last = Counts::default();
+    // Each worker's latest stats, and the counts of workers gone.
+    let mut stats: HashMap<u32, Vec<(String, f64)>> = HashMap::new();
+    let mut carried: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
     // Metrics go out at most every REPORT_EVERY, not on every ack: the
     // gauges walk every chat. The autoscaler's tick is an event too, so
     // they stay fresh while the bot is idle.
@@ -154,6 +168,9 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 metrics::gauge!("botfleet_worker_handling_p99_seconds", "bot" => bot.clone(), "worker" => worker)
                     .set(metrics.handling_p99_us as f64 / 1e6);
             }
+            Event::Stats { worker, values } => {
+                stats.insert(worker, values);
+            }
             Event::Drained { worker } => {
                 if let Some((_, left)) = &mut drain {
                     left.retain(|&w| w != worker);
@@ -161,6 +178,12 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
             }
             Event::Gone { worker, conn } => {
                 d.gone(worker, Some(conn));
+                // Counts live on; gauges leave with the worker.
+                for (name, value) in stats.remove(&worker).unwrap_or_default() {
+                    if name.ends_with("_total") {
+                        *carried.entry(name).or_default() += value;
+                    }
+                }
                 if let Some((_, left)) = &mut drain {
                     left.retain(|&w| w != worker);
                 }
@@ -218,6 +241,14 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                     redelivered: c.redelivered,
                     restarts: ctx.restarts.load(Ordering::Relaxed),
                     failed_bot: ctx.failed.load(Ordering::Relaxed),
+                    ack_us_total: c.ack_us_total,
+                    worker_stats: {
+                        let mut sum = carried.clone();
+                        for (name, value) in stats.values().flatten() {
+                            *sum.entry(name.clone()).or_default() += value;
+                        }
+                        sum
+                    },
                 });
             }
         }

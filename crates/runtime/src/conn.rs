@@ -163,6 +163,7 @@ async fn serve(stream: UnixStream, registry: Registry) {
                         }
                         Message::Heartbeat(_) => {}
                         Message::Metrics(metrics) => bot.send(Event::Metrics { worker, metrics }),
+                        Message::Stats(values) => bot.send(Event::Stats { worker, values }),
                         Message::Drained => bot.send(Event::Drained { worker }),
                         Message::Error { code, message } => {
                             tracing::error!(bot = %name, worker, code, "the worker reports an error: {message}");

@@ -52,6 +52,8 @@ pub(crate) struct Counts {
     pub(crate) failed: u64,
     pub(crate) redelivered: u64,
     pub(crate) stray_acks: u64,
+    /// Dispatch-to-ack time of every acked update, summed, µs.
+    pub(crate) ack_us_total: u64,
 }
 
 /// One bot's routing state.
@@ -186,6 +188,7 @@ impl Dispatcher {
             let (_, pending) = chat.in_flight.take().expect("checked");
             self.held.remove(&ack.update_id);
             let took = sent.elapsed();
+            self.counts.ack_us_total += took.as_micros() as u64;
             if self.latencies.len() < 100_000 {
                 self.latencies.push(took);
             }

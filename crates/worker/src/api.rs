@@ -54,6 +54,9 @@ pub struct Api {
 struct Inner {
     outbox: mpsc::UnboundedSender<Message>,
     next: AtomicU64,
+    /// Calls answered, and the time spent waiting for them, µs.
+    calls: AtomicU64,
+    wait_us: AtomicU64,
     pending: Mutex<Option<HashMap<u64, oneshot::Sender<ActionResult>>>>,
 }
 
@@ -69,6 +72,8 @@ impl Api {
             inner: Arc::new(Inner {
                 outbox,
                 next: AtomicU64::new(1),
+                calls: AtomicU64::new(0),
+                wait_us: AtomicU64::new(0),
                 pending: Mutex::new(Some(HashMap::new())),
             }),
         }
@@ -109,12 +114,17 @@ impl Api {
         {
             return Err(fail(0, "the connection to the supervisor is closed".into()));
         }
+        let started = tokio::time::Instant::now();
         let result = rx.await.map_err(|_| {
             fail(
                 0,
                 "the connection to the supervisor closed before the result came".into(),
             )
         })?;
+        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .wait_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if result.ok {
             result
                 .body
@@ -200,6 +210,14 @@ impl Api {
         }
         report.failed.sort_by_key(|(chat, _)| *chat);
         report
+    }
+
+    /// Calls answered so far, and the time spent waiting for them, µs.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        (
+            self.inner.calls.load(Ordering::Relaxed),
+            self.inner.wait_us.load(Ordering::Relaxed),
+        )
     }
 
     /// Hands each result to the call waiting for it.

@@ -187,6 +187,8 @@ struct Shared {
     idle: Notify,
     handled: AtomicU64,
     failed: AtomicU64,
+    /// Handling time of every update, summed, µs.
+    handler_us: AtomicU64,
     /// Handling times (µs) since the last metrics message.
     times: Mutex<Vec<u64>>,
     dedupe: Mutex<Dedupe>,
@@ -311,6 +313,7 @@ where
             idle: Notify::new(),
             handled: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            handler_us: AtomicU64::new(0),
             times: Mutex::new(Vec::new()),
             dedupe: Mutex::new(Dedupe::new(self.remember)),
         });
@@ -523,6 +526,7 @@ fn finish(shared: &Shared, id: i64, outcome: Outcome, micros: u64) -> Ack {
         Outcome::Failed => &shared.failed,
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    shared.handler_us.fetch_add(micros, Ordering::Relaxed);
     shared
         .times
         .lock()
@@ -598,10 +602,53 @@ async fn heartbeats(shared: Arc<Shared>, every: Duration) {
         };
         if shared.outbox.send(Message::Heartbeat(seq)).is_err()
             || shared.outbox.send(Message::Metrics(metrics)).is_err()
+            || shared.outbox.send(Message::Stats(stats(&shared))).is_err()
         {
             return;
         }
     }
+}
+
+/// The worker's own stats (docs/protocol.md, "Worker stats"): handling,
+/// Bot API and database time, pool use, the tiered caches' counters.
+fn stats(shared: &Shared) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::with_capacity(16);
+    let mut put = |name: &str, value: f64| out.push((name.to_owned(), value));
+    put(
+        "handled_total",
+        shared.handled.load(Ordering::Relaxed) as f64,
+    );
+    put(
+        "handler_us_total",
+        shared.handler_us.load(Ordering::Relaxed) as f64,
+    );
+    let (calls, wait_us) = shared.api.totals();
+    put("api_calls_total", calls as f64);
+    put("api_us_total", wait_us as f64);
+    if let Some(db) = &shared.db {
+        let (queries, micros) = db.query_stats().iter().fold((0, 0.0), |(n, t), q| {
+            (n + q.calls, t + q.total.as_secs_f64() * 1e6)
+        });
+        put("db_queries_total", queries as f64);
+        put("db_us_total", micros);
+        put(
+            "db_batch_wait_us_total",
+            botfleet_db::batch::write_wait_us_total() as f64,
+        );
+        let pool = db.status();
+        put("db_pool_size", f64::from(pool.max));
+        put("db_pool_open", f64::from(pool.open));
+        put("db_pool_in_use", f64::from(pool.in_use));
+        put("db_pool_waiters", f64::from(pool.waiters));
+    }
+    let caches = botfleet_cache::all_stats();
+    let sum = |f: fn(&botfleet_cache::Stats) -> u64| caches.iter().map(f).sum::<u64>() as f64;
+    put("cache_l1_hits_total", sum(|s| s.l1_hits));
+    put("cache_l1_misses_total", sum(|s| s.l1_misses));
+    put("cache_l2_hits_total", sum(|s| s.l2_hits));
+    put("cache_l2_misses_total", sum(|s| s.l2_misses));
+    put("cache_loads_total", sum(|s| s.loads));
+    out
 }
 
 /// What the supervisor tells a worker through its environment.

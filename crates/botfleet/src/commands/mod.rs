@@ -9,3 +9,4 @@ pub(crate) mod demo;
 pub(crate) mod emulator;
 pub(crate) mod run;
 pub(crate) mod tune;
+pub(crate) mod world;

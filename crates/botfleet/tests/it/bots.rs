@@ -49,6 +49,11 @@ struct World {
 
 impl World {
     async fn start(servers: bool, env: &str) -> World {
+        World::start_with(servers, env, 1).await
+    }
+
+    /// With `analytics` workers for the analytics bot.
+    async fn start_with(servers: bool, env: &str, analytics: u32) -> World {
         let storage = Storage::new(servers);
         let emulator = Emulator::start(
             EmulatorConfig::default()
@@ -82,6 +87,10 @@ url = "{database}"
 {redis}
 [telegram]
 api_url = "{api}"
+[telegram.limits]
+chat = "1000/1s"
+group = "1000/1s"
+token = "100000/1s"
 
 [[bot]]
 name = "dating"
@@ -95,8 +104,8 @@ args = ["demo-worker", "dating"]
 [[bot]]
 name = "analytics"
 token = "{ANALYTICS}"
-min_workers = 1
-max_workers = 1
+min_workers = {analytics}
+max_workers = {analytics}
 [bot.worker]
 command = "{exe}"
 args = ["demo-worker", "analytics"]
@@ -444,7 +453,61 @@ async fn stats(servers: bool) {
             .await,
         1
     );
+    // The workers report their own stats, summed per bot by the supervisor.
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    let stats = loop {
+        let status = w.fleet.as_ref().unwrap().status().await;
+        let s = status
+            .into_iter()
+            .find(|s| s.bot == "analytics")
+            .unwrap()
+            .worker_stats;
+        if s.get("handled_total").copied().unwrap_or(0.0) >= 8.0 {
+            break s;
+        }
+        assert!(tokio::time::Instant::now() < end, "{s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let get = |k: &str| stats.get(k).copied().unwrap_or(-1.0);
+    assert!(get("db_queries_total") >= 3.0, "{stats:?}");
+    assert!(get("db_us_total") > 0.0, "{stats:?}");
+    // /stats missed the aggregates, the member and the admin counts.
+    assert!(get("cache_loads_total") >= 3.0, "{stats:?}");
+    assert!(get("api_calls_total") >= 3.0, "{stats:?}");
+    assert!(get("handler_us_total") >= get("db_us_total"), "{stats:?}");
+    assert!(get("db_pool_size") >= 1.0, "{stats:?}");
     w.stop().await;
+}
+
+#[test]
+fn the_demo_runs_both_bots_and_loses_nothing() {
+    let dir = crate::scratch("demo");
+    let out = crate::botfleet(
+        &dir,
+        &["demo", "--duration", "4s", "--users", "300", "--rate", "20"],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for bot in ["dating", "analytics"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(bot) && l.contains("received"))
+            .unwrap_or_else(|| panic!("no summary of {bot}: {stdout}"));
+        // "received N, handled N, failed 0, ..."
+        let numbers: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert!(numbers[0] > 0, "{line}");
+        assert_eq!(numbers[0], numbers[1], "{line}");
+        assert_eq!(numbers[2], 0, "{line}");
+    }
+    assert!(stdout.contains("complete profiles"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,6 +557,61 @@ async fn digest(servers: bool) {
         );
     }
     w.stop().await;
+}
+
+/// The scheduled digest, every 2 s here: each period is claimed by one of
+/// two workers, and each subscriber gets one digest per period.
+async fn scheduled_digest(servers: bool) {
+    let w = World::start_with(
+        servers,
+        "ANALYTICS_ADMIN = \"9\", ANALYTICS_DIGEST_EVERY = \"2s\"",
+        2,
+    )
+    .await;
+    w.user(9, "Admin");
+    w.user(1, "Ann");
+    let groups = [-1_001_000_000_001, -1_001_000_000_002];
+    for (i, g) in groups.iter().enumerate() {
+        w.emulator
+            .add_group(*g, &format!("Group {}", i + 1), ChatKind::Supergroup);
+        w.text(ANALYTICS, *g, 1, "/subscribe");
+        w.wait_replies(*g, 1).await;
+    }
+    // Both workers start their schedule with their first update.
+    for i in 0..20 {
+        w.text(ANALYTICS, groups[i % 2], 1, "hello");
+    }
+    let reports = w.wait_replies(9, 2).await;
+    // Between two periods (a broadcast takes milliseconds, periods are
+    // 2 s apart), every count agrees.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reports = w.replies(9).len().max(reports.len());
+    for r in w.replies(9) {
+        assert_eq!(r, "Digest delivered to 2 of 2 chats.");
+    }
+    for g in groups {
+        let digests = w
+            .replies(g)
+            .into_iter()
+            .filter(|t| t.starts_with("Digest for"))
+            .count();
+        assert_eq!(digests, reports, "group {g}");
+    }
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM analytics_digests").await,
+        reports as i64
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_scheduled_digest_goes_out_once_per_period_sqlite() {
+    scheduled_digest(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_scheduled_digest_goes_out_once_per_period_postgres_redis() {
+    scheduled_digest(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

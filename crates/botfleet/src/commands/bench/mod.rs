@@ -5,6 +5,7 @@
 pub(crate) mod cache;
 pub(crate) mod chaos;
 pub(crate) mod db;
+pub(crate) mod fleet;
 mod harness;
 pub(crate) mod ipc;
 mod machine;

@@ -1,0 +1,457 @@
+//! `botfleet bench fleet`: the end-to-end load test. The two reference bots
+//! run under the fleet runtime against the emulator, synthetic users write
+//! at an open-loop rate (latency counts from each update's scheduled
+//! arrival, so a slow fleet cannot slow the load down and hide itself), and
+//! the latency from update created to reply accepted goes into an HDR
+//! histogram. Telegram's limits are lifted on both sides, or replies would
+//! stop at 30/s per token.
+//!
+//! Without `--rate`, it first searches the highest rate whose p99 stays
+//! under 100 ms (rates doubling, then halving the interval between the last
+//! good and the first bad twice), then measures at half that rate. Where
+//! the time goes comes from the workers' own stats (docs/protocol.md).
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::Machine;
+use crate::commands::world::{World, WorldOptions};
+
+/// The p99 the search keeps under.
+const TARGET_P99_MS: f64 = 100.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Storage {
+    /// The embedded SQLite and the in-process cache.
+    Sqlite,
+    /// PostgreSQL and Redis (`--database-url`/`--redis-url`, or servers the
+    /// benchmark starts through botfleet-testkit).
+    Servers,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FleetBench {
+    /// Print exactly one JSON document on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Where the bots keep their data.
+    #[arg(long, value_enum, default_value = "sqlite")]
+    storage: Storage,
+    /// PostgreSQL to use with `--storage servers` (default: one started
+    /// for the run).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Redis to use with `--storage servers` (default: one started for the
+    /// run).
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
+    /// Measure at this rate (updates/s) and skip the search.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// How long the measurement runs at its rate (`30s`, `2m`, seconds).
+    #[arg(long, default_value = "30s", value_parser = super::parse_duration)]
+    duration: Duration,
+    /// How long the rate climbs before any run counts.
+    #[arg(long, default_value = "3s", value_parser = super::parse_duration)]
+    ramp: Duration,
+    /// How long each step of the search runs at its rate.
+    #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
+    step: Duration,
+    /// The search's first rate (updates/s).
+    #[arg(long, default_value_t = 50.0)]
+    start_rate: f64,
+    /// Synthetic users.
+    #[arg(long, default_value_t = 5000)]
+    users: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct Breakdown {
+    /// The handler's whole time per update (the three below are parts of
+    /// it).
+    handler: f64,
+    /// Queries through the bot's database handle.
+    database: f64,
+    /// The rest of the handler's time: cache lookups (and Redis round
+    /// trips) and the handler's own code.
+    cache: f64,
+    /// Dispatch to ack, less the handler: both socket trips and the
+    /// worker's reader.
+    ipc: f64,
+    /// Bot API calls awaited by the handler: through the supervisor, its
+    /// limiter and the Bot API server.
+    sender: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Step {
+    rate: f64,
+    replied: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    ok: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    storage: String,
+    rate: f64,
+    duration_s: f64,
+    sent: u64,
+    handled: u64,
+    replied: u64,
+    lost: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+    /// The highest rate of the search whose p99 stayed under 100 ms; `None`
+    /// with `--rate`.
+    max_rate_p99_under_100ms: Option<f64>,
+    search: Vec<Step>,
+    /// Per handled update, in milliseconds.
+    breakdown_ms: Breakdown,
+    /// The measured run's latency distribution: `[ms, count]` per HDR
+    /// bucket (3 significant digits), raw counts.
+    latency_distribution: Vec<(f64, u64)>,
+    users: u32,
+    workers: Vec<(String, usize)>,
+}
+
+pub(crate) fn run(args: &FleetBench) -> anyhow::Result<ExitCode> {
+    if args.rate.is_some_and(|r| !r.is_finite() || r <= 0.0) || args.start_rate <= 0.0 {
+        bail!("--rate and --start-rate must be above 0");
+    }
+    if args.users < 100 {
+        bail!("--users must be at least 100 (got {})", args.users);
+    }
+    if args.storage == Storage::Sqlite && (args.database_url.is_some() || args.redis_url.is_some())
+    {
+        bail!("--database-url and --redis-url go with --storage servers");
+    }
+    // Servers started for the run live until it ends.
+    let (postgres, redis) = match args.storage {
+        Storage::Sqlite => (None, None),
+        Storage::Servers => (
+            match &args.database_url {
+                Some(_) => None,
+                None => Some(
+                    botfleet_testkit::PostgresServer::builder()
+                        .max_connections(60)
+                        .start()
+                        .context("cannot start PostgreSQL (is it installed?)")?,
+                ),
+            },
+            match &args.redis_url {
+                Some(_) => None,
+                None => Some(
+                    botfleet_testkit::RedisServer::start()
+                        .context("cannot start Redis (is redis-server installed?)")?,
+                ),
+            },
+        ),
+    };
+    let options = WorldOptions {
+        users: args.users,
+        postgres: args
+            .database_url
+            .clone()
+            .or_else(|| postgres.as_ref().map(|p| p.url("postgres"))),
+        redis: args
+            .redis_url
+            .clone()
+            .or_else(|| redis.as_ref().map(botfleet_testkit::RedisServer::url)),
+        no_limits: true,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(measure(args, &options))?;
+    super::output(args.json, &report, print)
+}
+
+/// The counters a run's breakdown is the difference of.
+#[derive(Clone, Debug, Default)]
+struct Snapshot {
+    acked: u64,
+    ack_us: u64,
+    handled: f64,
+    handler_us: f64,
+    db_us: f64,
+    api_us: f64,
+}
+
+async fn snapshot(world: &World) -> Snapshot {
+    let mut s = Snapshot::default();
+    for b in world.status().await {
+        let stat = |k: &str| b.worker_stats.get(k).copied().unwrap_or(0.0);
+        s.acked += b.acked;
+        s.ack_us += b.ack_us_total;
+        s.handled += stat("handled_total");
+        s.handler_us += stat("handler_us_total");
+        s.db_us += stat("db_us_total") + stat("db_batch_wait_us_total");
+        s.api_us += stat("api_us_total");
+    }
+    s
+}
+
+/// One run at `rate`: the latencies of replies after the ramp, what was
+/// sent and handled.
+struct Run {
+    histogram: Histogram<u64>,
+    sent: u64,
+    handled: u64,
+    before: Snapshot,
+    after: Snapshot,
+}
+
+async fn run_at(
+    world: &World,
+    users: u32,
+    rate: f64,
+    ramp: Duration,
+    length: Duration,
+    label: &str,
+) -> anyhow::Result<Run> {
+    let handled_before: u64 = world.status().await.iter().map(|s| s.acked).sum();
+    let traffic = world.traffic(users, rate, ramp);
+    let mut err = std::io::stderr().lock();
+    let live = err.is_terminal();
+    let began = Instant::now();
+    tokio::time::sleep(ramp).await;
+    let skip = world.emulator.latencies_ms().len();
+    let before = snapshot(world).await;
+    let counted = Instant::now();
+    let mut histogram =
+        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("an HDR histogram")?;
+    let mut seen = skip;
+    while counted.elapsed() < length {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let fresh = world.emulator.latencies_ms_from(seen);
+        seen += fresh.len();
+        for ms in fresh {
+            histogram.saturating_record((ms * 1e3).max(1.0) as u64);
+        }
+        let line = format!(
+            "{label}: {rate:.0} updates/s, {:>3.0} of {:.0} s, {} replies, p99 {:.1} ms",
+            began.elapsed().as_secs_f64(),
+            (ramp + length).as_secs_f64(),
+            histogram.len(),
+            histogram.value_at_quantile(0.99) as f64 / 1e3
+        );
+        if live {
+            let _ = write!(err, "\r{line}   ");
+        } else if counted.elapsed().as_secs() % 5 == 0 && counted.elapsed().subsec_millis() < 500 {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+    let after = snapshot(world).await;
+    let mut sent = 0;
+    for t in traffic {
+        sent += t.stop().await.updates;
+    }
+    // What was sent is answered before the next run starts.
+    world.settle(Duration::from_secs(60)).await;
+    let fresh = world.emulator.latencies_ms_from(seen);
+    for ms in fresh {
+        histogram.saturating_record((ms * 1e3).max(1.0) as u64);
+    }
+    let handled = world.status().await.iter().map(|s| s.acked).sum::<u64>() - handled_before;
+    if live {
+        let _ = writeln!(err);
+    }
+    Ok(Run {
+        histogram,
+        sent,
+        handled,
+        before,
+        after,
+    })
+}
+
+fn ms_at(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        (h.value_at_quantile(q) as f64 / 1e3 * 100.0).round() / 100.0
+    }
+}
+
+async fn measure(args: &FleetBench, options: &WorldOptions) -> anyhow::Result<Report> {
+    let mut world = World::start(options).await?;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "bench fleet: {}, {} users ({} with a dating profile)",
+        world.storage, args.users, world.seeded
+    );
+    drop(err);
+    let mut search = Vec::new();
+    let mut max_ok: Option<f64> = None;
+    if args.rate.is_none() {
+        let mut rate = args.start_rate;
+        let mut bad: Option<f64> = None;
+        let mut bisections = 0;
+        // Doubling until a step fails (or 20,000/s), then two bisections.
+        for i in 0..16 {
+            let run = run_at(
+                &world,
+                args.users,
+                rate,
+                args.ramp,
+                args.step,
+                &format!("search {}", i + 1),
+            )
+            .await?;
+            let p99 = ms_at(&run.histogram, 0.99);
+            let ok = p99 < TARGET_P99_MS && run.sent == run.handled && !run.histogram.is_empty();
+            search.push(Step {
+                rate,
+                replied: run.histogram.len(),
+                p50_ms: ms_at(&run.histogram, 0.5),
+                p99_ms: p99,
+                ok,
+            });
+            if ok {
+                max_ok = Some(max_ok.map_or(rate, |m: f64| m.max(rate)));
+            } else {
+                bad = Some(bad.map_or(rate, |b: f64| b.min(rate)));
+            }
+            rate = match (max_ok, bad) {
+                (Some(good), None) if good < 20_000.0 => good * 2.0,
+                (Some(good), Some(bad)) if bisections < 2 && bad / good > 1.2 => {
+                    bisections += 1;
+                    ((good + bad) / 2.0).round()
+                }
+                (None, Some(bad)) if bad > 5.0 => bad / 2.0,
+                _ => break,
+            };
+        }
+    }
+    let rate = args
+        .rate
+        .unwrap_or_else(|| max_ok.map_or(args.start_rate / 2.0, |m| m / 2.0));
+    let run = run_at(
+        &world,
+        args.users,
+        rate,
+        args.ramp,
+        args.duration,
+        "measure",
+    )
+    .await?;
+    let workers: Vec<(String, usize)> = world
+        .status()
+        .await
+        .iter()
+        .map(|s| (s.bot.clone(), s.ready_workers))
+        .collect();
+    world.shutdown().await;
+    world.db.close().await;
+
+    let (b, a) = (&run.before, &run.after);
+    let handled = (a.handled - b.handled).max(1.0);
+    let acked = a.acked.saturating_sub(b.acked).max(1) as f64;
+    let handler = (a.handler_us - b.handler_us) / handled / 1e3;
+    let database = (a.db_us - b.db_us) / handled / 1e3;
+    let sender = (a.api_us - b.api_us) / handled / 1e3;
+    let dispatch_to_ack = a.ack_us.saturating_sub(b.ack_us) as f64 / acked / 1e3;
+    let round = |v: f64| (v.max(0.0) * 1000.0).round() / 1000.0;
+    let latency_distribution = run
+        .histogram
+        .iter_recorded()
+        .map(|v| (v.value_iterated_to() as f64 / 1e3, v.count_at_value()))
+        .collect();
+    Ok(Report {
+        machine: Machine::current(),
+        storage: match args.storage {
+            Storage::Sqlite => "sqlite+memory".to_owned(),
+            Storage::Servers => "postgres+redis".to_owned(),
+        },
+        rate,
+        duration_s: args.duration.as_secs_f64(),
+        sent: run.sent,
+        handled: run.handled,
+        replied: run.histogram.len(),
+        lost: run.sent.saturating_sub(run.handled),
+        p50_ms: ms_at(&run.histogram, 0.5),
+        p99_ms: ms_at(&run.histogram, 0.99),
+        p999_ms: ms_at(&run.histogram, 0.999),
+        max_ms: ms_at(&run.histogram, 1.0),
+        max_rate_p99_under_100ms: max_ok.filter(|_| args.rate.is_none()),
+        search,
+        breakdown_ms: Breakdown {
+            handler: round(handler),
+            database: round(database),
+            cache: round(handler - database - sender),
+            ipc: round(dispatch_to_ack - handler),
+            sender: round(sender),
+        },
+        latency_distribution,
+        users: args.users,
+        workers,
+    })
+}
+
+fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "machine: {} cores, {} MiB; storage {}; {} users",
+        r.machine.cores, r.machine.memory_mib, r.storage, r.users
+    )?;
+    if !r.search.is_empty() {
+        writeln!(
+            out,
+            "\nsearch (p99 under {TARGET_P99_MS} ms, nothing lost):"
+        )?;
+        writeln!(
+            out,
+            "{:>10} {:>9} {:>9} {:>9}  ok",
+            "rate/s", "replies", "p50 ms", "p99 ms"
+        )?;
+        for s in &r.search {
+            writeln!(
+                out,
+                "{:>10.1} {:>9} {:>9.2} {:>9.2}  {}",
+                s.rate,
+                s.replied,
+                s.p50_ms,
+                s.p99_ms,
+                if s.ok { "yes" } else { "no" }
+            )?;
+        }
+        match r.max_rate_p99_under_100ms {
+            Some(m) => writeln!(out, "highest rate with p99 under 100 ms: {m:.1}/s")?,
+            None => writeln!(out, "no rate of the search kept p99 under 100 ms")?,
+        }
+    }
+    writeln!(
+        out,
+        "\nmeasured at {:.1} updates/s for {:.0} s: sent {}, handled {}, lost {}, replies {}",
+        r.rate, r.duration_s, r.sent, r.handled, r.lost, r.replied
+    )?;
+    writeln!(
+        out,
+        "latency (update created -> reply accepted): p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms
+    )?;
+    let b = &r.breakdown_ms;
+    writeln!(out, "\nwhere the time goes, per update (ms):")?;
+    writeln!(out, "  ipc (both ways)          {:>8.3}", b.ipc)?;
+    writeln!(out, "  handler                  {:>8.3}", b.handler)?;
+    writeln!(out, "    database               {:>8.3}", b.database)?;
+    writeln!(out, "    sender (Bot API calls) {:>8.3}", b.sender)?;
+    writeln!(out, "    cache and own code     {:>8.3}", b.cache)?;
+    let workers: Vec<String> = r.workers.iter().map(|(b, n)| format!("{b} {n}")).collect();
+    writeln!(out, "workers at the end: {}", workers.join(", "))?;
+    Ok(())
+}

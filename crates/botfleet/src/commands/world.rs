@@ -1,0 +1,331 @@
+//! The reference bots' world, shared by `botfleet demo` and `botfleet
+//! bench fleet`: the emulator with two bots, a database seeded with a
+//! population of dating profiles, the fleet running both bots (the workers
+//! are this binary's `demo-worker`), and the synthetic users' traffic.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use botfleet_db::batch::Batcher;
+use botfleet_db::{Database, Row};
+use botfleet_emulator::{Emulator, EmulatorConfig, Limits, Replies, Traffic, TrafficHandle};
+use botfleet_runtime::{Fleet, Report, RunOptions, Status};
+use tokio::time::Instant;
+
+/// The bots' tokens: the emulator's, never Telegram's.
+pub(crate) const DATING_TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
+pub(crate) const ANALYTICS_TOKEN: &str = "220302654:AAGjJ7rRq6cl8mTnUf0m8l6rHd0qXz3xYp2";
+/// Each bot's name in the fleet and its token.
+pub(crate) const BOTS: [(&str, &str); 2] =
+    [("dating", DATING_TOKEN), ("analytics", ANALYTICS_TOKEN)];
+/// The first synthetic user's id.
+const FIRST_USER: i64 = 100_000_001;
+
+/// How the world is set up.
+#[derive(Clone, Debug)]
+pub(crate) struct WorldOptions {
+    pub(crate) users: u32,
+    /// PostgreSQL instead of the embedded SQLite.
+    pub(crate) postgres: Option<String>,
+    /// Redis as the caches' second tier.
+    pub(crate) redis: Option<String>,
+    /// The emulator accepts every send at once.
+    pub(crate) no_limits: bool,
+}
+
+/// The running world.
+pub(crate) struct World {
+    pub(crate) emulator: Emulator,
+    fleet: Option<Fleet>,
+    /// A handle on the bots' database, for the summary.
+    pub(crate) db: Database,
+    /// "SQLite + in-process cache", "PostgreSQL + Redis", ...
+    pub(crate) storage: &'static str,
+    /// Users given a dating profile before the start.
+    pub(crate) seeded: u64,
+    _dir: botfleet_testkit::TempDir,
+}
+
+/// The fleet's configuration.
+fn fleet_toml(
+    api: &str,
+    exe: &str,
+    database: &str,
+    redis: Option<&str>,
+    no_limits: bool,
+) -> String {
+    let redis = redis.map_or(String::new(), |url| format!("[redis]\nurl = \"{url}\"\n\n"));
+    // Without limits on the emulator's side, the fleet's sender drops them
+    // too (throughput runs).
+    let limits = if no_limits {
+        "\n[telegram.limits]\nchat = \"100000/1s\"\ngroup = \"100000/1s\"\ntoken = \"100000/1s\"\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"# Written by botfleet for the reference bots.
+environment = "dev"
+
+[database]
+url = "{database}"
+
+{redis}[telegram]
+api_url = "{api}"
+{limits}
+[[bot]]
+name = "dating"
+token = "{DATING_TOKEN}"
+min_workers = 2
+max_workers = 4
+
+[bot.worker]
+command = "{exe}"
+args = ["demo-worker", "dating"]
+
+[[bot]]
+name = "analytics"
+token = "{ANALYTICS_TOKEN}"
+min_workers = 1
+max_workers = 3
+
+[bot.worker]
+command = "{exe}"
+args = ["demo-worker", "analytics"]
+"#
+    )
+}
+
+/// A small generator for the seed population (the same run, the same
+/// people).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Creates both bots' tables and gives about half the users a complete
+/// dating profile, so browsing, likes and matches happen from the first
+/// second; nothing when profiles exist already.
+async fn seed(db: &Database, users: u32) -> anyhow::Result<u64> {
+    db.migrate(dating_bot::MIGRATIONS)
+        .await
+        .context("cannot create the dating bot's tables")?;
+    db.migrate(analytics_bot::MIGRATIONS)
+        .await
+        .context("cannot create the analytics bot's tables")?;
+    let existing: i64 = db
+        .query("SELECT COUNT(*) AS n FROM dating_profiles")
+        .fetch_one()
+        .await?
+        .try_get("n")?;
+    if existing > 0 {
+        return Ok(0);
+    }
+    let batcher = Batcher::start(
+        db,
+        "dating_profiles",
+        &dating_bot::SEED_COLUMNS,
+        &db.settings().batcher,
+    )?;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut seeded = 0;
+    for i in 0..i64::from(users) {
+        if rng.below(2) == 0 {
+            continue;
+        }
+        let gender = if rng.below(2) == 0 { "f" } else { "m" };
+        let looking_for = match rng.below(10) {
+            0 => "any",
+            1 => gender,
+            _ if gender == "f" => "m",
+            _ => "f",
+        };
+        let city = dating_bot::CITIES[rng.below(dating_bot::CITIES.len() as u64) as usize];
+        let age = 18 + rng.below(30) as i64;
+        batcher
+            .push(dating_bot::seed_row(
+                FIRST_USER + i,
+                &format!("User{}", i + 1),
+                age,
+                gender,
+                looking_for,
+                city,
+            ))
+            .await?;
+        seeded += 1;
+    }
+    let report = batcher.shutdown(Duration::from_secs(10)).await;
+    if report.refused > 0 || !report.unwritten.is_empty() {
+        anyhow::bail!(
+            "seeding the profiles: {} refused, {} unwritten",
+            report.refused,
+            report.unwritten.len()
+        );
+    }
+    Ok(seeded)
+}
+
+impl World {
+    /// Starts the emulator, seeds the database and starts the fleet.
+    pub(crate) async fn start(o: &WorldOptions) -> anyhow::Result<World> {
+        let mut config = EmulatorConfig::default().lenient_chats();
+        if o.no_limits {
+            config = config.limits(Limits::unlimited());
+        }
+        let emulator = Emulator::start(config)
+            .await
+            .context("cannot start the emulator")?;
+        emulator.add_bot(DATING_TOKEN, "demo_dating_bot");
+        emulator.add_bot(ANALYTICS_TOKEN, "demo_analytics_bot");
+        let dir = botfleet_testkit::TempDir::new("bots").context("a work directory")?;
+        let database = match &o.postgres {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("bots.sqlite").display()
+            ),
+        };
+        let storage = match (&o.postgres, &o.redis) {
+            (Some(_), Some(_)) => "PostgreSQL + Redis",
+            (Some(_), None) => "PostgreSQL + in-process cache",
+            (None, Some(_)) => "SQLite + Redis",
+            (None, None) => "SQLite + in-process cache",
+        };
+        let exe = std::env::current_exe().context("cannot find botfleet's own program")?;
+        let path = dir.path().join("fleet.toml");
+        std::fs::write(
+            &path,
+            fleet_toml(
+                &emulator.base_url(),
+                &exe.display().to_string(),
+                &database,
+                o.redis.as_deref(),
+                o.no_limits,
+            ),
+        )
+        .context("cannot write the fleet.toml")?;
+        let config = botfleet_config::load(&path)
+            .map_err(|e| anyhow::anyhow!("the generated fleet.toml: {e}"))?;
+        let db = Database::builder(database)
+            .bot("bots")
+            .pool_size(2)
+            .connect()
+            .await
+            .context("cannot open the bots' database")?;
+        let seeded = seed(&db, o.users).await?;
+        let fleet = Fleet::start(&config, RunOptions::default().data_dir(dir.path()))
+            .await
+            .context("cannot start the fleet")?;
+        Ok(World {
+            emulator,
+            fleet: Some(fleet),
+            db,
+            storage,
+            seeded,
+            _dir: dir,
+        })
+    }
+
+    /// Starts the synthetic users: `rate` updates/s in all, 70 % to the
+    /// dating bot in private chats, 30 % to the analytics bot mostly in 40
+    /// groups; nobody writes more than once every two seconds.
+    pub(crate) fn traffic(&self, users: u32, rate: f64, ramp: Duration) -> [TrafficHandle; 2] {
+        let dating = self.emulator.start_traffic(
+            DATING_TOKEN,
+            Traffic {
+                users,
+                groups: 0,
+                rate: rate * 0.7,
+                commands: 0.25,
+                buttons: 0.5,
+                in_groups: 0.0,
+                command_list: ["/start", "/next", "/next", "/matches", "/profile"]
+                    .map(String::from)
+                    .to_vec(),
+                button_data: vec!["next".into()],
+                first_user: FIRST_USER,
+                user_gap: Duration::from_secs(2),
+                replies: Replies::All,
+                ramp,
+                seed: 7,
+                ..Traffic::default()
+            },
+        );
+        let analytics = self.emulator.start_traffic(
+            ANALYTICS_TOKEN,
+            Traffic {
+                users,
+                groups: 40,
+                rate: rate * 0.3,
+                commands: 0.04,
+                buttons: 0.0,
+                in_groups: 0.97,
+                command_list: ["/stats", "/stats", "/subscribe"]
+                    .map(String::from)
+                    .to_vec(),
+                first_user: FIRST_USER,
+                user_gap: Duration::from_secs(2),
+                replies: Replies::Commands,
+                ramp,
+                seed: 11,
+                ..Traffic::default()
+            },
+        );
+        [dating, analytics]
+    }
+
+    pub(crate) fn fleet(&self) -> &Fleet {
+        self.fleet.as_ref().expect("the fleet runs until shutdown")
+    }
+
+    /// Waits (at most `limit`) until every update the users sent was taken
+    /// and confirmed, and none is queued or in hand.
+    pub(crate) async fn settle(&self, limit: Duration) {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            let waiting: usize = BOTS
+                .iter()
+                .map(|(_, token)| self.emulator.pending_updates(token))
+                .sum();
+            if waiting == 0
+                && self
+                    .fleet()
+                    .status()
+                    .await
+                    .iter()
+                    .all(|s| s.queued + s.unacked == 0)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub(crate) async fn status(&self) -> Vec<Status> {
+        self.fleet().status().await
+    }
+
+    /// Stops the fleet gracefully.
+    pub(crate) async fn shutdown(&mut self) -> Report {
+        match self.fleet.take() {
+            Some(fleet) => fleet.shutdown().await,
+            None => Report::default(),
+        }
+    }
+
+    /// `SELECT COUNT(*) AS n ...`, or 0 when it fails.
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
+        self.db
+            .query(sql)
+            .fetch_one()
+            .await
+            .ok()
+            .and_then(|r| r.try_get::<i64, _>("n").ok())
+            .unwrap_or(0)
+    }
+}
