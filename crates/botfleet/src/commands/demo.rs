@@ -185,7 +185,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             last[i].acked = s.acked;
         }
         lines.push(
-            "cache L1/L2: hit ratio of each tier since the start (L2 is Redis, with --redis); loads: misses of both tiers; pool: connections in use / pool size, all workers"
+            "cache: hit ratio per tier since the start (L2: Redis); loads: misses; pool: in use/size"
                 .to_owned(),
         );
         if live {

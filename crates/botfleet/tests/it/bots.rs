@@ -708,3 +708,39 @@ async fn dating_worker_killed_mid_conversation_loses_nothing_sqlite() {
 async fn dating_worker_killed_mid_conversation_loses_nothing_postgres_redis() {
     killed_mid_conversation(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_the_demo_cleanly_with_a_summary() {
+    let dir = crate::scratch("demo-ctrl-c");
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "integration tests run the real binary"
+    )]
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"));
+    let child = command
+        .args(["demo", "--users", "200", "--rate", "10"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the view has been drawn a few times, Ctrl-C.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("upd/s"), "{stdout}");
+    assert!(stdout.contains("\nsummary after "), "{stdout}");
+}
