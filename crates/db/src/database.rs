@@ -267,6 +267,21 @@ impl Database {
         }
     }
 
+    /// Queries run through this handle, and their time in all: what
+    /// [`query_stats`](Self::query_stats) sums, without copying each shape.
+    pub fn query_totals(&self) -> (u64, Duration) {
+        let queries = self.inner.queries.read().unwrap_or_else(|e| e.into_inner());
+        queries
+            .by_shape
+            .values()
+            .fold((0, Duration::ZERO), |(n, t), e| {
+                (
+                    n + e.calls.load(Ordering::Relaxed),
+                    t + Duration::from_nanos(e.total_ns.load(Ordering::Relaxed)),
+                )
+            })
+    }
+
     /// Statistics of every query shape seen, the most total time first.
     pub fn query_stats(&self) -> Vec<QueryStats> {
         let queries = self.inner.queries.read().unwrap_or_else(|e| e.into_inner());

@@ -193,7 +193,6 @@ impl Emulator {
                     user
                 };
                 let roll = rng.next();
-                let answered_before = report.buttons + report.commands;
                 let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(bot_id) = s.bots.get(&token).map(|b| b.user.id) else {
                     return report;
@@ -209,7 +208,7 @@ impl Emulator {
                 // this task got to it: a late generator does not hide a
                 // slow bot (no coordinated omission).
                 let created = next;
-                let made = if roll < traffic.buttons
+                let (made, plain_text) = if roll < traffic.buttons
                     && last.is_some()
                     && !traffic.button_data.is_empty()
                 {
@@ -242,26 +241,28 @@ impl Emulator {
                         "data": data,
                         "message": last,
                     });
-                    s.push_update(&token, |_| json!({ "callback_query": query }))
+                    (
+                        s.push_update(&token, |_| json!({ "callback_query": query })),
+                        false,
+                    )
                 } else {
-                    let text = if roll < traffic.buttons + traffic.commands
+                    let (text, plain_text) = if roll < traffic.buttons + traffic.commands
                         && !traffic.command_list.is_empty()
                     {
                         report.commands += 1;
-                        traffic.command_list[(rng.next() * traffic.command_list.len() as f64)
+                        let command = traffic.command_list[(rng.next()
+                            * traffic.command_list.len() as f64)
                             as usize
                             % traffic.command_list.len()]
-                        .clone()
+                        .clone();
+                        (command, false)
                     } else {
                         report.texts += 1;
-                        format!("hello {}", report.updates + 1)
+                        (format!("hello {}", report.updates + 1), true)
                     };
-                    s.inject_message(&token, chat, user, &text).ok()
+                    (s.inject_message(&token, chat, user, &text).ok(), plain_text)
                 };
-                let expects_reply = match traffic.replies {
-                    Replies::All => true,
-                    Replies::Commands => report.buttons + report.commands > answered_before,
-                };
+                let expects_reply = traffic.replies == Replies::All || !plain_text;
                 if made.is_some() {
                     report.updates += 1;
                     if in_group {

@@ -626,11 +626,9 @@ fn stats(shared: &Shared) -> Vec<(String, f64)> {
     put("api_calls_total", calls as f64);
     put("api_us_total", wait_us as f64);
     if let Some(db) = &shared.db {
-        let (queries, micros) = db.query_stats().iter().fold((0, 0.0), |(n, t), q| {
-            (n + q.calls, t + q.total.as_secs_f64() * 1e6)
-        });
+        let (queries, time) = db.query_totals();
         put("db_queries_total", queries as f64);
-        put("db_us_total", micros);
+        put("db_us_total", time.as_secs_f64() * 1e6);
         put(
             "db_batch_wait_us_total",
             botfleet_db::batch::write_wait_us_total() as f64,

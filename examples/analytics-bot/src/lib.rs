@@ -137,13 +137,20 @@ fn parse_period(s: &str) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
-/// Writes every event still queued; call it after `botfleet_worker::run`
-/// returns, before the process exits.
-pub async fn finish() {
+/// Runs the analytics bot as a botfleet worker until the supervisor says
+/// stop, then writes every event still queued.
+pub async fn run() -> Result<(), botfleet_worker::Error> {
+    let result = botfleet_worker::run(handle).await;
+    finish().await;
+    result
+}
+
+/// Writes every event still queued, before the process exits.
+async fn finish() {
     if let Some(bot) = BOT.get() {
         let report = bot.events.clone().shutdown(Duration::from_secs(5)).await;
         if !report.unwritten.is_empty() {
-            tracing_warn(&format!(
+            warn(&format!(
                 "{} events could not be written before exit",
                 report.unwritten.len()
             ));
@@ -155,7 +162,7 @@ pub async fn finish() {
     clippy::print_stderr,
     reason = "the worker's stderr goes to the supervisor's log"
 )]
-fn tracing_warn(message: &str) {
+fn warn(message: &str) {
     eprintln!("analytics-bot: {message}");
 }
 
@@ -422,10 +429,10 @@ async fn scheduled_digests(bot: Arc<Bot>, cx: Context, every: Duration) {
                         let _ = send(&cx, admin, &report).await;
                     }
                 }
-                Err(e) => tracing_warn(&format!("the scheduled digest failed: {e}")),
+                Err(e) => warn(&format!("the scheduled digest failed: {e}")),
             },
             Ok(_) => {}
-            Err(e) => tracing_warn(&format!("cannot claim the digest period: {e}")),
+            Err(e) => warn(&format!("cannot claim the digest period: {e}")),
         }
     }
 }

@@ -3,10 +3,7 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let result = botfleet_worker::run(analytics_bot::handle).await;
-    // Events still queued are written before the process exits.
-    analytics_bot::finish().await;
-    match result {
+    match analytics_bot::run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             #[expect(

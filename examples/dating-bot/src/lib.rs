@@ -144,6 +144,11 @@ async fn bot(cx: &Context) -> Result<Arc<Bot>, BoxError> {
     .cloned()
 }
 
+/// Runs the dating bot as a botfleet worker until the supervisor says stop.
+pub async fn run() -> Result<(), botfleet_worker::Error> {
+    botfleet_worker::run(handle).await
+}
+
 /// The handler: messages in private chats and button presses.
 pub async fn handle(update: Update, cx: Context) -> HandlerResult {
     let bot = bot(&cx).await?;

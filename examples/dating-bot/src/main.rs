@@ -3,7 +3,7 @@
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match botfleet_worker::run(dating_bot::handle).await {
+    match dating_bot::run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             #[expect(

@@ -14,12 +14,6 @@ use tokio::time::Instant;
 use super::bench::stats::quantile;
 use super::world::{BOTS, World, WorldOptions};
 
-/// Per-bot counters at the last tick.
-#[derive(Clone, Copy, Default)]
-struct Last {
-    acked: u64,
-}
-
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// How long to run (`30s`, `2m`, or seconds); without it, until Ctrl-C.
@@ -59,11 +53,9 @@ pub(crate) fn worker(args: &DemoWorkerArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         if args.bot == "dating" {
-            botfleet_worker::run(dating_bot::handle).await?;
+            dating_bot::run().await?;
         } else {
-            let result = botfleet_worker::run(analytics_bot::handle).await;
-            analytics_bot::finish().await;
-            result?;
+            analytics_bot::run().await?;
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -119,7 +111,8 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let deadline = args.duration.map(|d| started + d);
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.tick().await;
-    let mut last = [Last::default(); 2];
+    // Each bot's acked count at the last tick.
+    let mut last = [0u64; 2];
     let mut seen_latencies = 0;
     let mut drawn = 0;
     let ctrl_c = tokio::signal::ctrl_c();
@@ -171,7 +164,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             lines.push(format!(
                 "{:<10} {:>6} {:>8} {:>7} {:>8} {:>6} {:>5} {:>8} {:>8} {:>6} {:>7}",
                 name,
-                s.acked.saturating_sub(last[i].acked),
+                s.acked.saturating_sub(last[i]),
                 s.acked,
                 s.ready_workers,
                 s.restarts,
@@ -182,7 +175,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 stat("cache_loads_total"),
                 format!("{:.0}/{:.0}", stat("db_pool_in_use"), stat("db_pool_size")),
             ));
-            last[i].acked = s.acked;
+            last[i] = s.acked;
         }
         lines.push(
             "cache: hit ratio per tier since the start (L2: Redis); loads: misses; pool: in use/size"

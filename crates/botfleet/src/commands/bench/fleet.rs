@@ -234,7 +234,9 @@ async fn run_at(
     let mut histogram =
         Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).context("an HDR histogram")?;
     let mut seen = skip;
+    let mut ticks = 0u64;
     while counted.elapsed() < length {
+        ticks += 1;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let fresh = world.emulator.latencies_ms_from(seen);
         seen += fresh.len();
@@ -250,7 +252,7 @@ async fn run_at(
         );
         if live {
             let _ = write!(err, "\r{line}   ");
-        } else if counted.elapsed().as_secs() % 5 == 0 && counted.elapsed().subsec_millis() < 500 {
+        } else if ticks % 10 == 0 {
             let _ = writeln!(err, "{line}");
         }
     }
