@@ -38,6 +38,6 @@ pub use frame::{
     write_batched, write_coalesced,
 };
 pub use message::{
-    Ack, Action, ActionResult, Delivery, Hello, Json, Message, Outcome, PROTOCOL_VERSION, Welcome,
-    WorkerMetrics, error_codes,
+    Ack, Action, ActionResult, Delivery, Hello, Json, Message, Outcome, PRIORITY_PARAM,
+    PROTOCOL_VERSION, Welcome, WorkerMetrics, error_codes,
 };

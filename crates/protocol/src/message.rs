@@ -8,6 +8,12 @@ use serde_json::value::RawValue;
 /// [`Hello`]; the supervisor refuses another with [`Message::Error`].
 pub const PROTOCOL_VERSION: u16 = 1;
 
+/// The parameter of an [`Action`] that names its priority: with the value
+/// `"broadcast"`, the supervisor sends it at the limiter's broadcast
+/// priority (replies to users go first). The supervisor removes it before
+/// the call reaches Telegram.
+pub const PRIORITY_PARAM: &str = "botfleet_priority";
+
 /// A JSON document carried verbatim: a Telegram update, the parameters of a
 /// Bot API call, its result. Neither side re-serializes it.
 ///

@@ -2,7 +2,7 @@
 //! (invariant 3), everything else straight; the result goes back to the
 //! worker that asked.
 
-use botfleet_protocol::{Action, ActionResult, Json};
+use botfleet_protocol::{Action, ActionResult, Json, PRIORITY_PARAM};
 use botfleet_telegram::limiter::Priority;
 use botfleet_telegram::types::ChatId;
 use botfleet_telegram::{Client, Error, ErrorKind};
@@ -20,10 +20,6 @@ fn is_send(method: &str) -> bool {
             "forwardmessage" | "forwardmessages" | "copymessage" | "copymessages"
         )
 }
-
-/// The parameter of a worker's action that names its priority
-/// (`"broadcast"`); the worker SDK's `BROADCAST_PRIORITY`.
-const PRIORITY_PARAM: &str = "botfleet_priority";
 
 /// Makes `action`'s call and returns its result.
 pub(crate) async fn perform(client: &Client, action: Action) -> ActionResult {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use botfleet_protocol::{Action, ActionResult, Json, Message};
+use botfleet_protocol::{Action, ActionResult, Json, Message, PRIORITY_PARAM};
 use botfleet_telegram::types::Message as TgMessage;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,10 +26,6 @@ pub struct ApiError {
     pub migrate_to_chat_id: Option<i64>,
 }
 
-/// The parameter that asks the supervisor to send an action at the
-/// limiter's broadcast priority (`"broadcast"`); it is removed before the
-/// call reaches Telegram.
-pub const BROADCAST_PRIORITY: &str = "botfleet_priority";
 /// Broadcast sends waiting for their result at once.
 const BROADCAST_IN_FLIGHT: usize = 256;
 
@@ -183,7 +179,7 @@ impl Api {
                 let params = serde_json::json!({
                     "chat_id": chat,
                     "text": text,
-                    BROADCAST_PRIORITY: "broadcast",
+                    PRIORITY_PARAM: "broadcast",
                 });
                 let result = api
                     .call::<_, serde_json::Value>("sendMessage", &params)

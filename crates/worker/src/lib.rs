@@ -57,7 +57,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
-pub use api::{Api, ApiError, BROADCAST_PRIORITY, BroadcastReport};
+pub use api::{Api, ApiError, BroadcastReport};
 pub use botfleet_db::Database;
 pub use update::{Update, UpdateError};
 
