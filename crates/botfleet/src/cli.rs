@@ -42,8 +42,10 @@ enum Command {
     /// against the Bot API emulator and a few thousand synthetic users, on
     /// the embedded SQLite: a live view every second, a summary at the end.
     /// No configuration, no token, no server needed.
+    #[cfg(feature = "bench")]
     Demo(commands::demo::DemoArgs),
     /// Be one of the demo's worker processes (started by `botfleet demo`).
+    #[cfg(feature = "bench")]
     #[command(hide = true)]
     DemoWorker(commands::demo::DemoWorkerArgs),
     /// Run the fleet: each bot's workers as processes, updates routed to
@@ -55,8 +57,9 @@ enum Command {
     Config(ConfigCommand),
     /// Measure what botfleet promises, side by side with its peers: a
     /// table, or one JSON document with --json.
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(botfleet_bench::BenchCommand),
     /// Run the Telegram Bot API emulator (limits enforced, control plane
     /// for tests and benchmarks) until Ctrl-C.
     Emulator(commands::emulator::EmulatorArgs),
@@ -67,39 +70,6 @@ enum Command {
     /// print each bot's workers x pool size, within the budget, and the
     /// preset's pool settings.
     Tune(commands::tune::TuneArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum BenchCommand {
-    /// The tiered cache: hit ratio on real traces (against moka,
-    /// quick_cache, LRU and OPT), L1/L2 speed, stampede, cold start,
-    /// invalidation delay.
-    Cache(commands::bench::cache::CacheBench),
-    /// The database layer: acquire + SELECT 1 against a raw connection and
-    /// sqlx's default pool, batched inserts, instrumentation overhead, the
-    /// fleet budget under load.
-    Db(commands::bench::db::DbBench),
-    /// The Telegram sender against the emulator with Telegram's limits:
-    /// workloads W1-W7 (efficiency, 429s, delivery, order, latency).
-    Telegram(commands::bench::telegram::TelegramBench),
-    /// The supervisor-worker IPC: updates to a real worker process and
-    /// their acks, batched and one per frame; the round trip.
-    Ipc(commands::bench::ipc::IpcBench),
-    /// The runtime under traffic while a random worker is killed every
-    /// half second: lost, duplicated and reordered updates, latency.
-    Chaos(commands::bench::chaos::ChaosBench),
-    /// The autoscaler on a step from 100 to 2,000 updates/s and back, with
-    /// a 5 ms PostgreSQL handler: workers, settle time, p99, connections
-    /// against the budget.
-    Scaling(commands::bench::scaling::ScalingBench),
-    /// botfleet's supervisor side by side with supervisord, s6, runit,
-    /// daemontools and PM2 (when installed): start N, kill -9 to
-    /// replacement, memory, graceful stop.
-    Supervisor(commands::bench::supervisor::SupervisorBench),
-    /// The end-to-end load test: the two reference bots under the fleet
-    /// against synthetic users at an open-loop rate; the highest rate with
-    /// p99 under 100 ms, p50/p99 at half of it, where the time goes.
-    Fleet(commands::bench::fleet::FleetBench),
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,16 +111,12 @@ pub(crate) fn run() -> ExitCode {
     let result = match cli.command {
         Command::Config(command) => commands::config::run(&command),
         Command::Run(args) => commands::run::run(&args),
+        #[cfg(feature = "bench")]
         Command::Demo(args) => commands::demo::run(&args),
+        #[cfg(feature = "bench")]
         Command::DemoWorker(args) => commands::demo::worker(&args),
-        Command::Bench(BenchCommand::Cache(args)) => commands::bench::cache::run(&args),
-        Command::Bench(BenchCommand::Db(args)) => commands::bench::db::run(&args),
-        Command::Bench(BenchCommand::Telegram(args)) => commands::bench::telegram::run(&args),
-        Command::Bench(BenchCommand::Ipc(args)) => commands::bench::ipc::run(&args),
-        Command::Bench(BenchCommand::Chaos(args)) => commands::bench::chaos::run(&args),
-        Command::Bench(BenchCommand::Scaling(args)) => commands::bench::scaling::run(&args),
-        Command::Bench(BenchCommand::Supervisor(args)) => commands::bench::supervisor::run(&args),
-        Command::Bench(BenchCommand::Fleet(args)) => commands::bench::fleet::run(&args),
+        #[cfg(feature = "bench")]
+        Command::Bench(command) => command.run(),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Db(command) => commands::db::run(&command),
         Command::Emulator(args) => commands::emulator::run(&args),

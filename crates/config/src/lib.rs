@@ -42,6 +42,7 @@
 mod bot;
 mod cache;
 mod database;
+pub mod duration;
 mod env;
 mod error;
 mod fleet;

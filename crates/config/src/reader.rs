@@ -209,8 +209,8 @@ impl<'n> Table<'n> {
         }
     }
 
-    /// A duration written as a string with a unit: `"250ms"`, `"30s"`,
-    /// `"5m"`, `"1h"` (or `"0"`), within `range`.
+    /// A duration written as a string (`"250ms"`, `"30s"`, `"5m"`, `"1h"`,
+    /// `"0"`; see [`crate::duration`]), within `range`.
     pub(crate) fn duration(
         &mut self,
         cx: &mut Ctx<'_>,
@@ -219,19 +219,20 @@ impl<'n> Table<'n> {
     ) -> Option<Spanned<std::time::Duration>> {
         let text = self.string(cx, key)?;
         let path = self.key_path(key);
-        let Some(value) = parse_duration(&text.value.value) else {
+        let Some(value) = crate::duration::parse(&text.value.value) else {
             cx.error(
                 &text.span,
                 &path,
                 format!(
-                    "`{}` is not a duration: write a number and a unit, ms, s, m or h (\"250ms\", \"30s\", \"5m\")",
-                    text.value.value
+                    "`{}` is not a duration: {}",
+                    text.value.value,
+                    crate::duration::SYNTAX
                 ),
             );
             return None;
         };
         in_range(cx, &text.span, &path, value, &range, |d| {
-            format_duration(*d)
+            crate::duration::format(*d)
         })
     }
 
@@ -475,41 +476,6 @@ fn type_error(cx: &mut Ctx<'_>, node: &Node, path: &str, expected: &str, found: 
     );
 }
 
-/// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"`, `"1.5s"` or `"0"`.
-pub(crate) fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    let text = text.trim();
-    if text == "0" {
-        return Some(std::time::Duration::ZERO);
-    }
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "s" => number,
-        "m" | "min" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return None,
-    };
-    std::time::Duration::try_from_secs_f64(seconds).ok()
-}
-
-/// Formats a duration the way `parse_duration` reads it.
-pub(crate) fn format_duration(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        "0".to_owned()
-    } else if ms % 3_600_000 == 0 {
-        format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
-        format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
 /// The closest of `candidates` to `word`, if it is close enough to be a typo
 /// (a small edit distance) or an abbreviation either way (`production` for
 /// `prod`, `env` for `environment`).
@@ -562,23 +528,6 @@ pub(crate) fn choice<T: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        use std::time::Duration;
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
-        for bad in ["", "5", "s", "5 parsecs", "-1s", "1e3s", "ms5"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-        for d in ["250ms", "30s", "5m", "2h", "0", "1500ms"] {
-            assert_eq!(format_duration(parse_duration(d).unwrap()), d);
-        }
-    }
 
     #[test]
     fn suggestions_catch_typos_only() {

@@ -7,7 +7,7 @@ use crate::bot::{BotConfig, WorkerValue};
 use crate::cache::{CacheConfig, CacheSettings};
 use crate::database::DatabaseSettings;
 use crate::fleet::FleetConfig;
-use crate::reader::format_duration;
+use crate::duration::format as format_duration;
 use crate::secret::REDACTED;
 use crate::sections::Backend;
 use crate::telegram::TelegramConfig;

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::reader::{Ctx, Spanned, Table, format_duration, parse_duration};
+use crate::duration::{format as format_duration, parse as parse_duration};
+use crate::reader::{Ctx, Spanned, Table};
 
 /// A send limit: `max` sends per `window`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

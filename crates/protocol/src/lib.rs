@@ -27,10 +27,12 @@
 //! ```
 
 mod binary;
+pub mod env;
 mod error;
 mod frame;
 mod json;
 mod message;
+pub mod stats;
 
 pub use error::{DecodeError, ReadError};
 pub use frame::{

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use botfleet_protocol::stats::{Kind, Stat};
 use botfleet_protocol::{Ack, Json, Message, WorkerMetrics};
 use botfleet_telegram::Client;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -105,9 +106,18 @@ pub struct Status {
     /// ways, the worker's queue and the handler).
     pub ack_us_total: u64,
     /// What the workers report of their own (docs/protocol.md, "Worker
-    /// stats"), summed over the bot's workers; counts (`_total`) include
-    /// workers that have exited.
+    /// stats"), summed over the bot's workers; counters include workers
+    /// that have exited. [`Status::stat`] reads the SDK's by their typed
+    /// name.
     pub worker_stats: std::collections::BTreeMap<String, f64>,
+}
+
+impl Status {
+    /// The bot's sum of one of the SDK's stats; 0 when no worker reported
+    /// it (for example the pool's when the bot has no database).
+    pub fn stat(&self, stat: Stat) -> f64 {
+        self.worker_stats.get(stat.name()).copied().unwrap_or(0.0)
+    }
 }
 
 /// What every part of one bot shares.
@@ -180,7 +190,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 d.gone(worker, Some(conn));
                 // Counts live on; gauges leave with the worker.
                 for (name, value) in stats.remove(&worker).unwrap_or_default() {
-                    if name.ends_with("_total") {
+                    if Kind::of(&name) == Kind::Counter {
                         *carried.entry(name).or_default() += value;
                     }
                 }

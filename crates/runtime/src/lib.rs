@@ -193,16 +193,16 @@ impl Fleet {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.value().to_owned()))
                 .collect();
-            env.push(("BOTFLEET_SOCKET".into(), socket.display().to_string()));
-            env.push(("BOTFLEET_BOT".into(), bot.name.clone()));
+            env.push((botfleet_protocol::env::SOCKET.into(), socket.display().to_string()));
+            env.push((botfleet_protocol::env::BOT.into(), bot.name.clone()));
             if let Some(url) = &database_url {
-                env.push(("BOTFLEET_DATABASE_URL".into(), url.clone()));
+                env.push((botfleet_protocol::env::DATABASE_URL.into(), url.clone()));
             }
             if let Some(redis) = &config.redis {
-                env.push(("BOTFLEET_REDIS_URL".into(), redis.expose_url().to_owned()));
+                env.push((botfleet_protocol::env::REDIS_URL.into(), redis.expose_url().to_owned()));
             }
             if let Some(size) = pool_sizes.get(&bot.name) {
-                env.push(("BOTFLEET_DB_POOL_SIZE".into(), size.to_string()));
+                env.push((botfleet_protocol::env::DB_POOL_SIZE.into(), size.to_string()));
             }
             let spec = process::Spec {
                 program: bot.worker.command.clone(),

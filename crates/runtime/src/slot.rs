@@ -65,7 +65,7 @@ pub(crate) async fn supervise(
             return;
         }
         let mut env = bot.spec.env.clone();
-        env.push(("BOTFLEET_WORKER_ID".into(), worker.to_string()));
+        env.push((botfleet_protocol::env::WORKER_ID.into(), worker.to_string()));
         let spec = process::Spec {
             env,
             ..bot.spec.clone()

@@ -49,7 +49,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use botfleet_protocol::stats::Stat;
 use botfleet_protocol::{
+    env,
     Ack, DEFAULT_MAX_BATCH, Delivery, Encoding, FrameReader, Hello, Message, Outcome,
     PROTOCOL_VERSION, WorkerMetrics, write_batched,
 };
@@ -612,40 +614,34 @@ async fn heartbeats(shared: Arc<Shared>, every: Duration) {
 /// The worker's own stats (docs/protocol.md, "Worker stats"): handling,
 /// Bot API and database time, pool use, the tiered caches' counters.
 fn stats(shared: &Shared) -> Vec<(String, f64)> {
-    let mut out: Vec<(String, f64)> = Vec::with_capacity(16);
-    let mut put = |name: &str, value: f64| out.push((name.to_owned(), value));
-    put(
-        "handled_total",
-        shared.handled.load(Ordering::Relaxed) as f64,
-    );
-    put(
-        "handler_us_total",
-        shared.handler_us.load(Ordering::Relaxed) as f64,
-    );
+    let mut out: Vec<(String, f64)> = Vec::with_capacity(Stat::ALL.len());
+    let mut put = |stat: Stat, value: f64| out.push((stat.name().to_owned(), value));
+    put(Stat::Handled, shared.handled.load(Ordering::Relaxed) as f64);
+    put(Stat::HandlerUs, shared.handler_us.load(Ordering::Relaxed) as f64);
     let (calls, wait_us) = shared.api.totals();
-    put("api_calls_total", calls as f64);
-    put("api_us_total", wait_us as f64);
+    put(Stat::ApiCalls, calls as f64);
+    put(Stat::ApiUs, wait_us as f64);
     if let Some(db) = &shared.db {
         let (queries, time) = db.query_totals();
-        put("db_queries_total", queries as f64);
-        put("db_us_total", time.as_secs_f64() * 1e6);
+        put(Stat::DbQueries, queries as f64);
+        put(Stat::DbUs, time.as_secs_f64() * 1e6);
         put(
-            "db_batch_wait_us_total",
+            Stat::DbBatchWaitUs,
             botfleet_db::batch::write_wait_us_total() as f64,
         );
         let pool = db.status();
-        put("db_pool_size", f64::from(pool.max));
-        put("db_pool_open", f64::from(pool.open));
-        put("db_pool_in_use", f64::from(pool.in_use));
-        put("db_pool_waiters", f64::from(pool.waiters));
+        put(Stat::DbPoolSize, f64::from(pool.max));
+        put(Stat::DbPoolOpen, f64::from(pool.open));
+        put(Stat::DbPoolInUse, f64::from(pool.in_use));
+        put(Stat::DbPoolWaiters, f64::from(pool.waiters));
     }
     let caches = botfleet_cache::all_stats();
     let sum = |f: fn(&botfleet_cache::Stats) -> u64| caches.iter().map(f).sum::<u64>() as f64;
-    put("cache_l1_hits_total", sum(|s| s.l1_hits));
-    put("cache_l1_misses_total", sum(|s| s.l1_misses));
-    put("cache_l2_hits_total", sum(|s| s.l2_hits));
-    put("cache_l2_misses_total", sum(|s| s.l2_misses));
-    put("cache_loads_total", sum(|s| s.loads));
+    put(Stat::CacheL1Hits, sum(|s| s.l1_hits));
+    put(Stat::CacheL1Misses, sum(|s| s.l1_misses));
+    put(Stat::CacheL2Hits, sum(|s| s.l2_hits));
+    put(Stat::CacheL2Misses, sum(|s| s.l2_misses));
+    put(Stat::CacheLoads, sum(|s| s.loads));
     out
 }
 
@@ -665,36 +661,36 @@ struct WorkerEnv {
 impl WorkerEnv {
     fn from_env() -> Result<WorkerEnv, Error> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let socket = var("BOTFLEET_SOCKET").ok_or_else(|| {
-            Error::Environment(
-                "BOTFLEET_SOCKET is not set: a worker is started by `botfleet run`, which gives it the supervisor's socket".into(),
-            )
+        let number = |name: &str| -> Result<Option<u64>, Error> {
+            var(name)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| Error::Environment(format!("{name} is not a number: {v}")))
+                })
+                .transpose()
+        };
+        let socket = var(env::SOCKET).ok_or_else(|| {
+            Error::Environment(format!(
+                "{} is not set: a worker is started by `botfleet run`, which gives it the supervisor's socket",
+                env::SOCKET
+            ))
         })?;
-        let worker_id = var("BOTFLEET_WORKER_ID")
-            .ok_or_else(|| Error::Environment("BOTFLEET_WORKER_ID is not set".into()))?
-            .parse()
-            .map_err(|_| Error::Environment("BOTFLEET_WORKER_ID is not a number".into()))?;
-        let bot = var("BOTFLEET_BOT").unwrap_or_else(|| "-".to_owned());
-        let pool_size = match var("BOTFLEET_DB_POOL_SIZE") {
-            Some(v) => Some(v.parse().map_err(|_| {
-                Error::Environment(format!("BOTFLEET_DB_POOL_SIZE is not a number: {v}"))
-            })?),
-            None => None,
-        };
-        let max_batch = match var("BOTFLEET_IPC_MAX_BATCH") {
-            Some(v) => v.parse().map_err(|_| {
-                Error::Environment(format!("BOTFLEET_IPC_MAX_BATCH is not a number: {v}"))
-            })?,
-            None => DEFAULT_MAX_BATCH,
-        };
+        let worker_id = number(env::WORKER_ID)?
+            .ok_or_else(|| Error::Environment(format!("{} is not set", env::WORKER_ID)))?;
+        let too_big = |name: &str| Error::Environment(format!("{name} is out of range"));
         Ok(WorkerEnv {
-            max_batch,
             socket,
-            worker_id,
-            bot,
-            database_url: var("BOTFLEET_DATABASE_URL"),
-            redis_url: var("BOTFLEET_REDIS_URL"),
-            pool_size,
+            worker_id: u32::try_from(worker_id).map_err(|_| too_big(env::WORKER_ID))?,
+            bot: var(env::BOT).unwrap_or_else(|| "-".to_owned()),
+            database_url: var(env::DATABASE_URL),
+            redis_url: var(env::REDIS_URL),
+            pool_size: number(env::DB_POOL_SIZE)?
+                .map(|n| u32::try_from(n).map_err(|_| too_big(env::DB_POOL_SIZE)))
+                .transpose()?,
+            max_batch: number(env::IPC_MAX_BATCH)?
+                .map_or(Ok(DEFAULT_MAX_BATCH), |n| {
+                    usize::try_from(n).map_err(|_| too_big(env::IPC_MAX_BATCH))
+                })?,
         })
     }
 }

@@ -11,13 +11,14 @@ use anyhow::Context;
 use clap::Args;
 use tokio::time::Instant;
 
-use super::bench::stats::quantile;
-use super::world::{BOTS, World, WorldOptions};
+use botfleet_bench::stats::quantile;
+use botfleet_bench::world::{BOTS, World, WorldOptions};
+use botfleet_protocol::stats::Stat;
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
     /// How long to run (`30s`, `2m`, or seconds); without it, until Ctrl-C.
-    #[arg(long, value_parser = super::bench::parse_duration)]
+    #[arg(long, value_parser = botfleet_config::duration::positive_arg)]
     duration: Option<Duration>,
     /// Updates per second from the synthetic users, both bots together.
     #[arg(long, default_value_t = 30.0)]
@@ -153,7 +154,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             let rejected: u64 = bot_id(token)
                 .map(|id| world.emulator.stats(id).rejected_429.values().sum())
                 .unwrap_or(0);
-            let stat = |k: &str| s.worker_stats.get(k).copied().unwrap_or(0.0);
+            let stat = |k: Stat| s.stat(k);
             let ratio = |hits: f64, misses: f64| {
                 if hits + misses > 0.0 {
                     format!("{:.0} %", 100.0 * hits / (hits + misses))
@@ -170,10 +171,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 s.restarts,
                 s.queued + s.unacked,
                 rejected,
-                ratio(stat("cache_l1_hits_total"), stat("cache_l1_misses_total")),
-                ratio(stat("cache_l2_hits_total"), stat("cache_l2_misses_total")),
-                stat("cache_loads_total"),
-                format!("{:.0}/{:.0}", stat("db_pool_in_use"), stat("db_pool_size")),
+                ratio(stat(Stat::CacheL1Hits), stat(Stat::CacheL1Misses)),
+                ratio(stat(Stat::CacheL2Hits), stat(Stat::CacheL2Misses)),
+                stat(Stat::CacheLoads),
+                format!("{:.0}/{:.0}", stat(Stat::DbPoolInUse), stat(Stat::DbPoolSize)),
             ));
             last[i] = s.acked;
         }

@@ -2,11 +2,10 @@
 //! stdout/stderr explicitly (so a closed pipe is an error, not a panic) and
 //! returns the exit code.
 
-pub(crate) mod bench;
 pub(crate) mod config;
 pub(crate) mod db;
+#[cfg(feature = "bench")]
 pub(crate) mod demo;
 pub(crate) mod emulator;
 pub(crate) mod run;
 pub(crate) mod tune;
-pub(crate) mod world;

@@ -15,7 +15,7 @@ use crate::cli::ConfigFile;
 use crate::exit;
 
 /// The database URL, when `--database-url` is not given.
-pub(crate) const BOTFLEET_DATABASE_URL: &str = "BOTFLEET_DATABASE_URL";
+pub(crate) const BOTFLEET_DATABASE_URL: &str = botfleet_protocol::env::DATABASE_URL;
 
 #[derive(Debug, Args)]
 pub(crate) struct TuneArgs {

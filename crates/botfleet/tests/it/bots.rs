@@ -9,6 +9,7 @@ use std::time::Duration;
 use botfleet_config::FleetConfig;
 use botfleet_db::{Database, Row};
 use botfleet_emulator::{ChatKind, Emulator, EmulatorConfig, Limits};
+use botfleet_protocol::stats::Stat;
 use botfleet_runtime::{Fleet, RunOptions};
 use botfleet_testkit::TempDir;
 use serde_json::json;
@@ -462,20 +463,20 @@ async fn stats(servers: bool) {
             .find(|s| s.bot == "analytics")
             .unwrap()
             .worker_stats;
-        if s.get("handled_total").copied().unwrap_or(0.0) >= 8.0 {
+        if s.get(Stat::Handled.name()).copied().unwrap_or(0.0) >= 8.0 {
             break s;
         }
         assert!(tokio::time::Instant::now() < end, "{s:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let get = |k: &str| stats.get(k).copied().unwrap_or(-1.0);
-    assert!(get("db_queries_total") >= 3.0, "{stats:?}");
-    assert!(get("db_us_total") > 0.0, "{stats:?}");
+    let get = |k: Stat| stats.get(k.name()).copied().unwrap_or(-1.0);
+    assert!(get(Stat::DbQueries) >= 3.0, "{stats:?}");
+    assert!(get(Stat::DbUs) > 0.0, "{stats:?}");
     // /stats missed the aggregates, the member and the admin counts.
-    assert!(get("cache_loads_total") >= 3.0, "{stats:?}");
-    assert!(get("api_calls_total") >= 3.0, "{stats:?}");
-    assert!(get("handler_us_total") >= get("db_us_total"), "{stats:?}");
-    assert!(get("db_pool_size") >= 1.0, "{stats:?}");
+    assert!(get(Stat::CacheLoads) >= 3.0, "{stats:?}");
+    assert!(get(Stat::ApiCalls) >= 3.0, "{stats:?}");
+    assert!(get(Stat::HandlerUs) >= get(Stat::DbUs), "{stats:?}");
+    assert!(get(Stat::DbPoolSize) >= 1.0, "{stats:?}");
     w.stop().await;
 }
 

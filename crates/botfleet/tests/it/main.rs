@@ -1,7 +1,9 @@
 //! Integration tests of the `botfleet` binary: the real executable, run as a
 //! user would run it.
 
+#[cfg(feature = "bench")]
 mod bench;
+#[cfg(feature = "bench")]
 mod bots;
 mod config;
 mod run;

@@ -282,12 +282,12 @@ fn cache_section() {
     );
     expect![[r#"
         fleet.toml:2:12: cache.capacity: must be between 1 and 100000000, found 0
-        fleet.toml:3:7: cache.ttl: `5 minutes` is not a duration: write a number and a unit, ms, s, m or h ("250ms", "30s", "5m")
+        fleet.toml:3:7: cache.ttl: `5 minutes` is not a duration: write a number and a unit, ms, s, m or h ("250ms", "30s", "5m"), or a number of seconds
         fleet.toml:4:10: cache.jitter: must be between 0 and 0.5, found 0.7
         fleet.toml:5:11: cache.warming: expected a boolean (true or false), found a string
         fleet.toml:6:9: cache.lease: must be between 0 and 1m, found 2m
         fleet.toml:7:1: cache.ttll: unknown key `ttll` (did you mean `ttl`?)
-        fleet.toml:9:7: cache.namespace.profiles.ttl: `10x` is not a duration: write a number and a unit, ms, s, m or h ("250ms", "30s", "5m")
+        fleet.toml:9:7: cache.namespace.profiles.ttl: `10x` is not a duration: write a number and a unit, ms, s, m or h ("250ms", "30s", "5m"), or a number of seconds
         fleet.toml:10:17: cache.namespace.profiles.refresh_ahead: expected a number, found a boolean"#]]
     .assert_eq(&errors(&text));
 }
@@ -300,7 +300,7 @@ fn database_settings() {
     expect![[r#"
         fleet.toml:2:11: database.reserve: must be between 0 and 10000, found -1
         fleet.toml:4:19: database.pool.min_connections: min_connections (9) is greater than max_connections (3)
-        fleet.toml:6:19: database.pool.ping_idle_after: `soon` is not a duration: write a number and a unit, ms, s, m or h ("250ms", "30s", "5m")
+        fleet.toml:6:19: database.pool.ping_idle_after: `soon` is not a duration: write a number and a unit, ms, s, m or h ("250ms", "30s", "5m"), or a number of seconds
         fleet.toml:8:13: database.batcher.when_full: unknown value `drop`; expected one of `wait`, `error`
         fleet.toml:9:10: database.batcher.linger: must be between 0 and 1m, found 2m"#]].assert_eq(&errors(&text));
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use botfleet_protocol::{
+    env,
     DEFAULT_MAX_BATCH, Delivery, Encoding, FrameReader, Json, Message, PROTOCOL_VERSION, Welcome,
     write_batched,
 };
@@ -22,8 +23,9 @@ use tokio::time::Instant;
 use super::Machine;
 use super::stats::quantile;
 
+/// The flags of `botfleet bench ipc`.
 #[derive(Debug, Args)]
-pub(crate) struct IpcBench {
+pub struct IpcBench {
     /// Print exactly one JSON document on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -67,7 +69,8 @@ struct Report {
     rtt_samples: usize,
 }
 
-pub(crate) fn run(args: &IpcBench) -> anyhow::Result<ExitCode> {
+/// Runs `botfleet bench ipc` (or its hidden worker role) and prints its report.
+pub fn run(args: &IpcBench) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -112,10 +115,10 @@ async fn connect(
         command.arg("--parse");
     }
     let child = command
-        .env("BOTFLEET_SOCKET", socket)
-        .env("BOTFLEET_WORKER_ID", "1")
-        .env("BOTFLEET_BOT", "bench")
-        .env("BOTFLEET_IPC_MAX_BATCH", max_batch.to_string())
+        .env(env::SOCKET, socket)
+        .env(env::WORKER_ID, "1")
+        .env(env::BOT, "bench")
+        .env(env::IPC_MAX_BATCH, max_batch.to_string())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()

@@ -17,14 +17,15 @@ use super::Machine;
 use super::harness::{self, TOKEN, now_ns};
 use super::stats::quantile;
 
+/// The flags of `botfleet bench chaos`.
 #[derive(Debug, Args)]
-pub(crate) struct ChaosBench {
+pub struct ChaosBench {
     /// Print exactly one JSON document on stdout instead of the table.
     #[arg(long)]
     json: bool,
     /// How long traffic runs and workers are killed (`60s`, `2m`, or
     /// seconds).
-    #[arg(long, default_value = "60s", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = botfleet_config::duration::positive_arg)]
     duration: Duration,
     /// Updates per second.
     #[arg(long, default_value_t = 1000)]
@@ -36,7 +37,7 @@ pub(crate) struct ChaosBench {
     #[arg(long, default_value_t = 4)]
     workers: u32,
     /// How often a random worker is killed (SIGKILL to its process group).
-    #[arg(long, default_value = "500ms", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = botfleet_config::duration::positive_arg)]
     kill_every: Duration,
     /// Run as the benchmark's worker, appending what it handles to this
     /// file (internal).
@@ -63,7 +64,8 @@ struct Report {
     p99_ms: f64,
 }
 
-pub(crate) fn run(args: &ChaosBench) -> anyhow::Result<ExitCode> {
+/// Runs `botfleet bench chaos` (or its hidden worker role) and prints its report.
+pub fn run(args: &ChaosBench) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

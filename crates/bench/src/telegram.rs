@@ -20,8 +20,9 @@ use tokio::time::Instant;
 use super::Machine;
 use super::stats::quantile;
 
+/// The flags of `botfleet bench telegram`.
 #[derive(Debug, Args)]
-pub(crate) struct TelegramBench {
+pub struct TelegramBench {
     /// Print exactly one JSON document on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -176,7 +177,8 @@ fn token(i: u32) -> String {
     )
 }
 
-pub(crate) fn run(args: &TelegramBench) -> anyhow::Result<ExitCode> {
+/// Runs `botfleet bench telegram` (or its hidden worker role) and prints its report.
+pub fn run(args: &TelegramBench) -> anyhow::Result<ExitCode> {
     let selected: Vec<&Workload> = args
         .workloads
         .iter()

@@ -16,13 +16,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use botfleet_protocol::stats::Stat;
 use clap::{Args, ValueEnum};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Machine;
-use crate::commands::world::{World, WorldOptions};
+use crate::world::{World, WorldOptions};
 
 /// The p99 the search keeps under.
 const TARGET_P99_MS: f64 = 100.0;
@@ -36,8 +37,9 @@ enum Storage {
     Servers,
 }
 
+/// The flags of `botfleet bench fleet`.
 #[derive(Debug, Args)]
-pub(crate) struct FleetBench {
+pub struct FleetBench {
     /// Print exactly one JSON document on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -56,13 +58,13 @@ pub(crate) struct FleetBench {
     #[arg(long)]
     rate: Option<f64>,
     /// How long the measurement runs at its rate (`30s`, `2m`, seconds).
-    #[arg(long, default_value = "30s", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = botfleet_config::duration::positive_arg)]
     duration: Duration,
     /// How long the rate climbs before any run counts.
-    #[arg(long, default_value = "3s", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = botfleet_config::duration::positive_arg)]
     ramp: Duration,
     /// How long each step of the search runs at its rate.
-    #[arg(long, default_value = "10s", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = botfleet_config::duration::positive_arg)]
     step: Duration,
     /// The search's first rate (updates/s).
     #[arg(long, default_value_t = 50.0)]
@@ -126,7 +128,8 @@ struct Report {
     workers: Vec<(String, usize)>,
 }
 
-pub(crate) fn run(args: &FleetBench) -> anyhow::Result<ExitCode> {
+/// Runs `botfleet bench fleet` (or its hidden worker role) and prints its report.
+pub fn run(args: &FleetBench) -> anyhow::Result<ExitCode> {
     if args.rate.is_some_and(|r| !r.is_finite() || r <= 0.0) || args.start_rate <= 0.0 {
         bail!("--rate and --start-rate must be above 0");
     }
@@ -193,13 +196,12 @@ struct Snapshot {
 async fn snapshot(world: &World) -> Snapshot {
     let mut s = Snapshot::default();
     for b in world.status().await {
-        let stat = |k: &str| b.worker_stats.get(k).copied().unwrap_or(0.0);
         s.acked += b.acked;
         s.ack_us += b.ack_us_total;
-        s.handled += stat("handled_total");
-        s.handler_us += stat("handler_us_total");
-        s.db_us += stat("db_us_total") + stat("db_batch_wait_us_total");
-        s.api_us += stat("api_us_total");
+        s.handled += b.stat(Stat::Handled);
+        s.handler_us += b.stat(Stat::HandlerUs);
+        s.db_us += b.stat(Stat::DbUs) + b.stat(Stat::DbBatchWaitUs);
+        s.api_us += b.stat(Stat::ApiUs);
     }
     s
 }

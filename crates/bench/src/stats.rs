@@ -1,7 +1,7 @@
 //! Small statistics for benchmark reports.
 
 /// The `q` quantile (0..=1) of `samples` (sorted in place), nearest rank.
-pub(crate) fn quantile(samples: &mut [f64], q: f64) -> f64 {
+pub fn quantile(samples: &mut [f64], q: f64) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }

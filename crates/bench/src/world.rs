@@ -12,37 +12,40 @@ use botfleet_emulator::{Emulator, EmulatorConfig, Limits, Replies, Traffic, Traf
 use botfleet_runtime::{Fleet, Report, RunOptions, Status};
 use tokio::time::Instant;
 
-/// The bots' tokens: the emulator's, never Telegram's.
-pub(crate) const DATING_TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
-pub(crate) const ANALYTICS_TOKEN: &str = "220302654:AAGjJ7rRq6cl8mTnUf0m8l6rHd0qXz3xYp2";
+/// The dating bot's token (the emulator's; no such bot exists on Telegram).
+pub const DATING_TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
+/// The analytics bot's token.
+pub const ANALYTICS_TOKEN: &str = "220302654:AAGjJ7rRq6cl8mTnUf0m8l6rHd0qXz3xYp2";
 /// Each bot's name in the fleet and its token.
-pub(crate) const BOTS: [(&str, &str); 2] =
+pub const BOTS: [(&str, &str); 2] =
     [("dating", DATING_TOKEN), ("analytics", ANALYTICS_TOKEN)];
 /// The first synthetic user's id.
 const FIRST_USER: i64 = 100_000_001;
 
 /// How the world is set up.
 #[derive(Clone, Debug)]
-pub(crate) struct WorldOptions {
-    pub(crate) users: u32,
+pub struct WorldOptions {
+    /// Synthetic users; about half get a dating profile.
+    pub users: u32,
     /// PostgreSQL instead of the embedded SQLite.
-    pub(crate) postgres: Option<String>,
+    pub postgres: Option<String>,
     /// Redis as the caches' second tier.
-    pub(crate) redis: Option<String>,
+    pub redis: Option<String>,
     /// The emulator accepts every send at once.
-    pub(crate) no_limits: bool,
+    pub no_limits: bool,
 }
 
 /// The running world.
-pub(crate) struct World {
-    pub(crate) emulator: Emulator,
+pub struct World {
+    /// The Bot API emulator both bots talk to.
+    pub emulator: Emulator,
     fleet: Option<Fleet>,
     /// A handle on the bots' database, for the summary.
-    pub(crate) db: Database,
+    pub db: Database,
     /// "SQLite + in-process cache", "PostgreSQL + Redis", ...
-    pub(crate) storage: &'static str,
+    pub storage: &'static str,
     /// Users given a dating profile before the start.
-    pub(crate) seeded: u64,
+    pub seeded: u64,
     _dir: botfleet_testkit::TempDir,
 }
 
@@ -172,7 +175,7 @@ async fn seed(db: &Database, users: u32) -> anyhow::Result<u64> {
 
 impl World {
     /// Starts the emulator, seeds the database and starts the fleet.
-    pub(crate) async fn start(o: &WorldOptions) -> anyhow::Result<World> {
+    pub async fn start(o: &WorldOptions) -> anyhow::Result<World> {
         let mut config = EmulatorConfig::default().lenient_chats();
         if o.no_limits {
             config = config.limits(Limits::unlimited());
@@ -234,7 +237,7 @@ impl World {
     /// Starts the synthetic users: `rate` updates/s in all, 70 % to the
     /// dating bot in private chats, 30 % to the analytics bot mostly in 40
     /// groups; nobody writes more than once every two seconds.
-    pub(crate) fn traffic(&self, users: u32, rate: f64, ramp: Duration) -> [TrafficHandle; 2] {
+    pub fn traffic(&self, users: u32, rate: f64, ramp: Duration) -> [TrafficHandle; 2] {
         let dating = self.emulator.start_traffic(
             DATING_TOKEN,
             Traffic {
@@ -279,13 +282,14 @@ impl World {
         [dating, analytics]
     }
 
-    pub(crate) fn fleet(&self) -> &Fleet {
+    /// The running fleet.
+    pub fn fleet(&self) -> &Fleet {
         self.fleet.as_ref().expect("the fleet runs until shutdown")
     }
 
     /// Waits (at most `limit`) until every update the users sent was taken
     /// and confirmed, and none is queued or in hand.
-    pub(crate) async fn settle(&self, limit: Duration) {
+    pub async fn settle(&self, limit: Duration) {
         let until = Instant::now() + limit;
         while Instant::now() < until {
             let waiting: usize = BOTS
@@ -306,12 +310,13 @@ impl World {
         }
     }
 
-    pub(crate) async fn status(&self) -> Vec<Status> {
+    /// Each bot's status now.
+    pub async fn status(&self) -> Vec<Status> {
         self.fleet().status().await
     }
 
     /// Stops the fleet gracefully.
-    pub(crate) async fn shutdown(&mut self) -> Report {
+    pub async fn shutdown(&mut self) -> Report {
         match self.fleet.take() {
             Some(fleet) => fleet.shutdown().await,
             None => Report::default(),
@@ -319,7 +324,7 @@ impl World {
     }
 
     /// `SELECT COUNT(*) AS n ...`, or 0 when it fails.
-    pub(crate) async fn count(&self, sql: &str) -> i64 {
+    pub async fn count(&self, sql: &str) -> i64 {
         self.db
             .query(sql)
             .fetch_one()

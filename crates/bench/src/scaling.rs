@@ -18,8 +18,9 @@ use super::Machine;
 use super::harness::{self, TOKEN, now_ns};
 use super::stats::quantile;
 
+/// The flags of `botfleet bench scaling`.
 #[derive(Debug, Args)]
-pub(crate) struct ScalingBench {
+pub struct ScalingBench {
     /// Print exactly one JSON document on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -33,7 +34,7 @@ pub(crate) struct ScalingBench {
     #[arg(long, default_value_t = 2000)]
     high: u32,
     /// How long each step lasts (`30s`, `1m`...).
-    #[arg(long, default_value = "30s", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = botfleet_config::duration::positive_arg)]
     step: Duration,
     /// The most workers.
     #[arg(long, default_value_t = 8)]
@@ -69,7 +70,8 @@ struct Report {
     samples: u32,
 }
 
-pub(crate) fn run(args: &ScalingBench) -> anyhow::Result<ExitCode> {
+/// Runs `botfleet bench scaling` (or its hidden worker role) and prints its report.
+pub fn run(args: &ScalingBench) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

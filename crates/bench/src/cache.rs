@@ -24,8 +24,9 @@ use super::stats::quantile;
 /// The traces directory, when `--traces` is not given.
 pub(crate) const BOTFLEET_TRACES: &str = "BOTFLEET_TRACES";
 
+/// The flags of `botfleet bench cache`.
 #[derive(Debug, Args)]
-pub(crate) struct CacheBench {
+pub struct CacheBench {
     /// Print exactly one JSON document on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -178,7 +179,8 @@ impl Progress {
     }
 }
 
-pub(crate) fn run(args: &CacheBench) -> anyhow::Result<std::process::ExitCode> {
+/// Runs `botfleet bench cache` (or its hidden worker role) and prints its report.
+pub fn run(args: &CacheBench) -> anyhow::Result<std::process::ExitCode> {
     let progress = Progress { quiet: false };
     let cells: Vec<(PathBuf, String, Format, Vec<u64>)> = match (
         &args.trace,

@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn reported_versions_match_the_lock_file() {
-        let lock = include_str!("../../../../../Cargo.lock");
+        let lock = include_str!("../../../Cargo.lock");
         for (name, version) in [("moka", MOKA_VERSION), ("quick_cache", QUICK_CACHE_VERSION)] {
             let entry = format!("name = \"{name}\"\nversion = \"{version}\"");
             assert!(

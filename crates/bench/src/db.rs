@@ -23,8 +23,9 @@ use tokio::time::Instant;
 use super::Machine;
 use super::stats::quantile;
 
+/// The flags of `botfleet bench db`.
 #[derive(Debug, Args)]
-pub(crate) struct DbBench {
+pub struct DbBench {
     /// Print exactly one JSON document on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -32,7 +33,7 @@ pub(crate) struct DbBench {
     /// without it one is started (the PostgreSQL server programs must be
     /// installed). The budget section always starts its own, with
     /// max_connections = 20.
-    #[arg(long, value_name = "URL", hide_env_values = true, env = crate::commands::tune::BOTFLEET_DATABASE_URL)]
+    #[arg(long, value_name = "URL", hide_env_values = true, env = botfleet_protocol::env::DATABASE_URL)]
     database_url: Option<String>,
     /// Rows inserted by each side of the batch section.
     #[arg(long, default_value_t = 100_000)]
@@ -113,7 +114,8 @@ impl Progress {
     }
 }
 
-pub(crate) fn run(args: &DbBench) -> anyhow::Result<ExitCode> {
+/// Runs `botfleet bench db` (or its hidden worker role) and prints its report.
+pub fn run(args: &DbBench) -> anyhow::Result<ExitCode> {
     // One thread, as a worker's query path usually runs: the pool returns
     // a connection through a spawned task, which on a multi-threaded
     // runtime wakes another thread and adds its latency to the next query.

@@ -33,8 +33,9 @@ const TOOLS: [&str; 7] = [
     "pm2",
 ];
 
+/// The flags of `botfleet bench supervisor`.
 #[derive(Debug, Args)]
-pub(crate) struct SupervisorBench {
+pub struct SupervisorBench {
     /// Print exactly one JSON document on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -51,11 +52,11 @@ pub(crate) struct SupervisorBench {
     kills: usize,
     /// How long each round measures the supervisor's CPU while nothing
     /// happens.
-    #[arg(long, default_value = "2s", value_parser = super::parse_duration_or_zero)]
+    #[arg(long, default_value = "2s", value_parser = botfleet_config::duration::arg)]
     idle: Duration,
     /// How long the crash loop kills one worker again as soon as it is
     /// back (once per tool, after the rounds; 0s skips it).
-    #[arg(long, default_value = "10s", value_parser = super::parse_duration_or_zero)]
+    #[arg(long, default_value = "10s", value_parser = botfleet_config::duration::arg)]
     crash_loop: Duration,
     /// Skip the stop whose workers ignore SIGTERM (up to 30 s per tool:
     /// some tools never send SIGKILL).
@@ -128,7 +129,8 @@ struct Report {
     skipped: Vec<String>,
 }
 
-pub(crate) fn run(args: &SupervisorBench) -> anyhow::Result<ExitCode> {
+/// Runs `botfleet bench supervisor` (or its hidden worker role) and prints its report.
+pub fn run(args: &SupervisorBench) -> anyhow::Result<ExitCode> {
     if let [marker, name] = args.worker.as_slice() {
         return worker(args, Path::new(marker), name);
     }
@@ -174,7 +176,7 @@ fn worker(args: &SupervisorBench, marker: &Path, name: &str) -> anyhow::Result<E
     } else {
         (None, None)
     };
-    let name = match std::env::var("BOTFLEET_WORKER_ID") {
+    let name = match std::env::var(botfleet_protocol::env::WORKER_ID) {
         Ok(id) => format!("{name}{id}"),
         Err(_) => name.to_owned(),
     };
@@ -196,7 +198,7 @@ fn worker(args: &SupervisorBench, marker: &Path, name: &str) -> anyhow::Result<E
     };
     runtime.block_on(async move {
         let _term = term;
-        if std::env::var_os("BOTFLEET_SOCKET").is_some() {
+        if std::env::var_os(botfleet_protocol::env::SOCKET).is_some() {
             botfleet_worker::run(|_update, _cx| async { Ok(()) })
                 .await
                 .context("the benchmark worker")?;

@@ -1,0 +1,33 @@
+//! The environment the supervisor gives each worker process: the names both
+//! sides use (docs/protocol.md, "Environment"). The supervisor sets them,
+//! the worker SDKs read them; nothing else spells them out.
+
+/// The supervisor's Unix socket, to connect to.
+pub const SOCKET: &str = "BOTFLEET_SOCKET";
+/// The worker's id (a number), to send in `hello`.
+pub const WORKER_ID: &str = "BOTFLEET_WORKER_ID";
+/// The bot's name in the fleet file.
+pub const BOT: &str = "BOTFLEET_BOT";
+/// The fleet's database URL (the embedded SQLite file in dev). The same
+/// name is the `--database-url` fallback of `botfleet tune` and `db`.
+pub const DATABASE_URL: &str = "BOTFLEET_DATABASE_URL";
+/// The fleet's Redis URL, when the fleet file has `[redis]`.
+pub const REDIS_URL: &str = "BOTFLEET_REDIS_URL";
+/// This worker's pool size, from the fleet's connection budget.
+pub const DB_POOL_SIZE: &str = "BOTFLEET_DB_POOL_SIZE";
+/// Acks and actions per frame the worker may coalesce (default
+/// [`DEFAULT_MAX_BATCH`](crate::DEFAULT_MAX_BATCH); 1 turns batching off,
+/// for `botfleet bench ipc`).
+pub const IPC_MAX_BATCH: &str = "BOTFLEET_IPC_MAX_BATCH";
+
+/// Every variable of the contract, in the order docs/protocol.md lists
+/// them.
+pub const ALL: [&str; 7] = [
+    SOCKET,
+    WORKER_ID,
+    BOT,
+    DATABASE_URL,
+    DB_POOL_SIZE,
+    REDIS_URL,
+    IPC_MAX_BATCH,
+];
