@@ -4,7 +4,10 @@
 //! calls it, and it runs on a fresh Debian machine with only the Rust
 //! toolchain (as root it installs PostgreSQL and Redis with apt).
 
+mod structure;
+
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -12,9 +15,12 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  ci      install the test servers if missing (as root, with apt), then run
-          fmt --check, clippy -D warnings, doc -D warnings and every test
-  help    print this text
+  ci         install the test servers if missing (as root, with apt), then
+             run the structure check, fmt --check, clippy -D warnings,
+             doc -D warnings and every test
+  structure  check ARCHITECTURE.md's layers, testkit rule and code map
+             against `cargo metadata`
+  help       print this text
 ";
 
 fn main() -> ExitCode {
@@ -29,6 +35,16 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 let _ = writeln!(std::io::stderr(), "xtask ci: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        ["structure"] => match structure_check() {
+            Ok(()) => {
+                say("structure: ARCHITECTURE.md matches the crate graph");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                let _ = writeln!(std::io::stderr(), "xtask structure: {error}");
                 ExitCode::FAILURE
             }
         },
@@ -55,6 +71,11 @@ fn ci() -> Result<(), String> {
     let started = now();
     install_servers_if_missing()?;
     timings.push(("test servers".to_owned(), elapsed(started)));
+
+    say("==> structure: ARCHITECTURE.md against cargo metadata");
+    let started = now();
+    structure_check()?;
+    timings.push(("structure".to_owned(), elapsed(started)));
 
     let steps: [Step; 4] = [
         ("fmt", &["fmt", "--all", "--", "--check"], &[]),
@@ -165,6 +186,29 @@ fn install_servers_if_missing() -> Result<(), String> {
         let list = still.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>();
         format!("still missing after apt-get install:\n{}", list.join("\n"))
     })
+}
+
+/// Reads the workspace's metadata and checks ARCHITECTURE.md against it.
+fn structure_check() -> Result<(), String> {
+    let output = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let metadata = String::from_utf8(output.stdout)
+        .map_err(|_| "cargo metadata printed something that is not UTF-8".to_owned())?;
+    let root: serde_json::Value =
+        serde_json::from_str(&metadata).map_err(|e| format!("cargo metadata: {e}"))?;
+    let root = root["workspace_root"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or("cargo metadata: no workspace_root")?;
+    structure::check(&root, &metadata)
 }
 
 fn python_present() -> bool {

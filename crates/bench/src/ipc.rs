@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use botfleet_protocol::{
-    env,
     DEFAULT_MAX_BATCH, Delivery, Encoding, FrameReader, Json, Message, PROTOCOL_VERSION, Welcome,
-    write_batched,
+    env, write_batched,
 };
 use clap::Args;
 use serde::Serialize;
@@ -280,8 +279,8 @@ async fn measure(args: &IpcBench) -> anyhow::Result<Report> {
     let mut peer = connect(&listener, &socket, DEFAULT_MAX_BATCH, false).await?;
     let n = (args.rate as usize * 3).min(updates.len());
     let every = Duration::from_secs_f64(1.0 / f64::from(args.rate));
-    let sent_at: std::sync::Arc<std::sync::Mutex<Vec<Option<Instant>>>> =
-        std::sync::Arc::new(std::sync::Mutex::new(vec![None; n]));
+    let sent_at: std::sync::Arc<parking_lot::Mutex<Vec<Option<Instant>>>> =
+        std::sync::Arc::new(parking_lot::Mutex::new(vec![None; n]));
     let outbox = peer.outbox.clone();
     let stamps = sent_at.clone();
     let to_send: Vec<Json> = updates[..n].to_vec();
@@ -290,7 +289,7 @@ async fn measure(args: &IpcBench) -> anyhow::Result<Report> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         for (i, u) in to_send.into_iter().enumerate() {
             tick.tick().await;
-            stamps.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(Instant::now());
+            stamps.lock()[i] = Some(Instant::now());
             let _ = outbox.send(Message::Updates(vec![Delivery {
                 update_id: i as i64,
                 attempt: 0,
@@ -300,7 +299,7 @@ async fn measure(args: &IpcBench) -> anyhow::Result<Report> {
     });
     let mut rtts = Vec::with_capacity(n);
     peer.acks(n, |id| {
-        let at = sent_at.lock().unwrap_or_else(|e| e.into_inner())[id as usize];
+        let at = sent_at.lock()[id as usize];
         if let Some(at) = at {
             rtts.push(at.elapsed().as_secs_f64() * 1e6);
         }

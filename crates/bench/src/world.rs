@@ -17,8 +17,7 @@ pub const DATING_TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
 /// The analytics bot's token.
 pub const ANALYTICS_TOKEN: &str = "220302654:AAGjJ7rRq6cl8mTnUf0m8l6rHd0qXz3xYp2";
 /// Each bot's name in the fleet and its token.
-pub const BOTS: [(&str, &str); 2] =
-    [("dating", DATING_TOKEN), ("analytics", ANALYTICS_TOKEN)];
+pub const BOTS: [(&str, &str); 2] = [("dating", DATING_TOKEN), ("analytics", ANALYTICS_TOKEN)];
 /// The first synthetic user's id.
 const FIRST_USER: i64 = 100_000_001;
 

@@ -6,7 +6,7 @@
 //! call is let through as a probe; success closes the breaker, failure opens
 //! it for another interval.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -54,8 +54,8 @@ impl Breaker {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn state(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     pub(crate) fn permit(&self) -> Permit {

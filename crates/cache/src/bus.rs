@@ -10,8 +10,9 @@
 //! subscribed, every cache clears its L1 (correctness first), as after a
 //! Redis outage.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Mutex, Weak};
+use std::sync::Weak;
 
 use futures_util::StreamExt;
 
@@ -29,7 +30,7 @@ pub(crate) struct Bus {
 
 impl Bus {
     pub(crate) fn register(&self, channel: &str, sink: Weak<Sink>) {
-        let mut sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sinks = self.sinks.lock();
         let list = sinks.entry(channel.to_owned()).or_default();
         list.retain(|s| s.strong_count() > 0);
         list.push(sink);
@@ -46,7 +47,7 @@ impl Bus {
             return true;
         }
         let sinks: Vec<_> = {
-            let sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+            let sinks = self.sinks.lock();
             sinks
                 .get(channel)
                 .map(|l| l.iter().filter_map(Weak::upgrade).collect())

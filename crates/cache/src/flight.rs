@@ -1,8 +1,9 @@
 //! Single-flight: concurrent misses of one key share one load.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
@@ -33,7 +34,7 @@ impl<K: Hash + Eq + Clone, T: Clone> Flights<K, T> {
         Fut: Future<Output = T>,
     {
         let (cell, joined) = {
-            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = self.map.lock();
             match map.get(key) {
                 Some(cell) => (Arc::clone(cell), true),
                 None => {
@@ -46,7 +47,7 @@ impl<K: Hash + Eq + Clone, T: Clone> Flights<K, T> {
         let value = cell.get_or_init(load).await.clone();
         // The first to finish removes the flight, so the next miss loads
         // again (a failed load is not remembered).
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map.lock();
         if map.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
             map.remove(key);
         }
@@ -55,7 +56,7 @@ impl<K: Hash + Eq + Clone, T: Clone> Flights<K, T> {
 
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.map.lock().len()
     }
 }
 

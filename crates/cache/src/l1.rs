@@ -6,10 +6,11 @@
 //! pieces would lose hit ratio. Entries expire lazily: an expired entry is a
 //! miss when read and is dropped then, or evicted by the policy before.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
@@ -99,9 +100,7 @@ where
         let index = (hash >> 32) as usize % self.shards.len();
         // A panic under the lock leaves the shard consistent enough to use:
         // every mutation completes before anything that could panic.
-        let guard = self.shards[index]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = self.shards[index].lock();
         (hash, guard)
     }
 
@@ -210,7 +209,7 @@ where
     /// Drops every entry.
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let mut shard = shard.lock();
             let hashes: Vec<u64> = shard.map.keys().copied().collect();
             for hash in hashes {
                 shard.policy.remove(hash);
@@ -221,10 +220,7 @@ where
 
     /// Entries held (expired ones included until they are noticed).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
-            .sum()
+        self.shards.iter().map(|s| s.lock().map.len()).sum()
     }
 
     /// Whether the store is empty.
@@ -234,10 +230,7 @@ where
 
     /// The total weight held.
     pub fn weight(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).policy.weight())
-            .sum()
+        self.shards.iter().map(|s| s.lock().policy.weight()).sum()
     }
 }
 

@@ -8,7 +8,8 @@
 //! [`Redis::on_recover`] is told, so it can drop L1 entries that may have
 //! missed invalidations.
 
-use std::sync::{Arc, Mutex, Weak};
+use parking_lot::Mutex;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -122,11 +123,7 @@ impl Redis {
     /// Calls `listener` each time Redis is reachable again after an outage,
     /// for as long as `listener` is alive.
     pub fn on_recover(&self, listener: &Arc<dyn Fn() + Send + Sync>) {
-        let mut listeners = self
-            .inner
-            .listeners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut listeners = self.inner.listeners.lock();
         listeners.retain(|l| l.strong_count() > 0);
         listeners.push(Arc::downgrade(listener));
     }
@@ -137,12 +134,7 @@ impl Redis {
     /// L1 relies on its TTL).
     pub(crate) fn subscribe(&self, channel: &str, sink: &Arc<Sink>) {
         self.inner.bus.register(channel, Arc::downgrade(sink));
-        let stopped = self
-            .inner
-            .listener
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let stopped = self.inner.listener.lock().take();
         let Some(stopped) = stopped else { return };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -263,7 +255,6 @@ impl RedisInner {
         let listeners: Vec<Arc<dyn Fn() + Send + Sync>> = self
             .listeners
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .filter_map(Weak::upgrade)
             .collect();

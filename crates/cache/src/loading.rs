@@ -1,12 +1,13 @@
 //! [`LoadingCache`]: a cache that knows its loader, which makes
 //! refresh-ahead possible.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use std::hash::Hash;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -116,7 +117,7 @@ where
             return;
         };
         {
-            let mut refreshing = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
+            let mut refreshing = self.refreshing.lock();
             if !refreshing.insert(key.clone()) {
                 return;
             }
@@ -126,10 +127,7 @@ where
             let loader = Arc::clone(&this.loader);
             let owned = key.clone();
             this.cache.refresh(key.clone(), move || loader(owned)).await;
-            this.refreshing
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
+            this.refreshing.lock().remove(&key);
         });
     }
 }

@@ -2,7 +2,7 @@
 //! command-line flag that takes a duration read it here.
 //!
 //! A duration is a number (`30`, `1.5`) and a unit: `ms`, `s`, `m` (or
-//! `min`) or `h`; without a unit the number is seconds (`30` is `30s`).
+//! `min`), `h` or `d`; without a unit the number is seconds (`30` is `30s`).
 //! `0` is zero, which some settings take to mean "off".
 
 use std::time::Duration;
@@ -27,6 +27,7 @@ pub fn parse(text: &str) -> Option<Duration> {
         "" | "s" => number,
         "m" | "min" => number * 60.0,
         "h" => number * 3600.0,
+        "d" => number * 86_400.0,
         _ => return None,
     };
     Duration::try_from_secs_f64(seconds).ok()
@@ -78,6 +79,7 @@ mod tests {
             ("5min", 300_000),
             ("1.5s", 1500),
             ("2h", 7_200_000),
+            ("1d", 86_400_000),
             ("0", 0),
             ("0s", 0),
             ("30", 30_000),

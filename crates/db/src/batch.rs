@@ -68,7 +68,7 @@ struct Shared {
     when_full: WhenFull,
     queued: AtomicU64,
     deadline: watch::Sender<Option<Instant>>,
-    task: std::sync::Mutex<Option<JoinHandle<BatchReport>>>,
+    task: parking_lot::Mutex<Option<JoinHandle<BatchReport>>>,
 }
 
 /// What a batcher did, from start to shutdown.
@@ -127,7 +127,7 @@ impl Batcher {
             when_full: settings.when_full,
             queued: AtomicU64::new(0),
             deadline,
-            task: std::sync::Mutex::new(None),
+            task: parking_lot::Mutex::new(None),
         });
         let rows_per_statement = (MAX_PARAMETERS / columns.len()).max(1);
         let writer = Writer {
@@ -141,7 +141,7 @@ impl Batcher {
             report: BatchReport::default(),
         };
         let task = tokio::spawn(writer.run(rx));
-        *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        *shared.task.lock() = Some(task);
         Ok(Batcher { tx, shared })
     }
 
@@ -208,7 +208,7 @@ impl Batcher {
         let s = self.shared.clone();
         s.deadline.send_replace(Some(Instant::now() + grace));
         drop(self);
-        let task = s.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let task = s.task.lock().take();
         match task {
             Some(task) => task.await.unwrap_or_default(),
             None => BatchReport::default(),

@@ -4,7 +4,8 @@
 //! handle changes one of them — in this process's L1, in Redis and, through
 //! the cache's invalidation bus, in every other process.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use botfleet_cache::{TieredCache, TieredCacheBuilder};
 use serde::Serialize;
@@ -76,7 +77,7 @@ where
                     Ok(value) => Ok(Some(value)),
                     Err(e) => {
                         let message = e.to_string();
-                        *stash.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        *stash.lock() = Some(e);
                         Err(message)
                     }
                 }
@@ -90,7 +91,6 @@ where
             ))),
             Err(e) => Err(failed
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
                 .take()
                 .unwrap_or_else(|| Error::Cache(e.to_string()))),
         }

@@ -1,9 +1,10 @@
 //! The `Database` handle: one pool per process, instrumented.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once, RwLock};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -270,7 +271,7 @@ impl Database {
     /// Queries run through this handle, and their time in all: what
     /// [`query_stats`](Self::query_stats) sums, without copying each shape.
     pub fn query_totals(&self) -> (u64, Duration) {
-        let queries = self.inner.queries.read().unwrap_or_else(|e| e.into_inner());
+        let queries = self.inner.queries.read();
         queries
             .by_shape
             .values()
@@ -284,7 +285,7 @@ impl Database {
 
     /// Statistics of every query shape seen, the most total time first.
     pub fn query_stats(&self) -> Vec<QueryStats> {
-        let queries = self.inner.queries.read().unwrap_or_else(|e| e.into_inner());
+        let queries = self.inner.queries.read();
         let mut stats: Vec<QueryStats> = queries
             .by_shape
             .values()
@@ -321,21 +322,12 @@ impl Database {
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let hook: WriteHook = Arc::new(move |table| Box::pin(hook(table)));
-        self.inner
-            .write_hooks
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(hook);
+        self.inner.write_hooks.write().push(hook);
     }
 
     async fn after_write(&self, table: Option<String>) {
         let Some(table) = table else { return };
-        let hooks: Vec<WriteHook> = self
-            .inner
-            .write_hooks
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let hooks: Vec<WriteHook> = self.inner.write_hooks.read().clone();
         for hook in hooks {
             hook(table.clone()).await;
         }
@@ -391,8 +383,8 @@ impl Database {
     }
 
     /// The hot connection's slot.
-    fn hot(&self) -> std::sync::MutexGuard<'_, Option<HotConn>> {
-        self.inner.hot.lock().unwrap_or_else(|e| e.into_inner())
+    fn hot(&self) -> parking_lot::MutexGuard<'_, Option<HotConn>> {
+        self.inner.hot.lock()
     }
 
     /// Switches query instrumentation (timing, statistics, histograms, the
@@ -405,11 +397,7 @@ impl Database {
 
     /// The table a write statement changes, when write hooks need it.
     fn written_table(&self, sql: &str) -> Option<String> {
-        let hooks = self
-            .inner
-            .write_hooks
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let hooks = self.inner.write_hooks.read();
         if hooks.is_empty() {
             return None;
         }
@@ -458,17 +446,11 @@ impl Database {
 
     pub(crate) fn entry(&self, sql: &str) -> Arc<QueryEntry> {
         let inner = &self.inner;
-        if let Some(e) = inner
-            .queries
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_sql
-            .get(sql)
-        {
+        if let Some(e) = inner.queries.read().by_sql.get(sql) {
             return e.clone();
         }
         let fingerprint = Fingerprint::of(sql);
-        let mut queries = inner.queries.write().unwrap_or_else(|e| e.into_inner());
+        let mut queries = inner.queries.write();
         let shapes = queries.by_shape.len();
         let entry = match queries.by_shape.get(&fingerprint.id) {
             Some(e) => e.clone(),
@@ -521,10 +503,7 @@ impl Database {
     fn slow(&self, entry: &Arc<QueryEntry>, elapsed: Duration, sql: &str, args: &[Value]) {
         let interval = self.inner.settings.slow_query_log_interval;
         {
-            let mut last = entry
-                .last_slow_log
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut last = entry.last_slow_log.lock();
             if last.is_some_and(|t| t.elapsed() < interval) {
                 return;
             }

@@ -41,8 +41,9 @@ mod objects;
 mod server;
 mod traffic;
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -156,7 +157,7 @@ impl Emulator {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&mut self.state.lock())
     }
 
     /// Registers a bot; `None` if the token is malformed.
@@ -265,7 +266,7 @@ fn file(state: &Shared, rest: &str) -> Response {
     let Some((token, path)) = rest.split_once('/') else {
         return not_found();
     };
-    let s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let s = state.lock();
     if !s.bots.contains_key(token) {
         let body = json!({ "ok": false, "error_code": 401, "description": "Unauthorized" });
         return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
@@ -291,7 +292,7 @@ fn control(state: &Shared, method: &Method, what: &str, uri: &Uri, body: &Bytes)
     let bad =
         |why: &str| (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": why }))).into_response();
     let ok = |v: Value| axum::Json(v).into_response();
-    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = state.lock();
     let str_of = |k: &str| input[k].as_str().map(str::to_owned);
     match (method.as_str(), what) {
         ("POST", "bots") => match (str_of("token"), str_of("username")) {

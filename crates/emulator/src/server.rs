@@ -1,9 +1,10 @@
 //! The HTTP server: routing, parameters, the error envelope, the methods and
 //! the control plane.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -613,7 +614,7 @@ pub(crate) async fn bot_api(state: &Shared, token: &str, method: &str, params: P
     let method = method.to_ascii_lowercase();
     // Network delay and injected faults, before the arrival is timed.
     let delay = {
-        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = state.lock();
         let (mean, jitter) = s.faults.latency_ms;
         let r = s.random();
         Duration::from_secs_f64((mean as f64 + (r * 2.0 - 1.0) * jitter as f64).max(0.0) / 1e3)
@@ -626,12 +627,7 @@ pub(crate) async fn bot_api(state: &Shared, token: &str, method: &str, params: P
         return Answer::error(401, "Unauthorized: invalid token specified");
     }
     if method == "getupdates" {
-        if !state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .bots
-            .contains_key(token)
-        {
+        if !state.lock().bots.contains_key(token) {
             return Answer::error(401, "Unauthorized");
         }
         return get_updates(state, token, &params).await;
@@ -641,7 +637,7 @@ pub(crate) async fn bot_api(state: &Shared, token: &str, method: &str, params: P
 
 /// Every method but `getUpdates`, under the lock, without waiting.
 fn answer_now(state: &Shared, token: &str, method: &str, params: &Params, now: Instant) -> Answer {
-    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = state.lock();
     let Some(bot_id) = s.bots.get(token).map(|b| b.user.id) else {
         return Answer::error(401, "Unauthorized");
     };
@@ -671,12 +667,7 @@ async fn deliver(state: Shared, token: String, generation: u64) {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_default();
-    let wake = match state
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .bots
-        .get(&token)
-    {
+    let wake = match state.lock().bots.get(&token) {
         Some(b) => b.wake.clone(),
         None => return,
     };
@@ -689,7 +680,7 @@ async fn deliver(state: Shared, token: String, generation: u64) {
         tokio::pin!(notified);
         notified.as_mut().enable();
         let (url, secret, starts) = {
-            let s = state.lock().unwrap_or_else(|e| e.into_inner());
+            let s = state.lock();
             let Some(b) = s.bots.get(&token) else { return };
             let w = match &b.webhook {
                 Some(w) if w.generation == generation => w,
@@ -735,7 +726,7 @@ async fn deliver(state: Shared, token: String, generation: u64) {
                 in_flight.remove(&id);
                 if ok {
                     retry = WEBHOOK_FIRST_RETRY;
-                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut s = state.lock();
                     if let Some(b) = s.bots.get_mut(&token) {
                         if let Some(i) = b.updates.iter().position(|u| u["update_id"].as_i64() == Some(id)) {
                             b.updates.remove(i);
@@ -1278,7 +1269,7 @@ const CONFLICT_SPACING: Duration = Duration::from_secs(3);
 /// A 409 answer, after the wait that spaces a bot's 409s.
 async fn conflict(state: &Shared, token: &str, description: &str) -> Answer {
     let at = {
-        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = state.lock();
         let Some(b) = s.bots.get_mut(token) else {
             return Answer::error(401, "Unauthorized");
         };
@@ -1301,7 +1292,7 @@ async fn get_updates(state: &Shared, token: &str, p: &Params) -> Answer {
     );
     let now = Instant::now();
     let polling = {
-        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = state.lock();
         let b = s.bots.get_mut(token).expect("checked");
         if b.webhook.is_some() {
             None
@@ -1355,7 +1346,7 @@ async fn get_updates(state: &Shared, token: &str, p: &Params) -> Answer {
         tokio::pin!(notified);
         notified.as_mut().enable();
         let terminated_by = {
-            let s = state.lock().unwrap_or_else(|e| e.into_inner());
+            let s = state.lock();
             let b = &s.bots[token];
             if generation.load(Ordering::SeqCst) != my_generation {
                 if b.webhook.is_some() {
@@ -1381,7 +1372,7 @@ async fn get_updates(state: &Shared, token: &str, p: &Params) -> Answer {
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             // Timed out: answer with what there is (nothing).
-            let s = state.lock().unwrap_or_else(|e| e.into_inner());
+            let s = state.lock();
             if generation.load(Ordering::SeqCst) == my_generation {
                 let ready: Vec<Value> = s.bots[token].updates.iter().take(limit).cloned().collect();
                 return Answer::ok(Value::Array(ready));

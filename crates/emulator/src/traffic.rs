@@ -193,7 +193,7 @@ impl Emulator {
                     user
                 };
                 let roll = rng.next();
-                let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                let mut s = state.lock();
                 let Some(bot_id) = s.bots.get(&token).map(|b| b.user.id) else {
                     return report;
                 };

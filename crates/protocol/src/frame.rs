@@ -52,12 +52,23 @@ fn decode(payload: &[u8], check_json: bool) -> Result<(Encoding, Vec<Message>), 
 }
 
 /// Reads frames from a stream.
+///
+/// [`FrameReader::read`] is cancel-safe: a frame's bytes read so far are
+/// kept in the reader, so a `read` dropped in a `select!` loses nothing and
+/// the next call goes on where it stopped.
 #[derive(Debug)]
 pub struct FrameReader<R> {
     inner: R,
     max: usize,
     buf: Vec<u8>,
     check_json: bool,
+    /// The length prefix, and how many of its bytes are in.
+    head: [u8; 4],
+    head_got: usize,
+    /// The payload's length once the prefix is in, and how much of it is
+    /// in `buf`.
+    body: Option<usize>,
+    got: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -68,6 +79,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             max: MAX_FRAME,
             buf: Vec::new(),
             check_json: true,
+            head: [0; 4],
+            head_got: 0,
+            body: None,
+            got: 0,
         }
     }
 
@@ -89,37 +104,49 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// The next frame's messages and their encoding; `None` when the peer
-    /// closed the connection between frames.
+    /// closed the connection between frames. Cancel-safe (see the type).
     pub async fn read(&mut self) -> Result<Option<(Encoding, Vec<Message>)>, ReadError> {
-        let Some(len) = self.read_len().await? else {
-            return Ok(None);
+        let len = match self.body {
+            Some(len) => len,
+            None => {
+                let Some(len) = self.read_len().await? else {
+                    return Ok(None);
+                };
+                if len > self.max {
+                    return Err(ReadError::TooLarge { len, max: self.max });
+                }
+                self.buf.clear();
+                self.buf.resize(len, 0);
+                self.body = Some(len);
+                self.got = 0;
+                len
+            }
         };
-        if len > self.max {
-            return Err(ReadError::TooLarge { len, max: self.max });
-        }
-        self.buf.clear();
-        self.buf.resize(len, 0);
-        let mut got = 0;
-        while got < len {
-            match self.inner.read(&mut self.buf[got..]).await? {
-                0 => return Err(ReadError::Truncated { len, got }),
-                n => got += n,
+        while self.got < len {
+            match self.inner.read(&mut self.buf[self.got..]).await? {
+                0 => return Err(ReadError::Truncated { len, got: self.got }),
+                n => self.got += n,
             }
         }
+        self.body = None;
         Ok(Some(decode(&self.buf, self.check_json)?))
     }
 
     async fn read_len(&mut self) -> Result<Option<usize>, ReadError> {
-        let mut head = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            match self.inner.read(&mut head[got..]).await? {
-                0 if got == 0 => return Ok(None),
-                0 => return Err(ReadError::Truncated { len: 4, got }),
-                n => got += n,
+        while self.head_got < 4 {
+            match self.inner.read(&mut self.head[self.head_got..]).await? {
+                0 if self.head_got == 0 => return Ok(None),
+                0 => {
+                    return Err(ReadError::Truncated {
+                        len: 4,
+                        got: self.head_got,
+                    });
+                }
+                n => self.head_got += n,
             }
         }
-        Ok(Some(u32::from_be_bytes(head) as usize))
+        self.head_got = 0;
+        Ok(Some(u32::from_be_bytes(self.head) as usize))
     }
 }
 

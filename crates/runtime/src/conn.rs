@@ -1,9 +1,10 @@
 //! Worker connections: the handshake, reading frames, the coalescing
 //! writer, heartbeats, and Bot API calls handed to the sender.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use botfleet_protocol::{
@@ -82,11 +83,7 @@ async fn serve(stream: UnixStream, registry: Registry) {
         refuse(&mut write, encoding, error_codes::VERSION, message).await;
         return;
     }
-    let found = registry
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&hello.worker_id)
-        .cloned();
+    let found = registry.lock().get(&hello.worker_id).cloned();
     let Some((bot, slot)) = found else {
         let message = format!(
             "worker {} was not started by this supervisor",

@@ -25,10 +25,11 @@ mod scale;
 mod sender;
 mod slot;
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use botfleet_config::{Backend, FleetConfig};
@@ -193,16 +194,25 @@ impl Fleet {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.value().to_owned()))
                 .collect();
-            env.push((botfleet_protocol::env::SOCKET.into(), socket.display().to_string()));
+            env.push((
+                botfleet_protocol::env::SOCKET.into(),
+                socket.display().to_string(),
+            ));
             env.push((botfleet_protocol::env::BOT.into(), bot.name.clone()));
             if let Some(url) = &database_url {
                 env.push((botfleet_protocol::env::DATABASE_URL.into(), url.clone()));
             }
             if let Some(redis) = &config.redis {
-                env.push((botfleet_protocol::env::REDIS_URL.into(), redis.expose_url().to_owned()));
+                env.push((
+                    botfleet_protocol::env::REDIS_URL.into(),
+                    redis.expose_url().to_owned(),
+                ));
             }
             if let Some(size) = pool_sizes.get(&bot.name) {
-                env.push((botfleet_protocol::env::DB_POOL_SIZE.into(), size.to_string()));
+                env.push((
+                    botfleet_protocol::env::DB_POOL_SIZE.into(),
+                    size.to_string(),
+                ));
             }
             let spec = process::Spec {
                 program: bot.worker.command.clone(),
@@ -277,7 +287,7 @@ impl Fleet {
     /// Every worker slot: its bot, its worker id and its process id (0
     /// while it has no process).
     pub fn workers(&self) -> Vec<(String, u32, u32)> {
-        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let registry = self.registry.lock();
         let mut out: Vec<_> = registry
             .iter()
             .map(|(&id, (bot, slot))| {

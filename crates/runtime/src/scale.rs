@@ -139,10 +139,7 @@ fn desired(current: u32, load: &Load, target_queue: u32, target_latency: Duratio
 fn start(bot: &Arc<BotCtx>, registry: &Registry) -> Slot {
     let id = crate::next_worker_id();
     let shared = Arc::new(SlotShared::default());
-    registry
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id, (bot.clone(), shared.clone()));
+    registry.lock().insert(id, (bot.clone(), shared.clone()));
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(slot::supervise(bot.clone(), id, shared, rx));
     Slot { id, stop, task }
@@ -160,10 +157,7 @@ async fn retire(bot: Arc<BotCtx>, registry: Registry, slot: Slot) {
     let _ = tokio::time::timeout(bot.config.supervision.shutdown_grace, rx).await;
     let _ = slot.stop.send(true);
     let _ = slot.task.await;
-    registry
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&slot.id);
+    registry.lock().remove(&slot.id);
     bot.send(Event::Forget { worker: slot.id });
 }
 

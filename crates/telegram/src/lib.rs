@@ -1,8 +1,11 @@
-//! Telegram Bot API client for bot fleets (in progress, issue 5).
+//! `botfleet-telegram`: the Telegram Bot API client of a fleet.
 //!
 //! Our code is the transport, the limiter and the retries; the Bot API's
 //! types come from [`frankenstein`] (types only, re-exported as
-//! [`types`], [`methods`] and [`updates`]).
+//! [`types`], [`methods`] and [`updates`]). It is not a bot framework (no
+//! routing of updates, no handlers: that is `botfleet-worker`), and it
+//! depends on no botfleet crate but the configuration and the cache (for
+//! cache-first reads).
 //!
 //! - Every send of a token passes through one [`limiter::Limiter`]: exact
 //!   sliding windows for the chat, group and token limits, measured so
@@ -12,6 +15,9 @@
 //!   dropped; server errors and failed connections are retried with capped,
 //!   jittered exponential backoff; 400/401/403/404 are returned as typed
 //!   [`ErrorKind`]s. No error ever contains the token.
+//! - The token's budget can be shared by processes through Redis
+//!   ([`SharedBudget`]), reads can go through the tiered cache, and
+//!   [`Broadcast`] sends one text to many chats with progress and a report.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), botfleet_telegram::Error> {

@@ -26,8 +26,9 @@
 //! obeyed: the chat waits `retry_after`; a second chat refused within a
 //! second means the token's budget is gone, and the whole token waits.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
@@ -166,10 +167,7 @@ impl Limiter {
         tokio::spawn(async move {
             loop {
                 let Some(state) = weak.upgrade() else { return };
-                let next = dispatch(
-                    &mut state.lock().unwrap_or_else(|e| e.into_inner()),
-                    Instant::now(),
-                );
+                let next = dispatch(&mut state.lock(), Instant::now());
                 drop(state);
                 match next {
                     Some(at) => {
@@ -187,18 +185,18 @@ impl Limiter {
 
     /// Sends waiting for leave.
     pub fn waiting(&self) -> usize {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).waiting
+        self.state.lock().waiting
     }
 
     /// Sends waiting, interactive and broadcast.
     pub fn waiting_by_priority(&self) -> (usize, usize) {
-        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.state.lock();
         (s.waiting_by[0], s.waiting_by[1])
     }
 
     /// 429s received, taken as one chat's and as the whole token's.
     pub fn refused(&self) -> (u64, u64) {
-        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.state.lock();
         (s.refused[0], s.refused[1])
     }
 
@@ -207,7 +205,7 @@ impl Limiter {
     pub async fn acquire(&self, chat: ChatKey, priority: Priority, paid: bool) -> Permit {
         let (tx, rx) = oneshot::channel();
         {
-            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = self.state.lock();
             let c = s.chats.entry(chat.clone()).or_default();
             let was_idle = c.waiting.is_empty();
             c.waiting.push_back(Ticket {
@@ -234,7 +232,7 @@ impl Limiter {
 
     fn finish(&self, chat: &ChatKey, id: u64, outcome: Outcome) {
         let now = Instant::now();
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.state.lock();
         let forget = matches!(outcome, Outcome::Unsent | Outcome::Refused(_));
         update(&mut s.token, id, now, forget);
         if let Some(c) = s.chats.get_mut(chat) {
@@ -516,11 +514,11 @@ mod tests {
                 tasks.push(tokio::spawn(async move {
                     tokio::time::sleep_until(start + Duration::from_millis(at)).await;
                     let permit = limiter.acquire(ChatKey::Id(chat), priority, false).await;
-                    granted.lock().unwrap().entry(chat).or_default().push(i);
+                    granted.lock().entry(chat).or_default().push(i);
                     tokio::time::sleep(Duration::from_millis(to)).await;
                     let arrival = Instant::now();
-                    server.lock().unwrap().arrive(chat, arrival, &limits);
-                    times.lock().unwrap().push((i, arrival));
+                    server.lock().arrive(chat, arrival, &limits);
+                    times.lock().push((i, arrival));
                     tokio::time::sleep(Duration::from_millis(back)).await;
                     permit.accepted();
                 }));
@@ -528,9 +526,9 @@ mod tests {
             for t in tasks {
                 t.await.unwrap();
             }
-            let server = std::mem::take(&mut *server.lock().unwrap());
-            let granted = std::mem::take(&mut *granted.lock().unwrap());
-            let times = std::mem::take(&mut *times.lock().unwrap());
+            let server = std::mem::take(&mut *server.lock());
+            let granted = std::mem::take(&mut *granted.lock());
+            let times = std::mem::take(&mut *times.lock());
             (server, granted, times)
         })
     }

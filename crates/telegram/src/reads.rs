@@ -4,8 +4,9 @@
 //! instead of once per update. Membership updates (`chat_member`,
 //! `my_chat_member`) drop what they change; the calls saved are counted.
 
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use botfleet_cache::{Redis, TieredCache};
@@ -142,7 +143,7 @@ impl Reads {
                     Ok(v) => Ok(Some(v)),
                     Err(e) => {
                         let message = e.to_string();
-                        *stash.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        *stash.lock() = Some(e);
                         Err(message)
                     }
                 }
@@ -157,7 +158,6 @@ impl Reads {
             Ok(None) => Err(unexpected("the cache remembered an absence".into())),
             Err(e) => Err(failed
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
                 .take()
                 .unwrap_or_else(|| unexpected(e.to_string()))),
         }

@@ -89,7 +89,7 @@ pub struct SharedBudget {
     next: std::sync::atomic::AtomicU64,
     /// After a failure, Redis is not tried again before this (no per-send
     /// wait on a dead connection).
-    down_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    down_until: parking_lot::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// How long Redis is left alone after it failed.
@@ -126,17 +126,17 @@ impl SharedBudget {
                 format!("{}-{salt:x}", std::process::id())
             },
             next: std::sync::atomic::AtomicU64::new(0),
-            down_until: std::sync::Mutex::new(None),
+            down_until: parking_lot::Mutex::new(None),
         })
     }
 
     fn mark_down(&self) {
         let until = tokio::time::Instant::now() + PROBE_INTERVAL;
-        *self.down_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(until);
+        *self.down_until.lock() = Some(until);
     }
 
     async fn connection(&self) -> Option<MultiplexedConnection> {
-        let down = *self.down_until.lock().unwrap_or_else(|e| e.into_inner());
+        let down = *self.down_until.lock();
         if down.is_some_and(|d| tokio::time::Instant::now() < d) {
             return None;
         }

@@ -1,13 +1,13 @@
 //! Spawning and supervising server processes: the testkit's one place that
 //! creates child processes.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -117,7 +117,7 @@ impl ServerProcess {
 
     fn child(&self) -> MutexGuard<'_, Option<Child>> {
         // A panic while holding the lock leaves a valid `Option<Child>`.
-        self.child.lock().unwrap_or_else(|e| e.into_inner())
+        self.child.lock()
     }
 
     /// Starts `command` with its output appended to the log, in a process

@@ -1,9 +1,10 @@
 //! The Bot API as a worker sees it: each call is an action sent to the
 //! supervisor, and its result comes back.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use botfleet_protocol::{Action, ActionResult, Json, Message, PRIORITY_PARAM};
 use botfleet_telegram::types::Message as TgMessage;
@@ -91,7 +92,7 @@ impl Api {
         let request_id = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
-            let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pending = self.inner.pending.lock();
             let Some(pending) = pending.as_mut() else {
                 return Err(fail(0, "the worker is shutting down".into()));
             };
@@ -218,7 +219,7 @@ impl Api {
 
     /// Hands each result to the call waiting for it.
     pub(crate) fn resolve(&self, results: Vec<ActionResult>) {
-        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = self.inner.pending.lock();
         let Some(pending) = pending.as_mut() else {
             return;
         };
@@ -237,10 +238,6 @@ impl Api {
 
     /// Fails every call in flight, and every later one.
     pub(crate) fn close(&self) {
-        self.inner
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.inner.pending.lock().take();
     }
 }

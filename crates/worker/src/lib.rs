@@ -44,16 +44,16 @@ mod api;
 mod dedupe;
 mod update;
 
+use parking_lot::Mutex;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use botfleet_protocol::stats::Stat;
 use botfleet_protocol::{
-    env,
     Ack, DEFAULT_MAX_BATCH, Delivery, Encoding, FrameReader, Hello, Message, Outcome,
-    PROTOCOL_VERSION, WorkerMetrics, write_batched,
+    PROTOCOL_VERSION, WorkerMetrics, env, write_batched,
 };
 use tokio::net::UnixStream;
 use tokio::sync::{Notify, mpsc};
@@ -93,6 +93,9 @@ pub enum Error {
     /// The bot's database could not be opened.
     #[error("cannot open the bot's database: {0}")]
     Database(#[from] botfleet_db::Error),
+    /// The start-up hook ([`Worker::on_start`], [`with_state`]) failed.
+    #[error("the worker's start-up failed: {0}")]
+    Start(String),
 }
 
 /// What a handler gets besides the update: the Bot API, the database, and
@@ -196,12 +199,91 @@ struct Shared {
     dedupe: Mutex<Dedupe>,
 }
 
+/// Work a worker does once, after it connected and before it says ready.
+type StartHook = Box<
+    dyn FnOnce(Context) -> std::pin::Pin<Box<dyn Future<Output = HandlerResult> + Send>> + Send,
+>;
+
 /// A worker with options; [`run`] is `Worker::new(handler).run()`.
-#[derive(Debug)]
 pub struct Worker<H> {
     handler: H,
     panic_retries: u32,
     remember: usize,
+    start: Option<StartHook>,
+}
+
+impl<H> std::fmt::Debug for Worker<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("panic_retries", &self.panic_retries)
+            .field("remember", &self.remember)
+            .field("start", &self.start.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A worker whose handler gets state built once at start-up: `init` runs
+/// after the worker connected and before it says ready (so no update
+/// arrives before it is done), with a [`Context`] that has the bot's
+/// database, Redis and Bot API; its value is handed to every call of
+/// `handler`. Migrations, caches and background tasks belong in `init`,
+/// not in a global or in the first update.
+///
+/// An error from `init` ends the worker before it is ready
+/// ([`Error::Start`]); the supervisor restarts it as it restarts a crash.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use botfleet_worker::{Context, HandlerResult, Update};
+///
+/// struct Bot { greeting: String }
+///
+/// async fn handle(update: Update, cx: Context, bot: Arc<Bot>) -> HandlerResult {
+///     let _ = (update, cx, &bot.greeting);
+///     Ok(())
+/// }
+///
+/// # async fn f() -> Result<(), botfleet_worker::Error> {
+/// botfleet_worker::with_state(
+///     |cx: Context| async move {
+///         if let Some(db) = cx.db() {
+///             db.migrate(&[]).await?;
+///         }
+///         Ok(Bot { greeting: "hello".into() })
+///     },
+///     handle,
+/// )
+/// .run()
+/// .await
+/// # }
+/// ```
+pub fn with_state<S, I, IF, H, F>(
+    init: I,
+    handler: H,
+) -> Worker<impl Fn(Update, Context) -> F + Send + Sync + 'static>
+where
+    S: Send + Sync + 'static,
+    I: FnOnce(Context) -> IF + Send + 'static,
+    IF: Future<Output = Result<S, Box<dyn std::error::Error + Send + Sync>>> + Send + 'static,
+    H: Fn(Update, Context, Arc<S>) -> F + Send + Sync + 'static,
+    F: Future<Output = HandlerResult> + Send + 'static,
+{
+    let state: Arc<std::sync::OnceLock<Arc<S>>> = Arc::default();
+    let set = state.clone();
+    Worker::new(move |update: Update, cx: Context| {
+        // The start hook ran before `ready`, so the state is there for
+        // every update.
+        let state = state
+            .get()
+            .cloned()
+            .expect("the start-up hook runs before the first update");
+        handler(update, cx, state)
+    })
+    .on_start(move |cx| async move {
+        let value = init(cx).await?;
+        let _ = set.set(Arc::new(value));
+        Ok(())
+    })
 }
 
 /// Runs `handler` as a botfleet worker until the supervisor says stop.
@@ -224,7 +306,21 @@ where
             handler,
             panic_retries: 0,
             remember: 10_000,
+            start: None,
         }
+    }
+
+    /// Work to do once, after the worker connected and before it says
+    /// ready (migrations, warming a cache, starting a background task);
+    /// an error ends the worker before it is ready ([`Error::Start`]).
+    /// [`with_state`] builds on it to hand the handler what `hook` built.
+    pub fn on_start<I, IF>(mut self, hook: I) -> Self
+    where
+        I: FnOnce(Context) -> IF + Send + 'static,
+        IF: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.start = Some(Box::new(move |cx| Box::pin(hook(cx))));
+        self
     }
 
     /// How many more times an update is handled after its handler panicked
@@ -319,6 +415,17 @@ where
             times: Mutex::new(Vec::new()),
             dedupe: Mutex::new(Dedupe::new(self.remember)),
         });
+        if let Some(hook) = self.start {
+            let early = start_up(
+                hook,
+                &shared,
+                &mut reader,
+                first.take(),
+                welcome.heartbeat_ms,
+            )
+            .await?;
+            first = Some(early);
+        }
         let _ = outbox.send(Message::Ready);
         let heartbeat = tokio::spawn(heartbeats(
             shared.clone(),
@@ -397,6 +504,64 @@ where
     }
 }
 
+/// Runs the start-up hook before `ready`. Heartbeats go on meanwhile (a
+/// long start-up is bounded by `ready_timeout`, not taken for a hang), and
+/// the supervisor's frames are read, so the hook's Bot API calls get their
+/// results; what else arrives is returned, to be served after `ready`.
+async fn start_up(
+    hook: StartHook,
+    shared: &Arc<Shared>,
+    reader: &mut FrameReader<tokio::net::unix::OwnedReadHalf>,
+    first: Option<Vec<Message>>,
+    heartbeat_ms: u32,
+) -> Result<Vec<Message>, Error> {
+    let beats = tokio::spawn(heartbeats(
+        shared.clone(),
+        Duration::from_millis(u64::from(heartbeat_ms.max(10))),
+    ));
+    let mut hook = tokio::spawn(hook(Context {
+        shared: shared.clone(),
+        update_id: 0,
+        attempt: 0,
+    }));
+    let mut early = Vec::new();
+    let keep = |messages: Vec<Message>, early: &mut Vec<Message>| {
+        for m in messages {
+            match m {
+                Message::Results(results) => shared.api.resolve(results),
+                other => early.push(other),
+            }
+        }
+    };
+    keep(first.unwrap_or_default(), &mut early);
+    let outcome = loop {
+        tokio::select! {
+            done = &mut hook => break done,
+            // Cancel-safe: a frame half read when the hook finishes is
+            // finished by the next read.
+            read = reader.read() => match read {
+                Ok(Some((_, messages))) => keep(messages, &mut early),
+                Ok(None) => {
+                    hook.abort();
+                    beats.abort();
+                    return Err(Error::Connection("the supervisor closed the connection during start-up".into()));
+                }
+                Err(e) => {
+                    hook.abort();
+                    beats.abort();
+                    return Err(Error::Connection(e.to_string()));
+                }
+            },
+        }
+    };
+    beats.abort();
+    match outcome {
+        Ok(Ok(())) => Ok(early),
+        Ok(Err(e)) => Err(Error::Start(e.to_string())),
+        Err(e) => Err(Error::Start(format!("the start-up hook panicked: {e}"))),
+    }
+}
+
 /// Starts handling one delivery: polls its handler once with the reader's
 /// `cx` and returns the ack when it is done at once; a handler that waits
 /// on something goes on in a task of its own, which sends its ack.
@@ -418,11 +583,7 @@ where
     let id = delivery.update_id;
     // Released by `acked` once the ack is on its way.
     shared.in_flight.fetch_add(1, Ordering::SeqCst);
-    let duplicate = shared
-        .dedupe
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains(id);
+    let duplicate = shared.dedupe.lock().contains(id);
     if duplicate {
         tracing::debug!(update_id = id, "already handled; acked again");
         return Some(Ack {
@@ -529,16 +690,8 @@ fn finish(shared: &Shared, id: i64, outcome: Outcome, micros: u64) -> Ack {
     };
     counter.fetch_add(1, Ordering::Relaxed);
     shared.handler_us.fetch_add(micros, Ordering::Relaxed);
-    shared
-        .times
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(micros);
-    shared
-        .dedupe
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id);
+    shared.times.lock().push(micros);
+    shared.dedupe.lock().insert(id);
     Ack {
         update_id: id,
         outcome,
@@ -586,8 +739,7 @@ async fn heartbeats(shared: Arc<Shared>, every: Duration) {
     loop {
         tick.tick().await;
         seq += 1;
-        let mut times =
-            std::mem::take(&mut *shared.times.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut times = std::mem::take(&mut *shared.times.lock());
         times.sort_unstable();
         let at = |q: f64| {
             times
@@ -617,7 +769,10 @@ fn stats(shared: &Shared) -> Vec<(String, f64)> {
     let mut out: Vec<(String, f64)> = Vec::with_capacity(Stat::ALL.len());
     let mut put = |stat: Stat, value: f64| out.push((stat.name().to_owned(), value));
     put(Stat::Handled, shared.handled.load(Ordering::Relaxed) as f64);
-    put(Stat::HandlerUs, shared.handler_us.load(Ordering::Relaxed) as f64);
+    put(
+        Stat::HandlerUs,
+        shared.handler_us.load(Ordering::Relaxed) as f64,
+    );
     let (calls, wait_us) = shared.api.totals();
     put(Stat::ApiCalls, calls as f64);
     put(Stat::ApiUs, wait_us as f64);
@@ -687,10 +842,9 @@ impl WorkerEnv {
             pool_size: number(env::DB_POOL_SIZE)?
                 .map(|n| u32::try_from(n).map_err(|_| too_big(env::DB_POOL_SIZE)))
                 .transpose()?,
-            max_batch: number(env::IPC_MAX_BATCH)?
-                .map_or(Ok(DEFAULT_MAX_BATCH), |n| {
-                    usize::try_from(n).map_err(|_| too_big(env::IPC_MAX_BATCH))
-                })?,
+            max_batch: number(env::IPC_MAX_BATCH)?.map_or(Ok(DEFAULT_MAX_BATCH), |n| {
+                usize::try_from(n).map_err(|_| too_big(env::IPC_MAX_BATCH))
+            })?,
         })
     }
 }

@@ -29,7 +29,6 @@ use botfleet_telegram::updates::UpdateContent;
 use botfleet_worker::{Context, HandlerResult, Update};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
-use tokio::sync::OnceCell;
 
 /// The bot's schema. Versions 20_001 and up belong to this bot, so it can
 /// share a database with other bots.
@@ -89,65 +88,83 @@ struct Bot {
     admin: Option<i64>,
 }
 
-static BOT: OnceCell<Arc<Bot>> = OnceCell::const_new();
-
-async fn bot(cx: &Context) -> Result<Arc<Bot>, BoxError> {
-    BOT.get_or_try_init(|| async {
+impl Bot {
+    /// The worker's start-up, before its first update: the tables, the
+    /// event batcher, the caches and the scheduled digests.
+    async fn open(cx: Context) -> Result<Arc<Bot>, BoxError> {
         let db = cx
             .db()
             .ok_or("the analytics bot needs a database: give the fleet a [database] (or run it in environment \"dev\")")?
             .clone();
         db.migrate(MIGRATIONS).await?;
-        let events = Batcher::start(&db, "analytics_events", &EVENT_COLUMNS, &db.settings().batcher)?;
+        let events = Batcher::start(
+            &db,
+            "analytics_events",
+            &EVENT_COLUMNS,
+            &db.settings().batcher,
+        )?;
         let admin = match std::env::var("ANALYTICS_ADMIN") {
-            Ok(v) => Some(v.parse::<i64>().map_err(|_| format!("ANALYTICS_ADMIN: `{v}` is not a user id"))?),
+            Ok(v) => Some(
+                v.parse::<i64>()
+                    .map_err(|_| format!("ANALYTICS_ADMIN: `{v}` is not a user id"))?,
+            ),
             Err(_) => None,
         };
         let every = match std::env::var("ANALYTICS_DIGEST_EVERY") {
-            Ok(v) => parse_period(&v).ok_or_else(|| format!("ANALYTICS_DIGEST_EVERY: `{v}` is not a period such as 24h, 30m or 90s"))?,
+            Ok(v) => botfleet_config::duration::parse(&v)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    format!("ANALYTICS_DIGEST_EVERY: `{v}` is not a period such as 24h, 30m or 90s")
+                })?,
             Err(_) => Duration::from_secs(DAY as u64),
         };
         let bot = Arc::new(Bot {
             db,
             events,
-            stats: cx.cache::<i64, Stats>("analytics.stats").ttl(STATS_TTL).build(),
-            members: cx.cache::<i64, i64>("analytics.members").ttl(MEMBERS_TTL).build(),
-            admins: cx.cache::<i64, i64>("analytics.admins").ttl(MEMBERS_TTL).build(),
+            stats: cx
+                .cache::<i64, Stats>("analytics.stats")
+                .ttl(STATS_TTL)
+                .build(),
+            members: cx
+                .cache::<i64, i64>("analytics.members")
+                .ttl(MEMBERS_TTL)
+                .build(),
+            admins: cx
+                .cache::<i64, i64>("analytics.admins")
+                .ttl(MEMBERS_TTL)
+                .build(),
             admin,
         });
-        tokio::spawn(scheduled_digests(bot.clone(), cx.clone(), every));
-        Ok::<_, BoxError>(bot)
-    })
-    .await
-    .cloned()
-}
-
-fn parse_period(s: &str) -> Option<Duration> {
-    let (n, unit) = s
-        .trim()
-        .split_at(s.trim().find(|c: char| !c.is_ascii_digit())?);
-    let n: u64 = n.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return None,
-    };
-    (secs > 0).then(|| Duration::from_secs(secs))
+        tokio::spawn(scheduled_digests(bot.clone(), cx, every));
+        Ok(bot)
+    }
 }
 
 /// Runs the analytics bot as a botfleet worker until the supervisor says
 /// stop, then writes every event still queued.
 pub async fn run() -> Result<(), botfleet_worker::Error> {
-    let result = botfleet_worker::run(handle).await;
-    finish().await;
+    // The state outlives the worker's loop: its batcher is flushed after.
+    let kept: Arc<std::sync::OnceLock<Arc<Bot>>> = Arc::default();
+    let keep = kept.clone();
+    let start = move |cx: Context| async move {
+        let bot = Bot::open(cx).await?;
+        let _ = keep.set(bot.clone());
+        Ok::<_, BoxError>(bot)
+    };
+    let result = botfleet_worker::with_state(start, |update, cx, bot: Arc<Arc<Bot>>| {
+        handle(update, cx, Arc::clone(&bot))
+    })
+    .run()
+    .await;
+    if let Some(bot) = kept.get() {
+        finish(bot).await;
+    }
     result
 }
 
 /// Writes every event still queued, before the process exits.
-async fn finish() {
-    if let Some(bot) = BOT.get() {
+async fn finish(bot: &Bot) {
+    {
         let report = bot.events.clone().shutdown(Duration::from_secs(5)).await;
         if !report.unwritten.is_empty() {
             warn(&format!(
@@ -167,8 +184,7 @@ fn warn(message: &str) {
 }
 
 /// The handler: group messages are recorded; commands are answered.
-pub async fn handle(update: Update, cx: Context) -> HandlerResult {
-    let bot = bot(&cx).await?;
+async fn handle(update: Update, cx: Context, bot: Arc<Bot>) -> HandlerResult {
     let UpdateContent::Message(m) = update.content()? else {
         return Ok(());
     };

@@ -32,7 +32,6 @@ use botfleet_telegram::updates::UpdateContent;
 use botfleet_worker::{Context, HandlerResult, Update};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
-use tokio::sync::OnceCell;
 
 /// The bot's schema. Versions 10_001 and up belong to this bot, so it can
 /// share a database with other bots.
@@ -119,16 +118,16 @@ struct Bot {
     cards: TieredCache<i64, Card>,
 }
 
-static BOT: OnceCell<Arc<Bot>> = OnceCell::const_new();
-
-async fn bot(cx: &Context) -> Result<Arc<Bot>, BoxError> {
-    BOT.get_or_try_init(|| async {
+impl Bot {
+    /// The worker's start-up, before its first update: the tables and the
+    /// caches.
+    async fn open(cx: Context) -> Result<Bot, BoxError> {
         let db = cx
             .db()
             .ok_or("the dating bot needs a database: give the fleet a [database] (or run it in environment \"dev\")")?
             .clone();
         db.migrate(MIGRATIONS).await?;
-        Ok::<_, BoxError>(Arc::new(Bot {
+        Ok(Bot {
             db,
             queues: cx
                 .cache::<i64, Vec<i64>>("dating.queue")
@@ -138,20 +137,17 @@ async fn bot(cx: &Context) -> Result<Arc<Bot>, BoxError> {
                 .cache::<i64, Card>("dating.card")
                 .ttl(Duration::from_secs(300))
                 .build(),
-        }))
-    })
-    .await
-    .cloned()
+        })
+    }
 }
 
 /// Runs the dating bot as a botfleet worker until the supervisor says stop.
 pub async fn run() -> Result<(), botfleet_worker::Error> {
-    botfleet_worker::run(handle).await
+    botfleet_worker::with_state(Bot::open, handle).run().await
 }
 
 /// The handler: messages in private chats and button presses.
-pub async fn handle(update: Update, cx: Context) -> HandlerResult {
-    let bot = bot(&cx).await?;
+async fn handle(update: Update, cx: Context, bot: Arc<Bot>) -> HandlerResult {
     match update.content()? {
         UpdateContent::Message(m) => {
             if m.chat.type_field != ChatType::Private {

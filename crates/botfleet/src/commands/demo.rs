@@ -174,7 +174,11 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 ratio(stat(Stat::CacheL1Hits), stat(Stat::CacheL1Misses)),
                 ratio(stat(Stat::CacheL2Hits), stat(Stat::CacheL2Misses)),
                 stat(Stat::CacheLoads),
-                format!("{:.0}/{:.0}", stat(Stat::DbPoolInUse), stat(Stat::DbPoolSize)),
+                format!(
+                    "{:.0}/{:.0}",
+                    stat(Stat::DbPoolInUse),
+                    stat(Stat::DbPoolSize)
+                ),
             ));
             last[i] = s.acked;
         }

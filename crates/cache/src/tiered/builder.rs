@@ -229,11 +229,11 @@ where
                 tagger: self.tagger,
                 refresh_ahead: self.refresh_ahead,
                 prefetch: (self.prefetch_keys > 0 && has_redis).then(|| {
-                    std::sync::Mutex::new(crate::prefetch::Prefetcher::new(self.prefetch_keys))
+                    parking_lot::Mutex::new(crate::prefetch::Prefetcher::new(self.prefetch_keys))
                 }),
                 hot: (self.hot_keys > 0)
-                    .then(|| std::sync::Mutex::new(crate::hot::HotSet::new(self.hot_keys))),
-                tag_index: std::sync::Mutex::new(super::tags::TagIndex::new(self.capacity)),
+                    .then(|| parking_lot::Mutex::new(crate::hot::HotSet::new(self.hot_keys))),
+                tag_index: parking_lot::Mutex::new(super::tags::TagIndex::new(self.capacity)),
                 flights: Flights::new(),
                 namespace: self.namespace,
                 bot: self.bot.unwrap_or_default(),

@@ -49,11 +49,11 @@ struct Inner<K, V> {
     tagger: Option<Tagger<K, V>>,
     refresh_ahead: Option<f64>,
     /// The successor model, when prefetch is on.
-    prefetch: Option<std::sync::Mutex<crate::prefetch::Prefetcher<K>>>,
+    prefetch: Option<parking_lot::Mutex<crate::prefetch::Prefetcher<K>>>,
     /// The most read keys, when warming is on.
-    hot: Option<std::sync::Mutex<crate::hot::HotSet<K>>>,
+    hot: Option<parking_lot::Mutex<crate::hot::HotSet<K>>>,
     /// Which L1 keys carry each tag (may name keys already gone from L1).
-    tag_index: std::sync::Mutex<tags::TagIndex<K>>,
+    tag_index: parking_lot::Mutex<tags::TagIndex<K>>,
     flights: Flights<K, Result<Option<V>, Error>>,
     namespace: String,
     bot: String,
@@ -257,12 +257,7 @@ where
     /// Drops every entry tagged `tag` (see the builder's `tags`) from L1 and
     /// Redis, and from the L1 of every other process.
     pub async fn invalidate_tag(&self, tag: &str) {
-        let local = self
-            .inner
-            .tag_index
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take(tag);
+        let local = self.inner.tag_index.lock().take(tag);
         let remote = self.l2_take_tag(tag).await;
         let keys: std::collections::HashSet<K> = local.into_iter().chain(remote).collect();
         self.invalidate_many(&keys).await;
@@ -281,7 +276,6 @@ where
             self.inner
                 .tag_index
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
                 .add(key, &tags, |k| l1.peek(k, now).is_some());
         }
         tags
@@ -314,7 +308,7 @@ where
             .counters
             .snapshot(&inner.l1.counters, inner.l1.len() as u64);
         if let Some(prefetch) = &inner.prefetch {
-            let model = prefetch.lock().unwrap_or_else(|p| p.into_inner());
+            let model = prefetch.lock();
             stats.prefetch_issued = model.counts.issued;
             stats.prefetch_used = model.counts.used;
             stats.prefetch_disabled = model.counts.disabled;
@@ -353,7 +347,7 @@ where
             .sequence
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.inner.random.hash_one(n) % HOT_SAMPLE == 0 {
-            hot.lock().unwrap_or_else(|p| p.into_inner()).record(key);
+            hot.lock().record(key);
         }
     }
 
@@ -364,7 +358,7 @@ where
             return;
         };
         let next = {
-            let mut model = prefetch.lock().unwrap_or_else(|p| p.into_inner());
+            let mut model = prefetch.lock();
             let next = model.on_read(key);
             let next = next.filter(|n| self.inner.l1.peek(n, Instant::now()).is_none());
             if let Some(n) = &next {
@@ -387,13 +381,7 @@ where
     /// when warming is off or Redis is unreachable). Call it periodically.
     pub async fn persist_hot_set(&self) -> usize {
         let Some(hot) = &self.inner.hot else { return 0 };
-        let keys: Vec<String> = hot
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .top()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let keys: Vec<String> = hot.lock().top().iter().map(ToString::to_string).collect();
         if keys.is_empty() {
             return 0;
         }

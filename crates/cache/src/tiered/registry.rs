@@ -1,7 +1,7 @@
 //! Every tiered cache of the process, for a report of them all
 //! ([`all_stats`]): the worker SDK sends their sum to the supervisor.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use super::Stats;
 
@@ -11,16 +11,13 @@ type Source = Box<dyn Fn() -> Option<Stats> + Send + Sync>;
 static CACHES: Mutex<Vec<Source>> = Mutex::new(Vec::new());
 
 pub(super) fn register(source: Source) {
-    CACHES
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(source);
+    CACHES.lock().push(source);
 }
 
 /// The counters of every tiered cache of this process still alive (caches
 /// dropped are forgotten).
 pub fn all_stats() -> Vec<Stats> {
-    let mut caches = CACHES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut caches = CACHES.lock();
     let mut out = Vec::with_capacity(caches.len());
     caches.retain(|source| match source() {
         Some(stats) => {

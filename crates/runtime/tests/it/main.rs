@@ -1,11 +1,10 @@
 //! The fleet runtime with real worker processes against the emulator.
 //!
-//! The workers are this test binary itself: run with
-//! `BOTFLEET_TEST_WORKER=<mode>` and the filter `worker_entry`, the test
-//! of that name becomes a botfleet worker (see `worker.rs`).
+//! The workers are the example `test-worker` (`examples/test-worker.rs`),
+//! which `cargo test` builds beside this binary; `BOTFLEET_TEST_WORKER`
+//! picks its behaviour.
 
 mod fleet;
-mod worker;
 
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ pub(crate) const BOT_ID: i64 = 110201543;
 
 /// A fleet of one bot whose workers run in `mode`, against `emulator`.
 pub(crate) fn config(emulator: &Emulator, mode: &str, workers: u32, extra: &str) -> FleetConfig {
-    let exe = std::env::current_exe().unwrap();
+    let exe = test_worker();
     let text = format!(
         r#"
 [telegram]
@@ -38,13 +37,30 @@ shutdown_grace = "5s"
 {extra}
 [bot.worker]
 command = "{exe}"
-args = ["worker::worker_entry", "--exact", "--nocapture", "--quiet"]
 env = {{ BOTFLEET_TEST_WORKER = "{mode}" }}
 "#,
         url = emulator.base_url(),
         exe = exe.display(),
     );
     FleetConfig::parse(&text, "fleet.toml", &std::collections::HashMap::new()).unwrap()
+}
+
+/// The test worker program: cargo puts examples in `examples/` beside the
+/// `deps/` directory of this test binary.
+pub(crate) fn test_worker() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("the test binary lives in <target>/<profile>/deps")
+        .join("examples")
+        .join("test-worker");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test -p botfleet-runtime` (which builds the examples), or build it with `cargo build -p botfleet-runtime --example test-worker`",
+        path.display()
+    );
+    path
 }
 
 /// An emulator with users 1..=`users`.

@@ -1,11 +1,14 @@
-//! This test binary as a botfleet worker.
+//! The worker program of the runtime's integration tests (`tests/it`): a
+//! botfleet worker whose behaviour the test picks by environment. `cargo
+//! test` builds it with the tests; they start it from cargo's target
+//! directory.
 
 use std::time::Duration;
 
 use botfleet_telegram::updates::UpdateContent;
 use botfleet_worker::{Context, HandlerResult, Update};
 
-/// Modes (`BOTFLEET_TEST_WORKER`):
+/// Modes (`BOTFLEET_TEST_WORKER`, required):
 /// - `echo`: answers each message with `echo <text>`, after
 ///   `BOTFLEET_TEST_DELAY_MS`;
 /// - `exit`: exits at once with status 3, before it is ready;
@@ -17,10 +20,18 @@ use botfleet_worker::{Context, HandlerResult, Update};
 ///   connecting;
 /// - `cache`: answers every message with the value of one key of a tiered
 ///   cache, loaded by whichever worker asks first (shared through Redis).
-#[test]
-fn worker_entry() {
+fn main() {
     let Ok(mode) = std::env::var("BOTFLEET_TEST_WORKER") else {
-        return;
+        #[expect(
+            clippy::print_stderr,
+            reason = "the one line a person who ran it by hand needs"
+        )]
+        {
+            eprintln!(
+                "test-worker: set BOTFLEET_TEST_WORKER (echo, exit, hang, panic, panic_once or cache); the runtime's tests start this program"
+            );
+        }
+        std::process::exit(64);
     };
     if mode == "exit" {
         std::process::exit(3);
