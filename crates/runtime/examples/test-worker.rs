@@ -19,7 +19,10 @@ use botfleet_worker::{Context, HandlerResult, Update};
 /// - `BOTFLEET_TEST_START_DELAY_MS` (any mode): waits that long before
 ///   connecting;
 /// - `cache`: answers every message with the value of one key of a tiered
-///   cache, loaded by whichever worker asks first (shared through Redis).
+///   cache, loaded by whichever worker asks first (shared through Redis);
+/// - `state`: asks the Bot API for its own name in the start-up hook
+///   (`with_state`) and answers every message with `state <username>`;
+/// - `start_fails`: its start-up hook fails, so it never gets ready.
 fn main() {
     let Ok(mode) = std::env::var("BOTFLEET_TEST_WORKER") else {
         #[expect(
@@ -28,7 +31,7 @@ fn main() {
         )]
         {
             eprintln!(
-                "test-worker: set BOTFLEET_TEST_WORKER (echo, exit, hang, panic, panic_once or cache); the runtime's tests start this program"
+                "test-worker: set BOTFLEET_TEST_WORKER (echo, exit, hang, panic, panic_once, cache, state or start_fails); the runtime's tests start this program"
             );
         }
         std::process::exit(64);
@@ -49,10 +52,32 @@ fn main() {
         .map_or(Duration::ZERO, Duration::from_millis);
     let result = runtime.block_on(async {
         tokio::time::sleep(delay).await;
-        botfleet_worker::Worker::new(handle)
-            .panic_retries(retries)
-            .run()
-            .await
+        match mode.as_str() {
+            "state" => {
+                botfleet_worker::with_state(
+                    |cx: Context| async move {
+                        let me: serde_json::Value =
+                            cx.api().call("getMe", &serde_json::json!({})).await?;
+                        Ok(me["username"].as_str().unwrap_or("?").to_owned())
+                    },
+                    handle_with_state,
+                )
+                .run()
+                .await
+            }
+            "start_fails" => {
+                botfleet_worker::Worker::new(handle)
+                    .on_start(|_| async { Err("no database to migrate".into()) })
+                    .run()
+                    .await
+            }
+            _ => {
+                botfleet_worker::Worker::new(handle)
+                    .panic_retries(retries)
+                    .run()
+                    .await
+            }
+        }
     });
     if let Err(e) = result {
         #[expect(
@@ -65,6 +90,19 @@ fn main() {
         std::process::exit(1);
     }
     std::process::exit(0);
+}
+
+async fn handle_with_state(
+    update: Update,
+    cx: Context,
+    username: std::sync::Arc<String>,
+) -> HandlerResult {
+    if let UpdateContent::Message(message) = update.into_content()? {
+        cx.api()
+            .send_message(message.chat.id, &format!("state {username}"))
+            .await?;
+    }
+    Ok(())
 }
 
 async fn handle(update: Update, cx: Context) -> HandlerResult {

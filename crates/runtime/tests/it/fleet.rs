@@ -505,3 +505,39 @@ async fn a_handler_that_panics_once_is_retried() {
     let s = &report.bots[0];
     assert_eq!((s.acked, s.failed, s.restarts), (1, 0, 0), "{s:?}");
 }
+
+/// The start-up hook runs before ready, its Bot API calls are answered,
+/// and what it built reaches every handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_built_at_start_up_reaches_the_handler() {
+    let e = emulator(2).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let fleet = start(&config(&e, "state", 1, ""), &dir).await;
+    e.inject_message(TOKEN, 1, 1, "hi").unwrap();
+    e.inject_message(TOKEN, 2, 2, "hi").unwrap();
+    assert!(
+        until(Duration::from_secs(30), || {
+            replies(&e, 1) == ["state echo_bot"] && replies(&e, 2) == ["state echo_bot"]
+        })
+        .await
+    );
+    let report = fleet.shutdown().await;
+    assert_eq!(report.bots[0].restarts, 0, "{:?}", report.bots[0]);
+}
+
+/// A start-up hook that fails ends the worker before it is ready: restarted
+/// like a crash, and the bot fails past the restart intensity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_start_up_is_a_crash_before_ready() {
+    let e = emulator(1).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let extra = "[bot.restart]\nintensity = 2\nperiod = \"30s\"\nfirst_backoff = \"50ms\"\n";
+    let fleet = start(&config(&e, "start_fails", 1, extra), &dir).await;
+    let failed = tokio::time::timeout(Duration::from_secs(30), fleet.failed())
+        .await
+        .expect("the bot fails");
+    assert_eq!(failed, "echo");
+    let status = fleet.status().await;
+    assert_eq!(status[0].ready_workers, 0, "{status:?}");
+    fleet.shutdown().await;
+}
