@@ -441,12 +441,12 @@ async fn speed(url: &str, namespace: &str) -> anyhow::Result<Speed> {
     .await?;
     let get_many_round_trips = handle.round_trips() - before;
     Ok(Speed {
-        l1_get_ns_raw: round2(quantile(&mut raw1, 0.5)),
-        l1_get_ns_tiered: round2(quantile(&mut tiered1, 0.5)),
-        l1_get_ns_raw_2_threads: round2(quantile(&mut raw2, 0.5)),
-        l1_get_ns_tiered_2_threads: round2(quantile(&mut tiered2, 0.5)),
-        l2_get_us_raw: round2(quantile(&mut raw_us, 0.5)),
-        l2_get_us_tiered: round2(quantile(&mut tiered_us, 0.5)),
+        l1_get_ns_raw: round2(quantile(&raw1, 0.5)),
+        l1_get_ns_tiered: round2(quantile(&tiered1, 0.5)),
+        l1_get_ns_raw_2_threads: round2(quantile(&raw2, 0.5)),
+        l1_get_ns_tiered_2_threads: round2(quantile(&tiered2, 0.5)),
+        l2_get_us_raw: round2(quantile(&raw_us, 0.5)),
+        l2_get_us_tiered: round2(quantile(&tiered_us, 0.5)),
         get_many_keys: many.len(),
         get_many_round_trips,
         threads: 2,
@@ -619,9 +619,9 @@ async fn invalidation(url: &str, namespace: &str) -> anyhow::Result<Invalidation
         delays.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     Ok(Invalidation {
-        p50: round3(quantile(&mut delays, 0.5)),
-        p99: round3(quantile(&mut delays, 0.99)),
-        max: round3(quantile(&mut delays, 1.0)),
+        p50: round3(quantile(&delays, 0.5)),
+        p99: round3(quantile(&delays, 0.99)),
+        max: round3(quantile(&delays, 1.0)),
         writes,
     })
 }

@@ -224,8 +224,8 @@ args = ["bench", "chaos", "--worker", "{log}"]
         duplicates_to_handlers: duplicates,
         order_violations: violations,
         redelivered: status.redelivered,
-        p50_ms: (quantile(&mut latencies.clone(), 0.5) * 100.0).round() / 100.0,
-        p99_ms: (quantile(&mut latencies, 0.99) * 100.0).round() / 100.0,
+        p50_ms: (quantile(&latencies, 0.5) * 100.0).round() / 100.0,
+        p99_ms: (quantile(&latencies, 0.99) * 100.0).round() / 100.0,
     })
 }
 

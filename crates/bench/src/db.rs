@@ -158,14 +158,14 @@ pub fn run(args: &DbBench) -> anyhow::Result<ExitCode> {
         let batch = batch(&db, args.rows).await?;
         progress.say("[budget] six worker processes against max_connections = 20 ...");
         let budget = budget().await?;
-        let mut overheads = instrumentation.round_overheads_pct.clone();
+        let overheads = instrumentation.round_overheads_pct.clone();
         Ok::<_, anyhow::Error>(Report {
             machine: Machine::current(),
             database,
             server_version: version,
             acquire,
             batch,
-            instrumentation_overhead_pct: round2(quantile(&mut overheads, 0.5)),
+            instrumentation_overhead_pct: round2(quantile(&overheads, 0.5)),
             instrumentation,
             budget,
         })
@@ -217,16 +217,16 @@ async fn acquire(url: &str, db: &Database, args: &DbBench) -> anyhow::Result<Acq
         }
     }
     default_pool.close().await;
-    let p50_raw = quantile(&mut r, 0.5);
-    let p50_pool = quantile(&mut p, 0.5);
+    let p50_raw = quantile(&r, 0.5);
+    let p50_pool = quantile(&p, 0.5);
     Ok(Acquire {
         queries: args.queries * args.rounds,
         p50_us_raw: round2(p50_raw),
-        p99_us_raw: round2(quantile(&mut r, 0.99)),
+        p99_us_raw: round2(quantile(&r, 0.99)),
         p50_us_pool: round2(p50_pool),
-        p99_us_pool: round2(quantile(&mut p, 0.99)),
-        p50_us_sqlx_default: round2(quantile(&mut d, 0.5)),
-        p99_us_sqlx_default: round2(quantile(&mut d, 0.99)),
+        p99_us_pool: round2(quantile(&p, 0.99)),
+        p50_us_sqlx_default: round2(quantile(&d, 0.5)),
+        p99_us_sqlx_default: round2(quantile(&d, 0.99)),
         pool_vs_raw_p50: round2(p50_pool / p50_raw),
     })
 }
@@ -249,7 +249,7 @@ async fn instrumentation(db: &Database, args: &DbBench) -> anyhow::Result<Instru
                 if side == 0 { on.push(us) } else { off.push(us) }
             }
         }
-        let (m_on, m_off) = (quantile(&mut on, 0.5), quantile(&mut off, 0.5));
+        let (m_on, m_off) = (quantile(&on, 0.5), quantile(&off, 0.5));
         overheads.push(round2((m_on / m_off - 1.0) * 100.0));
         all_on.extend(on);
         all_off.extend(off);
@@ -259,8 +259,8 @@ async fn instrumentation(db: &Database, args: &DbBench) -> anyhow::Result<Instru
     Ok(Instrumentation {
         rounds: args.rounds,
         queries_per_round: n,
-        p50_us_handle: round2(quantile(&mut all_on, 0.5)),
-        p50_us_uninstrumented: round2(quantile(&mut all_off, 0.5)),
+        p50_us_handle: round2(quantile(&all_on, 0.5)),
+        p50_us_uninstrumented: round2(quantile(&all_off, 0.5)),
         round_overheads_pct: overheads,
     })
 }

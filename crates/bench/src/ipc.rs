@@ -307,8 +307,8 @@ async fn measure(args: &IpcBench) -> anyhow::Result<Report> {
     .await?;
     let _ = sender.await;
     peer.stop().await;
-    let on_median = quantile(&mut on, 0.5);
-    let off_median = quantile(&mut off, 0.5);
+    let on_median = quantile(&on, 0.5);
+    let off_median = quantile(&off, 0.5);
     Ok(Report {
         machine: Machine::current(),
         updates: args.updates,
@@ -316,13 +316,13 @@ async fn measure(args: &IpcBench) -> anyhow::Result<Report> {
         updates_per_s_batched: on_median.round(),
         updates_per_s_unbatched: off_median.round(),
         speedup: ((on_median / off_median) * 100.0).round() / 100.0,
-        updates_per_s_batched_parsing: quantile(&mut parsing, 0.5).round(),
+        updates_per_s_batched_parsing: quantile(&parsing, 0.5).round(),
         updates_per_s_one_in_flight: one_in_flight.round(),
-        frames_batched: quantile(&mut frames_on, 0.5) as usize,
-        frames_unbatched: quantile(&mut frames_off, 0.5) as usize,
+        frames_batched: quantile(&frames_on, 0.5) as usize,
+        frames_unbatched: quantile(&frames_off, 0.5) as usize,
         rate: args.rate,
-        rtt_us_p50: quantile(&mut rtts, 0.5).round(),
-        rtt_us_p99: quantile(&mut rtts, 0.99).round(),
+        rtt_us_p50: quantile(&rtts, 0.5).round(),
+        rtt_us_p99: quantile(&rtts, 0.99).round(),
         rtt_samples: rtts.len(),
     })
 }

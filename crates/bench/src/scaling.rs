@@ -232,7 +232,7 @@ args = ["bench", "scaling", "--worker", "{log}"]
                 }
             }
             let half = from + (to - from) / 2.0;
-            let mut lat: Vec<f64> = handled
+            let lat: Vec<f64> = handled
                 .iter()
                 .filter(|(t, _)| *t >= half && *t < to)
                 .map(|(_, l)| *l)
@@ -245,7 +245,7 @@ args = ["bench", "scaling", "--worker", "{log}"]
                 rate,
                 workers_settled: settled,
                 settle_s: ((last_change - from) * 10.0).round() / 10.0,
-                p99_ms: (quantile(&mut lat, 0.99) * 10.0).round() / 10.0,
+                p99_ms: (quantile(&lat, 0.99) * 10.0).round() / 10.0,
                 handled: count as u64,
             }
         })

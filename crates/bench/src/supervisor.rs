@@ -814,10 +814,7 @@ async fn worker_alone(exe: &Path) -> anyhow::Result<(f64, f64)> {
         }
         let _ = child.kill().await;
     }
-    Ok((
-        round2(quantile(&mut times.clone(), 0.5)),
-        round2(quantile(&mut times, 0.9)),
-    ))
+    Ok((round2(quantile(&times, 0.5)), round2(quantile(&times, 0.9))))
 }
 
 fn round2(v: f64) -> f64 {
@@ -925,32 +922,32 @@ async fn measure(args: &SupervisorBench) -> anyhow::Result<Report> {
             continue;
         };
         let of = |f: &dyn Fn(&Session) -> f64| list.iter().map(f).collect::<Vec<f64>>();
-        let mut start = of(&|s| s.start_ms);
-        let mut pss = of(&|s| s.pss_kib as f64 / 1024.0);
-        let mut rss = of(&|s| s.rss_kib as f64 / 1024.0);
-        let mut stop: Vec<f64> = list.iter().filter_map(|s| s.stop_ms).collect();
+        let start = of(&|s| s.start_ms);
+        let pss = of(&|s| s.pss_kib as f64 / 1024.0);
+        let rss = of(&|s| s.rss_kib as f64 / 1024.0);
+        let stop: Vec<f64> = list.iter().filter_map(|s| s.stop_ms).collect();
         let stops_failed = list.len() - stop.len();
-        let mut crash: Vec<f64> = list.iter().flat_map(|s| s.crash_ms.clone()).collect();
+        let crash: Vec<f64> = list.iter().flat_map(|s| s.crash_ms.clone()).collect();
         let idle_ns: u64 = list.iter().map(|s| s.idle_cpu_ns).sum();
         let idle_s = args.idle.as_secs_f64() * list.len() as f64;
         runs.push(Run {
             tool: tool.clone(),
             version: list[0].version.clone(),
             start_n: args.workers,
-            start_ms: round2(quantile(&mut start.clone(), 0.5)),
-            start_ms_p90: round2(quantile(&mut start, 0.9)),
-            crash_to_ready_ms_p50: round2(quantile(&mut crash.clone(), 0.5)),
-            crash_to_ready_ms_p90: round2(quantile(&mut crash, 0.9)),
+            start_ms: round2(quantile(&start, 0.5)),
+            start_ms_p90: round2(quantile(&start, 0.9)),
+            crash_to_ready_ms_p50: round2(quantile(&crash, 0.5)),
+            crash_to_ready_ms_p90: round2(quantile(&crash, 0.9)),
             kills: list.iter().map(|s| s.crash_ms.len()).sum(),
-            pss_mib: round2(quantile(&mut pss, 0.5)),
-            rss_mib: round2(quantile(&mut rss, 0.5)),
+            pss_mib: round2(quantile(&pss, 0.5)),
+            rss_mib: round2(quantile(&rss, 0.5)),
             supervisor_processes: list[0].processes,
             idle_cpu_ms_per_10s: if idle_s > 0.0 {
                 round2(idle_ns as f64 / 1e6 * 10.0 / idle_s)
             } else {
                 0.0
             },
-            stop_ms: (!stop.is_empty()).then(|| round2(quantile(&mut stop, 0.5))),
+            stop_ms: (!stop.is_empty()).then(|| round2(quantile(&stop, 0.5))),
             stops_failed,
             stop_ms_ignoring_term: term.get(tool).copied().flatten().map(round2),
             crash_loop_restarts: crash_loop.get(tool).copied().flatten(),

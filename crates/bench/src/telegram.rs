@@ -384,8 +384,8 @@ async fn run_workload(w: &Workload, jitter: bool, sender: &Sender) -> anyhow::Re
         expected,
         duplicates,
         order_violations: violations,
-        p50_ms: round2(quantile(&mut latencies, 0.5)),
-        p99_ms: round2(quantile(&mut latencies, 0.99)),
+        p50_ms: round2(quantile(&latencies, 0.5)),
+        p99_ms: round2(quantile(&latencies, 0.99)),
         private_done_s: (w.privates > 0 && w.group_messages > 0)
             .then(|| round2(private_done.as_secs_f64())),
     })

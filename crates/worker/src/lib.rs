@@ -55,6 +55,7 @@ use botfleet_protocol::{
     Ack, DEFAULT_MAX_BATCH, Delivery, Encoding, FrameReader, Hello, Message, Outcome,
     PROTOCOL_VERSION, WorkerMetrics, env, write_batched,
 };
+use futures_util::FutureExt;
 use tokio::net::UnixStream;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -194,8 +195,10 @@ struct Shared {
     failed: AtomicU64,
     /// Handling time of every update, summed, µs.
     handler_us: AtomicU64,
-    /// Handling times (µs) since the last metrics message.
-    times: Mutex<Vec<u64>>,
+    /// Handling times (µs) since the last metrics message: an HDR
+    /// histogram, the one quantile definition of botfleet (bounded memory
+    /// however many updates a heartbeat sees).
+    times: Mutex<hdrhistogram::Histogram<u64>>,
     dedupe: Mutex<Dedupe>,
 }
 
@@ -338,9 +341,81 @@ where
     }
 
     /// Connects to the supervisor named by the environment and serves it
-    /// until it says stop or goes away.
+    /// until it says stop or goes away: the handshake, the bot's database
+    /// and Redis, the start-up hook, `ready`, then updates until the end.
     pub async fn run(self) -> Result<(), Error> {
         let env = WorkerEnv::from_env()?;
+        let Link {
+            mut reader,
+            outbox,
+            writer,
+            welcome,
+            first,
+        } = Link::open(&env).await?;
+        let (db, redis) = open_services(&env).await?;
+        let shared = Arc::new(Shared {
+            bot: env.bot,
+            worker_id: env.worker_id,
+            api: Api::new(outbox.clone()),
+            db,
+            redis,
+            outbox: outbox.clone(),
+            in_flight: AtomicU32::new(0),
+            inline_ns: AtomicU64::new(0),
+            idle: Notify::new(),
+            handled: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            handler_us: AtomicU64::new(0),
+            times: Mutex::new(
+                hdrhistogram::Histogram::new(3).expect("3 significant digits are valid"),
+            ),
+            dedupe: Mutex::new(Dedupe::new(self.remember)),
+        });
+        let mut first = first;
+        if let Some(hook) = self.start {
+            let early = start_up(
+                hook,
+                &shared,
+                &mut reader,
+                first.take(),
+                welcome.heartbeat_ms,
+            )
+            .await?;
+            first = Some(early);
+        }
+        let _ = outbox.send(Message::Ready);
+        let heartbeat = tokio::spawn(heartbeats(
+            shared.clone(),
+            Duration::from_millis(u64::from(welcome.heartbeat_ms.max(10))),
+        ));
+        let handler = Arc::new(self.handler);
+        let result = serve(&shared, &handler, &mut reader, first, self.panic_retries).await;
+        heartbeat.abort();
+        drop(outbox);
+        shared.api.close();
+        drop(shared);
+        // Let queued acks reach the socket.
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        result
+    }
+}
+
+/// The worker's end of its connection, after the handshake.
+struct Link {
+    reader: FrameReader<tokio::net::unix::OwnedReadHalf>,
+    /// What the writer task sends, coalesced into frames.
+    outbox: mpsc::UnboundedSender<Message>,
+    writer: tokio::task::JoinHandle<std::io::Result<()>>,
+    welcome: botfleet_protocol::Welcome,
+    /// What followed the welcome in its frame (a drain, updates): served
+    /// first.
+    first: Option<Vec<Message>>,
+}
+
+impl Link {
+    /// Connects to the supervisor's socket, says hello and reads the
+    /// welcome.
+    async fn open(env: &WorkerEnv) -> Result<Link, Error> {
         let stream = UnixStream::connect(&env.socket)
             .await
             .map_err(|source| Error::Connect {
@@ -361,9 +436,7 @@ where
             bot: env.bot.clone(),
             capabilities: Vec::new(),
         }));
-        // What follows the welcome in its frame (a drain, updates) is
-        // served first, below.
-        let (welcome, mut first) = match reader.read().await {
+        let (welcome, first) = match reader.read().await {
             Ok(Some((_, messages))) => {
                 let mut messages = messages.into_iter();
                 match messages.next() {
@@ -380,128 +453,121 @@ where
             Ok(None) => return Err(Error::Refused("the connection closed".into())),
             Err(e) => return Err(Error::Connection(e.to_string())),
         };
-        let db = match &env.database_url {
-            Some(url) => {
-                let mut builder = Database::builder(url.clone())
-                    .bot(env.bot.clone())
-                    .application_name(format!("botfleet/{}/{}", env.bot, env.worker_id));
-                if let Some(size) = env.pool_size {
-                    builder = builder.pool_size(size);
-                }
-                Some(builder.connect().await?)
-            }
-            None => None,
-        };
-        let redis = match &env.redis_url {
-            Some(url) => Some(
-                botfleet_cache::Redis::new(url)
-                    .map_err(|e| Error::Environment(format!("BOTFLEET_REDIS_URL: {e}")))?,
-            ),
-            None => None,
-        };
-        let shared = Arc::new(Shared {
-            bot: env.bot,
-            worker_id: env.worker_id,
-            api: Api::new(outbox.clone()),
-            db,
-            redis,
-            outbox: outbox.clone(),
-            in_flight: AtomicU32::new(0),
-            inline_ns: AtomicU64::new(0),
-            idle: Notify::new(),
-            handled: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            handler_us: AtomicU64::new(0),
-            times: Mutex::new(Vec::new()),
-            dedupe: Mutex::new(Dedupe::new(self.remember)),
-        });
-        if let Some(hook) = self.start {
-            let early = start_up(
-                hook,
-                &shared,
-                &mut reader,
-                first.take(),
-                welcome.heartbeat_ms,
-            )
-            .await?;
-            first = Some(early);
-        }
-        let _ = outbox.send(Message::Ready);
-        let heartbeat = tokio::spawn(heartbeats(
-            shared.clone(),
-            Duration::from_millis(u64::from(welcome.heartbeat_ms.max(10))),
-        ));
-        let handler = Arc::new(self.handler);
-        let result = loop {
-            let messages = match first.take() {
-                Some(rest) => rest,
-                None => match reader.read().await {
-                    Ok(Some((_, messages))) => messages,
-                    // The supervisor went away: nothing more to do.
-                    Ok(None) => break Ok(()),
-                    Err(e) => break Err(Error::Connection(e.to_string())),
-                },
-            };
-            let mut stop = false;
-            for m in messages {
-                match m {
-                    Message::Updates(mut list) => {
-                        let retries = self.panic_retries;
-                        // Every handler's first step runs here, and the
-                        // acks of those done at once leave as one message.
-                        let acks = std::future::poll_fn(|cx| {
-                            let acks: Vec<Ack> = list
-                                .drain(..)
-                                .filter_map(|d| start(&shared, &handler, d, retries, cx))
-                                .collect();
-                            std::task::Poll::Ready(acks)
-                        })
-                        .await;
-                        if !acks.is_empty() {
-                            let n = acks.len() as u32;
-                            let _ = shared.outbox.send(Message::Acks(acks));
-                            acked(&shared, n);
-                        }
-                    }
-                    Message::Results(results) => shared.api.resolve(results),
-                    Message::Drain => {
-                        let shared = shared.clone();
-                        tokio::spawn(async move {
-                            loop {
-                                let idle = shared.idle.notified();
-                                if shared.in_flight.load(Ordering::SeqCst) == 0 {
-                                    break;
-                                }
-                                idle.await;
-                            }
-                            let _ = shared.outbox.send(Message::Drained);
-                        });
-                    }
-                    Message::Shutdown => stop = true,
-                    Message::Error { code, message } => {
-                        tracing::error!(code, "the supervisor closes the connection: {message}");
-                        stop = true;
-                    }
-                    other => {
-                        tracing::warn!(
-                            message = other.name(),
-                            "unexpected message from the supervisor; ignored"
-                        );
-                    }
-                }
-            }
-            if stop {
-                break Ok(());
-            }
-        };
-        heartbeat.abort();
-        drop(outbox);
-        shared.api.close();
-        drop(shared);
-        // Let queued acks reach the socket.
-        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-        result
+        Ok(Link {
+            reader,
+            outbox,
+            writer,
+            welcome,
+            first,
+        })
     }
+}
+
+/// The bot's database (pool sized by the fleet's budget) and Redis, when
+/// the supervisor gave them.
+async fn open_services(
+    env: &WorkerEnv,
+) -> Result<(Option<Database>, Option<botfleet_cache::Redis>), Error> {
+    let db = match &env.database_url {
+        Some(url) => {
+            let mut builder = Database::builder(url.clone())
+                .bot(env.bot.clone())
+                .application_name(format!("botfleet/{}/{}", env.bot, env.worker_id));
+            if let Some(size) = env.pool_size {
+                builder = builder.pool_size(size);
+            }
+            Some(builder.connect().await?)
+        }
+        None => None,
+    };
+    let redis = match &env.redis_url {
+        Some(url) => Some(
+            botfleet_cache::Redis::new(url)
+                .map_err(|e| Error::Environment(format!("{}: {e}", env::REDIS_URL)))?,
+        ),
+        None => None,
+    };
+    Ok((db, redis))
+}
+
+/// Serves the supervisor's frames until it says stop or goes away: each
+/// update's handler is started (its first step polled here, the acks of
+/// those done at once sent together), results go to the waiting calls, a
+/// drain is answered once nothing is in flight.
+async fn serve<H, F>(
+    shared: &Arc<Shared>,
+    handler: &Arc<H>,
+    reader: &mut FrameReader<tokio::net::unix::OwnedReadHalf>,
+    mut first: Option<Vec<Message>>,
+    panic_retries: u32,
+) -> Result<(), Error>
+where
+    H: Fn(Update, Context) -> F + Send + Sync + 'static,
+    F: Future<Output = HandlerResult> + Send + 'static,
+{
+    loop {
+        let messages = match first.take() {
+            Some(rest) => rest,
+            None => match reader.read().await {
+                Ok(Some((_, messages))) => messages,
+                // The supervisor went away: nothing more to do.
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Error::Connection(e.to_string())),
+            },
+        };
+        let mut stop = false;
+        for m in messages {
+            match m {
+                Message::Updates(mut list) => {
+                    // Every handler's first step runs here, and the acks of
+                    // those done at once leave as one message.
+                    let acks = std::future::poll_fn(|cx| {
+                        let acks: Vec<Ack> = list
+                            .drain(..)
+                            .filter_map(|d| start(shared, handler, d, panic_retries, cx))
+                            .collect();
+                        std::task::Poll::Ready(acks)
+                    })
+                    .await;
+                    if !acks.is_empty() {
+                        let n = acks.len() as u32;
+                        let _ = shared.outbox.send(Message::Acks(acks));
+                        acked(shared, n);
+                    }
+                }
+                Message::Results(results) => shared.api.resolve(results),
+                Message::Drain => {
+                    tokio::spawn(drained_when_idle(shared.clone()));
+                }
+                Message::Shutdown => stop = true,
+                Message::Error { code, message } => {
+                    tracing::error!(code, "the supervisor closes the connection: {message}");
+                    stop = true;
+                }
+                other => {
+                    tracing::warn!(
+                        message = other.name(),
+                        "unexpected message from the supervisor; ignored"
+                    );
+                }
+            }
+        }
+        if stop {
+            return Ok(());
+        }
+    }
+}
+
+/// Says `drained` once nothing is in flight.
+async fn drained_when_idle(shared: Arc<Shared>) {
+    loop {
+        let idle = shared.idle.notified();
+        if shared.in_flight.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        idle.await;
+    }
+    let _ = shared.outbox.send(Message::Drained);
 }
 
 /// Runs the start-up hook before `ready`. Heartbeats go on meanwhile (a
@@ -657,7 +723,13 @@ where
             update_id: id,
             attempt: delivery.attempt,
         };
-        match CatchUnwind(Box::pin(handler(this, cx))).await {
+        // A panic is caught where it happens, so it neither kills the
+        // worker nor needs a task of its own.
+        let caught = std::panic::AssertUnwindSafe(handler(this, cx))
+            .catch_unwind()
+            .await
+            .map_err(|payload| panic_message(&*payload));
+        match caught {
             Ok(Ok(())) => return Outcome::Handled,
             Ok(Err(e)) => {
                 tracing::warn!(update_id = id, "the handler failed: {e}");
@@ -690,7 +762,7 @@ fn finish(shared: &Shared, id: i64, outcome: Outcome, micros: u64) -> Ack {
     };
     counter.fetch_add(1, Ordering::Relaxed);
     shared.handler_us.fetch_add(micros, Ordering::Relaxed);
-    shared.times.lock().push(micros);
+    shared.times.lock().saturating_record(micros);
     shared.dedupe.lock().insert(id);
     Ack {
         update_id: id,
@@ -705,31 +777,13 @@ fn acked(shared: &Shared, n: u32) {
     }
 }
 
-/// A future whose panic is caught and returned as its message, so a
-/// handler's panic neither kills the worker nor needs a task of its own.
-struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, String>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Err(payload) => {
-                let why = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".to_owned());
-                std::task::Poll::Ready(Err(why))
-            }
-        }
-    }
+/// A panic's message, for the log.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// A heartbeat and the metrics, every `every`.
@@ -739,20 +793,18 @@ async fn heartbeats(shared: Arc<Shared>, every: Duration) {
     loop {
         tick.tick().await;
         seq += 1;
-        let mut times = std::mem::take(&mut *shared.times.lock());
-        times.sort_unstable();
-        let at = |q: f64| {
-            times
-                .get(((times.len() as f64 - 1.0) * q).round() as usize)
-                .copied()
-                .unwrap_or(0)
+        let (p50, p99) = {
+            let mut times = shared.times.lock();
+            let quantiles = (times.value_at_quantile(0.5), times.value_at_quantile(0.99));
+            times.reset();
+            quantiles
         };
         let metrics = WorkerMetrics {
             handled: shared.handled.load(Ordering::Relaxed),
             failed: shared.failed.load(Ordering::Relaxed),
             in_flight: shared.in_flight.load(Ordering::Relaxed),
-            handling_p50_us: at(0.5),
-            handling_p99_us: at(0.99),
+            handling_p50_us: p50,
+            handling_p99_us: p99,
         };
         if shared.outbox.send(Message::Heartbeat(seq)).is_err()
             || shared.outbox.send(Message::Metrics(metrics)).is_err()

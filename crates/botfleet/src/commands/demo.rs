@@ -125,13 +125,13 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             bot = world.fleet().failed() => break Some(bot),
         }
         let status = world.status().await;
-        let mut window = world.emulator.latencies_ms_from(seen_latencies);
+        let window = world.emulator.latencies_ms_from(seen_latencies);
         seen_latencies += window.len();
         let mut lines = vec![format!(
             "{:>4} s   e2e latency p50 {:>6} p99 {:>6}   (update created -> reply accepted, last second)",
             started.elapsed().as_secs(),
-            ms(&mut window, 0.5),
-            ms(&mut window, 0.99),
+            ms(&window, 0.5),
+            ms(&window, 0.99),
         )];
         lines.push(format!(
             "{:<10} {:>6} {:>8} {:>7} {:>8} {:>6} {:>5} {:>8} {:>8} {:>6} {:>7}",
@@ -211,7 +211,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // The fleet answers what is still queued before it stops.
     world.settle(Duration::from_secs(10)).await;
     let report = world.shutdown().await;
-    let mut latencies = world.emulator.latencies_ms();
+    let latencies = world.emulator.latencies_ms();
     let profiles = world
         .count("SELECT COUNT(*) AS n FROM dating_profiles WHERE step = 'done'")
         .await;
@@ -247,8 +247,8 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         out,
         "  replies: {}; end-to-end latency p50 {}, p99 {}",
         latencies.len(),
-        ms(&mut latencies, 0.5),
-        ms(&mut latencies, 0.99)
+        ms(&latencies, 0.5),
+        ms(&latencies, 0.99)
     )?;
     writeln!(
         out,
@@ -271,7 +271,7 @@ fn bot_id(token: &str) -> Option<i64> {
 
 /// The `q` quantile of `samples` in milliseconds, or `-` when there are
 /// none.
-fn ms(samples: &mut [f64], q: f64) -> String {
+fn ms(samples: &[f64], q: f64) -> String {
     if samples.is_empty() {
         "-".to_owned()
     } else {
