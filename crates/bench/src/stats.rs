@@ -22,7 +22,11 @@ pub fn quantile(samples: &[f64], q: f64) -> f64 {
         } else {
             0
         };
-        h.saturating_record(scaled);
+        // `record` grows the auto-resizing histogram to fit the value
+        // (`saturating_record` would clamp it to the current range).
+        if h.record(scaled).is_err() {
+            h.saturating_record(scaled);
+        }
     }
     // The histogram answers with the highest value equivalent to the
     // bucket's; its median equivalent is nearer the samples.

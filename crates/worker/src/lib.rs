@@ -366,9 +366,8 @@ where
             handled: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             handler_us: AtomicU64::new(0),
-            times: Mutex::new(
-                hdrhistogram::Histogram::new(3).expect("3 significant digits are valid"),
-            ),
+            // 1 µs to an hour; longer handlers count as an hour.
+            times: Mutex::new(handling_histogram()),
             dedupe: Mutex::new(Dedupe::new(self.remember)),
         });
         let mut first = first;
@@ -786,6 +785,21 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
+/// An empty histogram of handling times: 1 µs to an hour (a longer
+/// handler counts as an hour), three significant digits.
+fn handling_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+        .expect("the bounds and 3 significant digits are valid")
+}
+
+/// The handling times' p50 and p99 since the last call, µs; the
+/// histogram starts again.
+fn take_quantiles(times: &mut hdrhistogram::Histogram<u64>) -> (u64, u64) {
+    let quantiles = (times.value_at_quantile(0.5), times.value_at_quantile(0.99));
+    times.reset();
+    quantiles
+}
+
 /// A heartbeat and the metrics, every `every`.
 async fn heartbeats(shared: Arc<Shared>, every: Duration) {
     let mut seq = 0;
@@ -793,12 +807,7 @@ async fn heartbeats(shared: Arc<Shared>, every: Duration) {
     loop {
         tick.tick().await;
         seq += 1;
-        let (p50, p99) = {
-            let mut times = shared.times.lock();
-            let quantiles = (times.value_at_quantile(0.5), times.value_at_quantile(0.99));
-            times.reset();
-            quantiles
-        };
+        let (p50, p99) = take_quantiles(&mut shared.times.lock());
         let metrics = WorkerMetrics {
             handled: shared.handled.load(Ordering::Relaxed),
             failed: shared.failed.load(Ordering::Relaxed),
@@ -898,5 +907,23 @@ impl WorkerEnv {
                 usize::try_from(n).map_err(|_| too_big(env::IPC_MAX_BATCH))
             })?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handling_quantiles_cover_slow_handlers_and_start_again() {
+        let mut h = handling_histogram();
+        for micros in 1..=100u64 {
+            h.saturating_record(micros * 100_000);
+        }
+        let (p50, p99) = take_quantiles(&mut h);
+        // 5 s and 9.9 s, within the histogram's three digits.
+        assert!((4_990_000..=5_010_000).contains(&p50), "{p50}");
+        assert!((9_890_000..=9_910_000).contains(&p99), "{p99}");
+        assert_eq!(take_quantiles(&mut h), (0, 0));
     }
 }
