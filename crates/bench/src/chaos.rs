@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use botfleet_config::{BotFile, FleetFile};
 use clap::Args;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -85,31 +86,24 @@ async fn measure(args: &ChaosBench) -> anyhow::Result<Report> {
     let log = dir.path().join("handled.log");
     let emulator = harness::emulator("chaos_bot", i64::from(args.chats)).await?;
     let exe = std::env::current_exe().context("cannot find the botfleet executable")?;
-    let text = format!(
-        r#"
-[telegram]
-api_url = "{url}"
-[[bot]]
-name = "chaos"
-token = "{TOKEN}"
-min_workers = {w}
-max_workers = {w}
-heartbeat_interval = "200ms"
-[bot.restart]
-intensity = 10000
-period = "1s"
-first_backoff = "10ms"
-max_backoff = "100ms"
-[bot.worker]
-command = "{exe}"
-args = ["bench", "chaos", "--worker", "{log}"]
-"#,
-        url = emulator.base_url(),
-        w = args.workers,
-        exe = exe.display(),
-        log = log.display(),
-    );
-    let config = harness::fleet_config(&text, "chaos.toml")?;
+    let config = harness::fleet_config(
+        FleetFile::new().telegram_api(emulator.base_url()).bot(
+            BotFile::new("chaos", TOKEN)
+                .workers(args.workers, args.workers)
+                .set("heartbeat_interval", "200ms")
+                .set("restart.intensity", 10_000)
+                .set("restart.period", "1s")
+                .set("restart.first_backoff", "10ms")
+                .set("restart.max_backoff", "100ms")
+                .command(
+                    exe.display().to_string(),
+                    ["bench", "chaos", "--worker"]
+                        .map(String::from)
+                        .into_iter()
+                        .chain([log.display().to_string()]),
+                ),
+        ),
+    )?;
     let fleet = harness::start_fleet(&config, dir.path()).await?;
     // Wait for the workers.
     let ready_by = Instant::now() + Duration::from_secs(30);

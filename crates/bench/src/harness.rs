@@ -3,7 +3,6 @@
 //! as a line `update_id chat ns` (one `write` per line; O_APPEND keeps lines
 //! whole across processes).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use botfleet_config::FleetConfig;
+use botfleet_config::{FleetConfig, FleetFile};
 use botfleet_emulator::{Emulator, EmulatorConfig, Limits};
 use botfleet_runtime::{Fleet, RunOptions};
 use botfleet_worker::HandlerResult;
@@ -93,9 +92,9 @@ pub(crate) async fn emulator(bot: &str, users: i64) -> anyhow::Result<Emulator> 
     Ok(emulator)
 }
 
-/// The benchmark's own fleet file `text` (called `name` in errors).
-pub(crate) fn fleet_config(text: &str, name: &str) -> anyhow::Result<FleetConfig> {
-    FleetConfig::parse(text, name, &HashMap::new())
+/// The benchmark's own fleet file.
+pub(crate) fn fleet_config(file: FleetFile) -> anyhow::Result<FleetConfig> {
+    file.parse()
         .map_err(|e| anyhow::anyhow!("the benchmark's fleet file: {e}"))
 }
 

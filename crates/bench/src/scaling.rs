@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use botfleet_config::{BotFile, FleetFile};
 use clap::Args;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -111,35 +112,29 @@ async fn measure(args: &ScalingBench, url: &str) -> anyhow::Result<Report> {
     let chats = 1000i64;
     let emulator = harness::emulator("scaling_bot", chats).await?;
     let exe = std::env::current_exe().context("cannot find the botfleet executable")?;
-    let text = format!(
-        r#"
-environment = "staging"
-[database]
-url = "{url}"
-reserve = 2
-[telegram]
-api_url = "{api}"
-[[bot]]
-name = "scaling"
-token = "{TOKEN}"
-min_workers = 1
-max_workers = {max}
-heartbeat_interval = "500ms"
-[bot.scaling]
-target_queue_per_worker = 20
-target_latency = "100ms"
-tick = "1s"
-scale_down_window = "10s"
-[bot.worker]
-command = "{exe}"
-args = ["bench", "scaling", "--worker", "{log}"]
-"#,
-        api = emulator.base_url(),
-        max = args.max_workers,
-        exe = exe.display(),
-        log = log.display(),
-    );
-    let config = harness::fleet_config(&text, "scaling.toml")?;
+    let config = harness::fleet_config(
+        FleetFile::new()
+            .set("environment", "staging")
+            .database(url)
+            .set("database.reserve", 2)
+            .telegram_api(emulator.base_url())
+            .bot(
+                BotFile::new("scaling", TOKEN)
+                    .workers(1, args.max_workers)
+                    .set("heartbeat_interval", "500ms")
+                    .set("scaling.target_queue_per_worker", 20)
+                    .set("scaling.target_latency", "100ms")
+                    .set("scaling.tick", "1s")
+                    .set("scaling.scale_down_window", "10s")
+                    .command(
+                        exe.display().to_string(),
+                        ["bench", "scaling", "--worker"]
+                            .map(String::from)
+                            .into_iter()
+                            .chain([log.display().to_string()]),
+                    ),
+            ),
+    )?;
     // The budget the runtime will plan with.
     let limits =
         botfleet_db::budget::ServerLimits::fetch(url, &config.database.settings, "botfleet/bench")

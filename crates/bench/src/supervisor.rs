@@ -15,6 +15,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use botfleet_config::{BotFile, FleetFile};
 use clap::Args;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -306,13 +307,21 @@ fn prepare(
         "botfleet" => {
             // Each worker's marker is `w<worker id>`: the id is stable
             // across restarts.
-            let extra: String = extra.iter().map(|a| format!(", \"{a}\"")).collect();
-            let fleet = format!(
-                "[telegram]\napi_url = \"{api}\"\n[[bot]]\nname = \"bench\"\ntoken = \"{TOKEN}\"\nmin_workers = {n}\nmax_workers = {n}\n[bot.restart]\nintensity = 10000\n[bot.worker]\ncommand = \"{}\"\nargs = [\"bench\", \"supervisor\", \"--worker\", \"{}\", \"w\"{extra}]\n",
-                exe.display(),
-                marker.display()
+            let args = ["bench", "supervisor", "--worker"]
+                .map(String::from)
+                .into_iter()
+                .chain([marker.display().to_string(), "w".to_owned()])
+                .chain(extra.iter().map(|a| (*a).to_owned()));
+            let fleet = FleetFile::new().telegram_api(api).bot(
+                BotFile::new("bench", TOKEN)
+                    .workers(
+                        u32::try_from(n).unwrap_or(u32::MAX),
+                        u32::try_from(n).unwrap_or(u32::MAX),
+                    )
+                    .set("restart.intensity", 10_000)
+                    .command(exe.display().to_string(), args),
             );
-            std::fs::write(dir.join("fleet.toml"), fleet)?;
+            std::fs::write(dir.join("fleet.toml"), fleet.to_toml())?;
             let mut start = tokio::process::Command::new(exe);
             start
                 .args(["run", "fleet.toml", "--data-dir", "data"])

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use botfleet_config::{BotFile, FleetFile};
 use botfleet_db::batch::Batcher;
 use botfleet_db::{Database, Row};
 use botfleet_emulator::{Emulator, EmulatorConfig, Limits, Replies, Traffic, TrafficHandle};
@@ -48,52 +49,35 @@ pub struct World {
     _dir: botfleet_testkit::TempDir,
 }
 
-/// The fleet's configuration.
-fn fleet_toml(
+/// The fleet's file: both bots, their workers this binary's `demo-worker`.
+fn fleet_file(
     api: &str,
     exe: &str,
     database: &str,
     redis: Option<&str>,
     no_limits: bool,
-) -> String {
-    let redis = redis.map_or(String::new(), |url| format!("[redis]\nurl = \"{url}\"\n\n"));
+) -> FleetFile {
+    let mut file = FleetFile::new()
+        .set("environment", "dev")
+        .database(database)
+        .telegram_api(api);
+    if let Some(url) = redis {
+        file = file.redis(url);
+    }
     // Without limits on the emulator's side, the fleet's sender drops them
     // too (throughput runs).
-    let limits = if no_limits {
-        "\n[telegram.limits]\nchat = \"100000/1s\"\ngroup = \"100000/1s\"\ntoken = \"100000/1s\"\n"
-    } else {
-        ""
-    };
-    format!(
-        r#"# Written by botfleet for the reference bots.
-environment = "dev"
-
-[database]
-url = "{database}"
-
-{redis}[telegram]
-api_url = "{api}"
-{limits}
-[[bot]]
-name = "dating"
-token = "{DATING_TOKEN}"
-min_workers = 2
-max_workers = 4
-
-[bot.worker]
-command = "{exe}"
-args = ["demo-worker", "dating"]
-
-[[bot]]
-name = "analytics"
-token = "{ANALYTICS_TOKEN}"
-min_workers = 1
-max_workers = 3
-
-[bot.worker]
-command = "{exe}"
-args = ["demo-worker", "analytics"]
-"#
+    if no_limits {
+        file = file.unlimited_sends();
+    }
+    file.bot(
+        BotFile::new("dating", DATING_TOKEN)
+            .workers(2, 4)
+            .command(exe, ["demo-worker", "dating"]),
+    )
+    .bot(
+        BotFile::new("analytics", ANALYTICS_TOKEN)
+            .workers(1, 3)
+            .command(exe, ["demo-worker", "analytics"]),
     )
 }
 
@@ -199,19 +183,18 @@ impl World {
             (None, None) => "SQLite + in-process cache",
         };
         let exe = std::env::current_exe().context("cannot find botfleet's own program")?;
-        let path = dir.path().join("fleet.toml");
-        std::fs::write(
-            &path,
-            fleet_toml(
-                &emulator.base_url(),
-                &exe.display().to_string(),
-                &database,
-                o.redis.as_deref(),
-                o.no_limits,
-            ),
-        )
-        .context("cannot write the fleet.toml")?;
-        let config = botfleet_config::load(&path)
+        // Written out, so a user can see and run what the demo ran.
+        let file = fleet_file(
+            &emulator.base_url(),
+            &exe.display().to_string(),
+            &database,
+            o.redis.as_deref(),
+            o.no_limits,
+        );
+        std::fs::write(dir.path().join("fleet.toml"), file.to_toml())
+            .context("cannot write the fleet.toml")?;
+        let config = file
+            .parse()
             .map_err(|e| anyhow::anyhow!("the generated fleet.toml: {e}"))?;
         let db = Database::builder(database)
             .bot("bots")

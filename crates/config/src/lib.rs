@@ -40,6 +40,7 @@
 //! ```
 
 mod bot;
+mod builder;
 mod cache;
 mod database;
 pub mod duration;
@@ -63,6 +64,7 @@ pub use bot::{
     BotConfig, BotToken, DEFAULT_WEBHOOK_LISTEN, IngestMode, MAX_BOT_NAME, MAX_WORKERS_LIMIT,
     WebhookConfig, WorkerConfig, WorkerValue,
 };
+pub use builder::{BotFile, FleetFile, UNLIMITED_SENDS};
 pub use cache::{CacheConfig, CacheSettings};
 pub use database::{BatcherSettings, DatabaseSettings, PoolSettings, WhenFull};
 pub use env::{Env, ProcessEnv};

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use botfleet_config::FleetConfig;
+use botfleet_config::{BotFile, FleetFile};
 use botfleet_db::{Database, Row};
 use botfleet_emulator::{ChatKind, Emulator, EmulatorConfig, Limits};
 use botfleet_protocol::stats::Stat;
@@ -49,12 +49,12 @@ struct World {
 }
 
 impl World {
-    async fn start(servers: bool, env: &str) -> World {
+    async fn start(servers: bool, env: &[(&str, &str)]) -> World {
         World::start_with(servers, env, 1).await
     }
 
     /// With `analytics` workers for the analytics bot.
-    async fn start_with(servers: bool, env: &str, analytics: u32) -> World {
+    async fn start_with(servers: bool, env: &[(&str, &str)], analytics: u32) -> World {
         let storage = Storage::new(servers);
         let emulator = Emulator::start(
             EmulatorConfig::default()
@@ -72,50 +72,38 @@ impl World {
                     "sqlite://{}?mode=rwc",
                     dir.path().join("bots.sqlite").display()
                 ),
-                String::new(),
+                None,
             ),
-            Storage::Servers { database, redis } => (
-                database.url().to_owned(),
-                format!("[redis]\nurl = \"{}\"\n", redis.url()),
-            ),
+            Storage::Servers { database, redis } => {
+                (database.url().to_owned(), Some(redis.url().to_owned()))
+            }
         };
         let exe = env!("CARGO_BIN_EXE_botfleet");
-        let text = format!(
-            r#"
-environment = "dev"
-[database]
-url = "{database}"
-{redis}
-[telegram]
-api_url = "{api}"
-[telegram.limits]
-chat = "1000/1s"
-group = "1000/1s"
-token = "100000/1s"
-
-[[bot]]
-name = "dating"
-token = "{DATING}"
-min_workers = 2
-max_workers = 2
-[bot.worker]
-command = "{exe}"
-args = ["demo-worker", "dating"]
-
-[[bot]]
-name = "analytics"
-token = "{ANALYTICS}"
-min_workers = {analytics}
-max_workers = {analytics}
-[bot.worker]
-command = "{exe}"
-args = ["demo-worker", "analytics"]
-env = {{ {env} }}
-"#,
-            api = emulator.base_url(),
-        );
-        let config =
-            FleetConfig::parse(&text, "fleet.toml", &std::collections::HashMap::new()).unwrap();
+        let mut file = FleetFile::new()
+            .set("environment", "dev")
+            .database(database.clone())
+            .telegram_api(emulator.base_url())
+            .set("telegram.limits.chat", "1000/1s")
+            .set("telegram.limits.group", "1000/1s")
+            .set("telegram.limits.token", "100000/1s");
+        if let Some(url) = redis {
+            file = file.redis(url);
+        }
+        let mut analytics_bot = BotFile::new("analytics", ANALYTICS)
+            .workers(analytics, analytics)
+            .command(exe, ["demo-worker", "analytics"]);
+        for (name, value) in env {
+            analytics_bot = analytics_bot.env(name, *value);
+        }
+        let config = file
+            .bot(
+                BotFile::new("dating", DATING)
+                    .workers(2, 2)
+                    .command(exe, ["demo-worker", "dating"]),
+            )
+            .bot(analytics_bot)
+            .parse()
+            .unwrap();
         let db = Database::builder(database.clone())
             .bot("test")
             .pool_size(2)
@@ -236,7 +224,7 @@ env = {{ {env} }}
 }
 
 async fn profile_creation(servers: bool) {
-    let w = World::start(servers, "").await;
+    let w = World::start(servers, &[]).await;
     w.user(1, "Ann");
     w.profile(1, "Ann", 27, "f", "m").await;
     let row = w
@@ -297,7 +285,7 @@ async fn dating_profile_creation_postgres_redis() {
 }
 
 async fn browsing(servers: bool) {
-    let w = World::start(servers, "").await;
+    let w = World::start(servers, &[]).await;
     // Twelve men in Berlin looking for women, aged 25 to 30; one of them
     // has blocked the user, one is 50 (out of range), one is in Lisbon.
     for i in 0..12 {
@@ -385,7 +373,7 @@ async fn dating_browsing_never_repeats_nor_shows_a_blocker_postgres_redis() {
 }
 
 async fn mutual_like(servers: bool) {
-    let w = World::start(servers, "").await;
+    let w = World::start(servers, &[]).await;
     w.user(1, "Ann");
     w.user(2, "Bob");
     w.profile(1, "Ann", 27, "f", "m").await;
@@ -428,7 +416,7 @@ async fn dating_mutual_like_tells_both_and_a_block_unmatches_postgres_redis() {
 }
 
 async fn stats(servers: bool) {
-    let w = World::start(servers, "").await;
+    let w = World::start(servers, &[]).await;
     let group = -1_001_000_000_001;
     w.emulator
         .add_group(group, "Chess club", ChatKind::Supergroup);
@@ -522,7 +510,7 @@ async fn analytics_stats_match_the_recorded_events_postgres_redis() {
 }
 
 async fn digest(servers: bool) {
-    let w = World::start(servers, "ANALYTICS_ADMIN = \"9\"").await;
+    let w = World::start(servers, &[("ANALYTICS_ADMIN", "9")]).await;
     w.user(9, "Admin");
     w.user(1, "Ann");
     let groups = [-1_001_000_000_001, -1_001_000_000_002, -1_001_000_000_003];
@@ -565,7 +553,7 @@ async fn digest(servers: bool) {
 async fn scheduled_digest(servers: bool) {
     let w = World::start_with(
         servers,
-        "ANALYTICS_ADMIN = \"9\", ANALYTICS_DIGEST_EVERY = \"2s\"",
+        &[("ANALYTICS_ADMIN", "9"), ("ANALYTICS_DIGEST_EVERY", "2s")],
         2,
     )
     .await;
@@ -626,7 +614,7 @@ async fn analytics_digest_reaches_every_subscriber_once_postgres_redis() {
 }
 
 async fn killed_mid_conversation(servers: bool) {
-    let w = World::start(servers, "").await;
+    let w = World::start(servers, &[]).await;
     w.user(1, "Ann");
     w.text(DATING, 1, 1, "/start");
     w.press(1, "Ann", "name:tg");

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use botfleet_config::{BotFile, FleetFile};
 use botfleet_emulator::{Emulator, EmulatorConfig};
 
 use crate::{TOKEN, scratch};
@@ -44,26 +45,12 @@ async fn a_supervisor_killed_mid_run_loses_nothing() {
     let dir = scratch("run-killed");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/python-worker/worker.py");
-    std::fs::write(
-        dir.join("fleet.toml"),
-        format!(
-            r#"
-[telegram]
-api_url = "{}"
-[[bot]]
-name = "echo"
-token = "{TOKEN}"
-min_workers = 2
-max_workers = 2
-[bot.worker]
-command = "python3"
-args = ["{}"]
-"#,
-            e.base_url(),
-            script.display()
-        ),
-    )
-    .unwrap();
+    let file = FleetFile::new().telegram_api(e.base_url()).bot(
+        BotFile::new("echo", TOKEN)
+            .workers(2, 2)
+            .command("python3", [script.display().to_string()]),
+    );
+    std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
     let mut supervisor = start(&dir);
     for n in 1..=4 {
         for chat in 1..=10 {

@@ -1,29 +1,27 @@
 //! `botfleet tune` against a real PostgreSQL with `max_connections = 20`.
 
+use botfleet_config::{BotFile, FleetFile};
+
 use crate::{TOKEN, botfleet, scratch, stderr, stdout};
 
 fn fleet(dating_workers: u32) -> String {
-    format!(
-        r#"environment = "prod"
-[database]
-url = "${{DATABASE_URL}}"
-reserve = 2
-[[bot]]
-name = "dating"
-token = "{TOKEN}"
-max_workers = {dating_workers}
-db_weight = 2
-[bot.worker]
-command = "dating-bot"
-[[bot]]
-name = "stats"
-token = "{}"
-max_workers = 3
-[bot.worker]
-command = "stats-bot"
-"#,
-        TOKEN.replace("110201543", "110201544")
-    )
+    // `${DATABASE_URL}` is resolved by botfleet from the environment.
+    FleetFile::new()
+        .set("environment", "prod")
+        .database("${DATABASE_URL}")
+        .set("database.reserve", 2)
+        .bot(
+            BotFile::new("dating", TOKEN)
+                .set("max_workers", i64::from(dating_workers))
+                .set("db_weight", 2)
+                .command("dating-bot", Vec::<String>::new()),
+        )
+        .bot(
+            BotFile::new("stats", &TOKEN.replace("110201543", "110201544"))
+                .set("max_workers", 3)
+                .command("stats-bot", Vec::<String>::new()),
+        )
+        .to_toml()
 }
 
 #[test]

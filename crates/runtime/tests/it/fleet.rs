@@ -6,13 +6,13 @@ use botfleet_protocol::{Encoding, FrameReader, Hello, Message, encode_frame, err
 use botfleet_testkit::TempDir;
 use tokio::io::AsyncWriteExt;
 
-use crate::{BOT_ID, TOKEN, config, emulator, replies, start, until};
+use crate::{BOT_ID, TOKEN, config, emulator, fleet_file, replies, start, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_chat_is_answered_in_order_across_workers() {
     let e = emulator(20).await;
     let dir = TempDir::new("runtime").unwrap();
-    let fleet = start(&config(&e, "echo", 3, ""), &dir).await;
+    let fleet = start(&config(&e, "echo", 3), &dir).await;
     // 20 chats, 10 messages each, injected round-robin.
     for n in 1..=10 {
         for chat in 1..=20 {
@@ -42,7 +42,7 @@ async fn every_chat_is_answered_in_order_across_workers() {
 async fn a_worker_killed_mid_batch_loses_nothing_and_keeps_each_chat_in_order() {
     let e = emulator(50).await;
     let dir = TempDir::new("runtime").unwrap();
-    let config = config(&e, "echo", 2, "");
+    let config = config(&e, "echo", 2);
     let mut config = config;
     config.bots[0].worker.env.push((
         "BOTFLEET_TEST_DELAY_MS".into(),
@@ -91,9 +91,13 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_keeps_each_chat_in_order() 
 async fn a_worker_that_keeps_dying_fails_its_bot_after_the_restart_intensity() {
     let e = emulator(1).await;
     let dir = TempDir::new("runtime").unwrap();
-    let extra = "[bot.restart]\nintensity = 3\nperiod = \"30s\"\nfirst_backoff = \"200ms\"\n";
+    let file = fleet_file(&e, "exit", 1, |b| {
+        b.set("restart.intensity", 3)
+            .set("restart.period", "30s")
+            .set("restart.first_backoff", "200ms")
+    });
     let began = tokio::time::Instant::now();
-    let fleet = start(&config(&e, "exit", 1, extra), &dir).await;
+    let fleet = start(&file.parse().unwrap(), &dir).await;
     let failed = tokio::time::timeout(Duration::from_secs(30), fleet.failed())
         .await
         .expect("the bot fails");
@@ -117,7 +121,7 @@ async fn a_worker_that_keeps_dying_fails_its_bot_after_the_restart_intensity() {
 async fn a_hung_worker_is_restarted_and_its_update_redelivered() {
     let e = emulator(2).await;
     let dir = TempDir::new("runtime").unwrap();
-    let fleet = start(&config(&e, "hang", 1, ""), &dir).await;
+    let fleet = start(&config(&e, "hang", 1), &dir).await;
     e.inject_message(TOKEN, 2, 2, "#1").unwrap();
     assert!(until(Duration::from_secs(30), || replies(&e, 2) == ["echo #1"]).await);
     // The worker stops itself (SIGSTOP) on "hang"; missed heartbeats get
@@ -138,7 +142,7 @@ async fn a_hung_worker_is_restarted_and_its_update_redelivered() {
 async fn a_panicking_handler_is_acked_as_failed_and_the_worker_goes_on() {
     let e = emulator(1).await;
     let dir = TempDir::new("runtime").unwrap();
-    let fleet = start(&config(&e, "panic", 1, ""), &dir).await;
+    let fleet = start(&config(&e, "panic", 1), &dir).await;
     e.inject_message(TOKEN, 1, 1, "panic").unwrap();
     e.inject_message(TOKEN, 1, 1, "#2").unwrap();
     assert!(until(Duration::from_secs(30), || replies(&e, 1) == ["echo #2"]).await);
@@ -151,7 +155,7 @@ async fn a_panicking_handler_is_acked_as_failed_and_the_worker_goes_on() {
 async fn strangers_and_bad_frames_are_refused() {
     let e = emulator(1).await;
     let dir = TempDir::new("runtime").unwrap();
-    let fleet = start(&config(&e, "echo", 1, ""), &dir).await;
+    let fleet = start(&config(&e, "echo", 1), &dir).await;
     // A hello from a worker id the supervisor did not start.
     let stream = tokio::net::UnixStream::connect(fleet.socket())
         .await
@@ -209,7 +213,7 @@ async fn strangers_and_bad_frames_are_refused() {
 async fn the_python_worker_example_answers_in_order() {
     let e = emulator(3).await;
     let dir = TempDir::new("runtime").unwrap();
-    let mut config = config(&e, "echo", 2, "");
+    let mut config = config(&e, "echo", 2);
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/python-worker/worker.py");
     config.bots[0].worker.command = "python3".into();
@@ -246,7 +250,7 @@ async fn a_graceful_stop_finishes_what_it_took_and_leaves_the_rest() {
     let dir = TempDir::new("runtime").unwrap();
     // Telegram allows a chat 1 message a second: the batch in hand needs a
     // few seconds, well within the grace period.
-    let mut config = config(&e, "echo", 2, "");
+    let mut config = config(&e, "echo", 2);
     config.bots[0].supervision.shutdown_grace = Duration::from_secs(20);
     config.bots[0].worker.env.push((
         "BOTFLEET_TEST_DELAY_MS".into(),
@@ -294,7 +298,7 @@ async fn a_graceful_stop_finishes_what_it_took_and_leaves_the_rest() {
 async fn a_stop_during_a_restart_does_not_wait_for_the_dead_worker() {
     let e = emulator(1).await;
     let dir = TempDir::new("runtime").unwrap();
-    let mut config = config(&e, "echo", 2, "");
+    let mut config = config(&e, "echo", 2);
     config.bots[0].supervision.shutdown_grace = Duration::from_secs(20);
     // Every start takes a while, so the stop finds the replacement not
     // yet connected.
@@ -358,10 +362,13 @@ async fn a_webhook_bot_gets_its_updates_and_refuses_strangers() {
         .local_addr()
         .unwrap()
         .port();
-    let extra = format!(
-        "mode = \"webhook\"\n[bot.webhook]\nurl = \"http://127.0.0.1:{port}/hook\"\nlisten = \"127.0.0.1:{port}\"\nsecret_token = \"s3cret-Token_1\"\n"
-    );
-    let fleet = start(&config(&e, "echo", 2, &extra), &dir).await;
+    let file = fleet_file(&e, "echo", 2, |b| {
+        b.set("mode", "webhook")
+            .set("webhook.url", format!("http://127.0.0.1:{port}/hook"))
+            .set("webhook.listen", format!("127.0.0.1:{port}"))
+            .set("webhook.secret_token", "s3cret-Token_1")
+    });
+    let fleet = start(&file.parse().unwrap(), &dir).await;
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // No secret, a wrong one, and a right one with a body that is no update.
     assert_eq!(post(addr, None, "{}").await, 401);
@@ -396,7 +403,7 @@ async fn a_webhook_bot_gets_its_updates_and_refuses_strangers() {
 async fn the_autoscaler_follows_the_queue_up_and_down() {
     let e = emulator(40).await;
     let dir = TempDir::new("runtime").unwrap();
-    let mut config = config(&e, "echo", 1, "");
+    let mut config = config(&e, "echo", 1);
     config.bots[0].max_workers = 4;
     let s = &mut config.bots[0].supervision.scaling;
     s.target_queue_per_worker = 2;
@@ -456,18 +463,8 @@ async fn workers_share_a_cache_through_the_fleets_redis() {
     let e = emulator(30).await;
     let dir = TempDir::new("runtime").unwrap();
     let redis = botfleet_testkit::redis().unwrap();
-    let mut text_config = config(&e, "cache", 3, "");
-    text_config.redis = botfleet_config::FleetConfig::parse(
-        &format!(
-            "[redis]\nurl = \"{}\"\n[[bot]]\nname = \"x\"\ntoken = \"{TOKEN}\"\nworker.command = \"x\"\n",
-            redis.url()
-        ),
-        "fleet.toml",
-        &std::collections::HashMap::new(),
-    )
-    .unwrap()
-    .redis;
-    let fleet = start(&text_config, &dir).await;
+    let file = fleet_file(&e, "cache", 3, |b| b).redis(redis.url());
+    let fleet = start(&file.parse().unwrap(), &dir).await;
     // One message per chat at first, so the first load is one worker's...
     e.inject_message(TOKEN, 1, 1, "hi").unwrap();
     assert!(until(Duration::from_secs(30), || replies(&e, 1).len() == 1).await);
@@ -498,7 +495,7 @@ async fn workers_share_a_cache_through_the_fleets_redis() {
 async fn a_handler_that_panics_once_is_retried() {
     let e = emulator(1).await;
     let dir = TempDir::new("runtime").unwrap();
-    let fleet = start(&config(&e, "panic_once", 1, ""), &dir).await;
+    let fleet = start(&config(&e, "panic_once", 1), &dir).await;
     e.inject_message(TOKEN, 1, 1, "panic").unwrap();
     assert!(until(Duration::from_secs(30), || replies(&e, 1) == ["echo panic"]).await);
     let report = fleet.shutdown().await;
@@ -512,7 +509,7 @@ async fn a_handler_that_panics_once_is_retried() {
 async fn state_built_at_start_up_reaches_the_handler() {
     let e = emulator(2).await;
     let dir = TempDir::new("runtime").unwrap();
-    let fleet = start(&config(&e, "state", 1, ""), &dir).await;
+    let fleet = start(&config(&e, "state", 1), &dir).await;
     e.inject_message(TOKEN, 1, 1, "hi").unwrap();
     e.inject_message(TOKEN, 2, 2, "hi").unwrap();
     assert!(
@@ -531,8 +528,12 @@ async fn state_built_at_start_up_reaches_the_handler() {
 async fn a_failing_start_up_is_a_crash_before_ready() {
     let e = emulator(1).await;
     let dir = TempDir::new("runtime").unwrap();
-    let extra = "[bot.restart]\nintensity = 2\nperiod = \"30s\"\nfirst_backoff = \"50ms\"\n";
-    let fleet = start(&config(&e, "start_fails", 1, extra), &dir).await;
+    let file = fleet_file(&e, "start_fails", 1, |b| {
+        b.set("restart.intensity", 2)
+            .set("restart.period", "30s")
+            .set("restart.first_backoff", "50ms")
+    });
+    let fleet = start(&file.parse().unwrap(), &dir).await;
     let failed = tokio::time::timeout(Duration::from_secs(30), fleet.failed())
         .await
         .expect("the bot fails");

@@ -8,7 +8,7 @@ mod fleet;
 
 use std::time::Duration;
 
-use botfleet_config::FleetConfig;
+use botfleet_config::{BotFile, FleetConfig, FleetFile};
 use botfleet_emulator::{Emulator, EmulatorConfig};
 use botfleet_runtime::{Fleet, RunOptions};
 use botfleet_testkit::TempDir;
@@ -16,33 +16,30 @@ use botfleet_testkit::TempDir;
 pub(crate) const TOKEN: &str = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
 pub(crate) const BOT_ID: i64 = 110201543;
 
-/// A fleet of one bot whose workers run in `mode`, against `emulator`.
-pub(crate) fn config(emulator: &Emulator, mode: &str, workers: u32, extra: &str) -> FleetConfig {
-    let exe = test_worker();
-    let text = format!(
-        r#"
-[telegram]
-api_url = "{url}"
-attempts = 20
-first_backoff = "50ms"
+/// The fleet file of one bot whose workers run in `mode`, against
+/// `emulator`; `bot` adds to the bot's table.
+pub(crate) fn fleet_file(
+    emulator: &Emulator,
+    mode: &str,
+    workers: u32,
+    bot: impl FnOnce(BotFile) -> BotFile,
+) -> FleetFile {
+    FleetFile::new()
+        .telegram_api(emulator.base_url())
+        .set("telegram.attempts", 20)
+        .set("telegram.first_backoff", "50ms")
+        .bot(bot(BotFile::new("echo", TOKEN)
+            .workers(workers, workers)
+            .set("heartbeat_interval", "200ms")
+            .set("ready_timeout", "20s")
+            .set("shutdown_grace", "5s")
+            .command(test_worker().display().to_string(), Vec::<String>::new())
+            .env("BOTFLEET_TEST_WORKER", mode)))
+}
 
-[[bot]]
-name = "echo"
-token = "{TOKEN}"
-min_workers = {workers}
-max_workers = {workers}
-heartbeat_interval = "200ms"
-ready_timeout = "20s"
-shutdown_grace = "5s"
-{extra}
-[bot.worker]
-command = "{exe}"
-env = {{ BOTFLEET_TEST_WORKER = "{mode}" }}
-"#,
-        url = emulator.base_url(),
-        exe = exe.display(),
-    );
-    FleetConfig::parse(&text, "fleet.toml", &std::collections::HashMap::new()).unwrap()
+/// [`fleet_file`] without additions, read.
+pub(crate) fn config(emulator: &Emulator, mode: &str, workers: u32) -> FleetConfig {
+    fleet_file(emulator, mode, workers, |b| b).parse().unwrap()
 }
 
 /// The test worker program: cargo puts examples in `examples/` beside the
