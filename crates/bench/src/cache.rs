@@ -511,7 +511,7 @@ async fn stampede(url: &str, namespace: &str) -> anyhow::Result<Stampede> {
 /// Zipf(s) over 1..=n by inversion of the exact CDF.
 struct Zipf {
     cdf: Vec<f64>,
-    state: u64,
+    rng: fastrand::Rng,
 }
 
 impl Zipf {
@@ -527,15 +527,12 @@ impl Zipf {
         }
         Zipf {
             cdf,
-            state: seed | 1,
+            rng: fastrand::Rng::with_seed(seed),
         }
     }
 
     fn next(&mut self) -> u64 {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        let u = (self.state >> 11) as f64 / (1u64 << 53) as f64;
+        let u = self.rng.f64();
         self.cdf.partition_point(|&c| c < u) as u64
     }
 }

@@ -127,7 +127,7 @@ async fn measure(args: &ChaosBench) -> anyhow::Result<Report> {
     let mut next_kill = start + args.kill_every;
     let mut kills = 0u64;
     let mut sent = 0u64;
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     while start.elapsed() < args.duration {
         tick.tick().await;
         let due = (start.elapsed().as_secs_f64() * f64::from(args.rate)) as u64;
@@ -153,10 +153,7 @@ async fn measure(args: &ChaosBench) -> anyhow::Result<Report> {
                 .filter(|&pid| pid > 0)
                 .collect();
             if !workers.is_empty() {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let pid = workers[(seed % workers.len() as u64) as usize];
+                let pid = workers[rng.usize(..workers.len())];
                 if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                     if rustix::process::kill_process_group(pid, rustix::process::Signal::KILL)
                         .is_ok()

@@ -605,14 +605,6 @@ struct Plan {
     crash_loop: Duration,
 }
 
-/// A xorshift step: the kills' spacing and the rounds' order.
-fn next(seed: &mut u64) -> u64 {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    *seed
-}
-
 /// Starts `tool` with `n` workers, measures what `plan` asks, stops it;
 /// `None` when the tool is not installed.
 async fn session(
@@ -621,7 +613,7 @@ async fn session(
     exe: &Path,
     api: &str,
     plan: &Plan,
-    seed: &mut u64,
+    rng: &mut fastrand::Rng,
 ) -> anyhow::Result<Option<Session>> {
     let dir =
         botfleet_testkit::TempDir::new(&format!("bench-sup-{tool}")).context("a work directory")?;
@@ -689,7 +681,7 @@ async fn session(
         out.idle_cpu_ns = cpu_ns(&procs).saturating_sub(before);
     }
     for k in 0..plan.kills {
-        let gap = 1500 + next(seed) % 1000;
+        let gap = 1500 + rng.u64(..1000);
         tokio::time::sleep(Duration::from_millis(gap)).await;
         let current = markers(&marker);
         let mut names: Vec<&String> = current.keys().collect();
@@ -834,7 +826,8 @@ async fn measure(args: &SupervisorBench) -> anyhow::Result<Report> {
     let exe = std::env::current_exe().context("cannot find the botfleet executable")?;
     let emulator = harness::emulator("bench_bot", 0).await?;
     let api = emulator.base_url();
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    // Seeded: the kills' spacing and the rounds' order repeat from run to run.
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     let mut skipped = Vec::new();
     let mut tools: Vec<String> = args.tools.clone();
     tools.dedup();
@@ -851,11 +844,7 @@ async fn measure(args: &SupervisorBench) -> anyhow::Result<Report> {
         crash_loop: Duration::ZERO,
     };
     for round in 1..=args.rounds {
-        // Fisher-Yates with the xorshift.
-        for i in (1..tools.len()).rev() {
-            let j = (next(&mut seed) % (i as u64 + 1)) as usize;
-            tools.swap(i, j);
-        }
+        rng.shuffle(&mut tools);
         let _ = writeln!(
             std::io::stderr(),
             "[round {round}/{}{}] {}",
@@ -867,7 +856,7 @@ async fn measure(args: &SupervisorBench) -> anyhow::Result<Report> {
             if skipped.contains(tool) {
                 continue;
             }
-            match session(tool, args.workers, &exe, &api, &plan, &mut seed).await? {
+            match session(tool, args.workers, &exe, &api, &plan, &mut rng).await? {
                 None => {
                     let _ = writeln!(
                         std::io::stderr(),
@@ -904,7 +893,7 @@ async fn measure(args: &SupervisorBench) -> anyhow::Result<Report> {
                 kills: 0,
                 crash_loop: Duration::ZERO,
             };
-            if let Some(s) = session(tool, args.workers, &exe, &api, &plan, &mut seed).await? {
+            if let Some(s) = session(tool, args.workers, &exe, &api, &plan, &mut rng).await? {
                 term.insert(tool.clone(), s.stop_ms);
             }
         }
@@ -920,7 +909,7 @@ async fn measure(args: &SupervisorBench) -> anyhow::Result<Report> {
                 kills: 0,
                 crash_loop: args.crash_loop,
             };
-            if let Some(s) = session(tool, args.workers, &exe, &api, &plan, &mut seed).await? {
+            if let Some(s) = session(tool, args.workers, &exe, &api, &plan, &mut rng).await? {
                 crash_loop.insert(tool.clone(), s.crash_loop);
             }
         }

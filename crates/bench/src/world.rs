@@ -81,19 +81,6 @@ fn fleet_file(
     )
 }
 
-/// A small generator for the seed population (the same run, the same
-/// people).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 /// Creates both bots' tables and gives about half the users a complete
 /// dating profile, so browsing, likes and matches happen from the first
 /// second; nothing when profiles exist already.
@@ -118,21 +105,22 @@ async fn seed(db: &Database, users: u32) -> anyhow::Result<u64> {
         &dating_bot::SEED_COLUMNS,
         &db.settings().batcher,
     )?;
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    // Seeded: the same run, the same people.
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     let mut seeded = 0;
     for i in 0..i64::from(users) {
-        if rng.below(2) == 0 {
+        if rng.u64(..2) == 0 {
             continue;
         }
-        let gender = if rng.below(2) == 0 { "f" } else { "m" };
-        let looking_for = match rng.below(10) {
+        let gender = if rng.u64(..2) == 0 { "f" } else { "m" };
+        let looking_for = match rng.u64(..10) {
             0 => "any",
             1 => gender,
             _ if gender == "f" => "m",
             _ => "f",
         };
-        let city = dating_bot::CITIES[rng.below(dating_bot::CITIES.len() as u64) as usize];
-        let age = 18 + rng.below(30) as i64;
+        let city = dating_bot::CITIES[rng.u64(..dating_bot::CITIES.len() as u64) as usize];
+        let age = 18 + rng.u64(..30) as i64;
         batcher
             .push(dating_bot::seed_row(
                 FIRST_USER + i,

@@ -206,13 +206,10 @@ mod tests {
         assert_eq!(issued, WINDOW, "nothing issued once off");
         // A random workload: the vote rarely gets confident at all.
         let mut q = Prefetcher::new(10_000);
-        let mut x = 12345u64;
+        let mut rng = fastrand::Rng::with_seed(12345);
         let mut predictions = 0;
         for _ in 0..100_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if q.on_read(&(x % 50)).is_some() {
+            if q.on_read(&rng.u64(..50)).is_some() {
                 predictions += 1;
             }
         }

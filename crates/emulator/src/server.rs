@@ -127,7 +127,7 @@ pub(crate) struct State {
     message_ids: HashMap<i64, i64>,
     pub(crate) log: Vec<LogEntry>,
     pub(crate) faults: Faults,
-    rng: Rng,
+    rng: fastrand::Rng,
     /// Synthetic updates not answered yet, per (bot id, chat): when each
     /// was created. A send to the chat answers the oldest.
     pub(crate) awaiting: HashMap<(i64, i64), VecDeque<Instant>>,
@@ -154,7 +154,8 @@ impl State {
             message_ids: HashMap::new(),
             log: Vec::new(),
             faults: Faults::default(),
-            rng: Rng(0x9e37_79b9_7f4a_7c15),
+            // Seeded: the same faults in the same order on every run.
+            rng: fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15),
             awaiting: HashMap::new(),
             e2e_ms: Vec::new(),
             bot_messages: HashMap::new(),
@@ -167,7 +168,7 @@ impl State {
     }
 
     pub(crate) fn random(&mut self) -> f64 {
-        self.rng.next()
+        self.rng.f64()
     }
 
     pub(crate) fn add_bot(&mut self, token: &str, username: &str) -> Option<User> {
@@ -381,19 +382,6 @@ fn sequence_number(text: &str) -> Option<u64> {
         .collect::<String>()
         .parse()
         .ok()
-}
-
-/// xorshift64*: reproducible random numbers without a dependency.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    /// A number in [0, 1).
-    pub(crate) fn next(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// Whether `url` points at this machine (`127.0.0.0/8`, `localhost`,

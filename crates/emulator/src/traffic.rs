@@ -14,7 +14,6 @@ use tokio::time::Instant;
 
 use crate::Emulator;
 use crate::objects::{ChatKind, User};
-use crate::server::Rng;
 
 /// What the synthetic users do (build it with `..Traffic::default()`).
 #[derive(Clone, Debug)]
@@ -147,7 +146,7 @@ impl Emulator {
         let state = self.state.clone();
         let token = token.to_owned();
         let task = tokio::spawn(async move {
-            let mut rng = Rng(traffic.seed.max(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rng = fastrand::Rng::with_seed(traffic.seed);
             let mut report = TrafficReport::default();
             let mut last_seen: Vec<Option<Instant>> = vec![None; users.len()];
             let start = Instant::now();
@@ -166,7 +165,7 @@ impl Emulator {
                 };
                 let rate =
                     traffic.rate * ramped * traffic.burst.filter(|_| in_burst).map_or(1.0, |b| b.2);
-                let gap = -(1.0 - rng.next()).ln() / rate.max(1e-9);
+                let gap = -(1.0 - rng.f64()).ln() / rate.max(1e-9);
                 next += Duration::from_secs_f64(gap);
                 tokio::select! {
                     _ = tokio::time::sleep_until(next) => {}
@@ -174,7 +173,7 @@ impl Emulator {
                 }
                 let mut user = 0;
                 for _ in 0..8 {
-                    let pick = rng.next() * sum;
+                    let pick = rng.f64() * sum;
                     let k = cdf.partition_point(|&c| c < pick).min(users.len() - 1);
                     user = users[k];
                     if traffic.user_gap.is_zero()
@@ -186,13 +185,13 @@ impl Emulator {
                         break;
                     }
                 }
-                let in_group = !groups.is_empty() && rng.next() < traffic.in_groups;
+                let in_group = !groups.is_empty() && rng.f64() < traffic.in_groups;
                 let chat = if in_group {
-                    groups[(rng.next() * groups.len() as f64) as usize % groups.len()]
+                    groups[(rng.f64() * groups.len() as f64) as usize % groups.len()]
                 } else {
                     user
                 };
-                let roll = rng.next();
+                let roll = rng.f64();
                 let mut s = state.lock();
                 let Some(bot_id) = s.bots.get(&token).map(|b| b.user.id) else {
                     return report;
@@ -226,12 +225,11 @@ impl Emulator {
                         })
                         .unwrap_or_default();
                     let data = if offered.is_empty() {
-                        traffic.button_data[(rng.next() * traffic.button_data.len() as f64)
-                            as usize
+                        traffic.button_data[(rng.f64() * traffic.button_data.len() as f64) as usize
                             % traffic.button_data.len()]
                         .as_str()
                     } else {
-                        offered[(rng.next() * offered.len() as f64) as usize % offered.len()]
+                        offered[(rng.f64() * offered.len() as f64) as usize % offered.len()]
                     };
                     report.buttons += 1;
                     let query = json!({
@@ -250,7 +248,7 @@ impl Emulator {
                         && !traffic.command_list.is_empty()
                     {
                         report.commands += 1;
-                        let command = traffic.command_list[(rng.next()
+                        let command = traffic.command_list[(rng.f64()
                             * traffic.command_list.len() as f64)
                             as usize
                             % traffic.command_list.len()]

@@ -202,11 +202,7 @@ async fn stop_child(child: &mut tokio::process::Child, pid: u32, grace: Duration
     }
 }
 
-/// A number in [0, 1) from the clock's nanoseconds: enough to spread
-/// restarts, no generator needed.
+/// A number in [0, 1), to spread restarts.
 fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    f64::from(nanos % 1_000_000) / 1_000_000.0
+    fastrand::f64()
 }

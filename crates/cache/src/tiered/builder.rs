@@ -240,7 +240,6 @@ where
                 ttl: self.ttl,
                 negative_ttl: self.negative_ttl,
                 jitter: self.jitter,
-                random: std::collections::hash_map::RandomState::new(),
                 sequence: AtomicU64::new(0),
                 counters: Counters::default(),
                 _on_recover: on_recover,

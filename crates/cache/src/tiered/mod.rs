@@ -11,7 +11,7 @@ mod tags;
 
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -60,7 +60,6 @@ struct Inner<K, V> {
     ttl: Duration,
     negative_ttl: Duration,
     jitter: f64,
-    random: std::collections::hash_map::RandomState,
     sequence: AtomicU64,
     counters: Counters,
     /// Registered with Redis (which holds it weakly) to clear L1 on recovery.
@@ -342,11 +341,7 @@ where
     fn track(&self, key: &K) {
         const HOT_SAMPLE: u64 = 4;
         let Some(hot) = &self.inner.hot else { return };
-        let n = self
-            .inner
-            .sequence
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.inner.random.hash_one(n) % HOT_SAMPLE == 0 {
+        if fastrand::u64(..HOT_SAMPLE) == 0 {
             hot.lock().record(key);
         }
     }
@@ -453,10 +448,7 @@ where
         if inner.jitter == 0.0 {
             return ttl;
         }
-        let n = inner
-            .sequence
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let r = inner.random.hash_one(n) as f64 / u64::MAX as f64;
+        let r = fastrand::f64();
         ttl.mul_f64(1.0 - inner.jitter * r)
     }
 }
