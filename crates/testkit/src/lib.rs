@@ -39,7 +39,6 @@ mod port;
 mod postgres;
 mod process;
 mod redis;
-mod resp;
 mod tempdir;
 mod wait;
 
@@ -48,7 +47,6 @@ use std::sync::OnceLock;
 pub use error::{Error, Result};
 pub use postgres::{PostgresBuilder, PostgresServer, SUPERUSER, TestDatabase};
 pub use redis::{RedisBuilder, RedisServer, TestRedis};
-pub use resp::{Reply, RespConn};
 pub use tempdir::{BOTFLEET_TEST_TMPDIR, TempDir};
 
 /// A PostgreSQL server to use instead of starting one, as a URL whose user

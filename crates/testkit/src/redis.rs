@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::process::{ServerProcess, Watchdog, command};
-use crate::resp::{Reply, RespConn};
 use crate::tempdir::TempDir;
 use crate::wait::poll;
 
@@ -14,6 +13,32 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Databases of an ephemeral server: one per test, up to this many.
 const DATABASES: u32 = 1024;
+/// The longest a fixture's connection or command may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A blocking connection to `url` (`redis://[user:password@]host[:port][/db]`)
+/// with the `redis` crate, which needs no async runtime; commands time out
+/// after 10 s. Errors name the server with its password redacted.
+pub(crate) fn connect(url: &str) -> Result<::redis::Connection> {
+    let failed = |e: ::redis::RedisError| Error::Query {
+        server: botfleet_config::redact_url(url),
+        detail: e.to_string(),
+    };
+    let client = ::redis::Client::open(url).map_err(failed)?;
+    let conn = client
+        .get_connection_with_timeout(TIMEOUT)
+        .map_err(failed)?;
+    conn.set_read_timeout(Some(TIMEOUT)).map_err(failed)?;
+    conn.set_write_timeout(Some(TIMEOUT)).map_err(failed)?;
+    Ok(conn)
+}
+
+/// `PING` answered with `PONG`.
+fn pong(conn: &mut ::redis::Connection) -> bool {
+    ::redis::cmd("PING")
+        .query::<String>(conn)
+        .is_ok_and(|reply| reply == "PONG")
+}
 
 pub(crate) fn find_redis_server() -> Result<PathBuf> {
     let path = std::env::var_os("PATH")
@@ -121,10 +146,8 @@ impl RedisServer {
             if let Some(status) = self.process.exited() {
                 return Some(Err(format!("redis-server exited ({status})")));
             }
-            let pong = RespConn::connect(&url)
-                .and_then(|mut conn| conn.command(&["PING"]))
-                .is_ok_and(|reply| reply == Reply::Status("PONG".into()));
-            pong.then_some(Ok(()))
+            let answered = connect(&url).is_ok_and(|mut conn| pong(&mut conn));
+            answered.then_some(Ok(()))
         });
         let detail = match outcome {
             Some(Ok(())) => return Ok(()),
@@ -152,9 +175,9 @@ impl RedisServer {
         self.dir.path()
     }
 
-    /// A connection (database 0).
-    pub fn connect(&self) -> Result<RespConn> {
-        RespConn::connect(&self.url())
+    /// A blocking connection (database 0).
+    pub fn connect(&self) -> Result<::redis::Connection> {
+        connect(&self.url())
     }
 
     /// A database of its own (1 to 1023) and a key prefix for one test.
@@ -178,7 +201,9 @@ impl RedisServer {
         self.process.stop_with(STOP_TIMEOUT, || {
             // The server closes the connection instead of answering.
             if let Ok(mut conn) = self.connect() {
-                let _ = conn.command(&["SHUTDOWN", "NOSAVE"]);
+                let _ = ::redis::cmd("SHUTDOWN")
+                    .arg("NOSAVE")
+                    .query::<::redis::Value>(&mut conn);
             }
             Ok(())
         })
@@ -231,7 +256,13 @@ impl TestRedis {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         // Check now that the server answers, so the test fails with a clear
         // error rather than in its first command.
-        RespConn::connect(url)?.ok(&["PING"])?;
+        let mut conn = connect(url)?;
+        ::redis::cmd("PING")
+            .query::<String>(&mut conn)
+            .map_err(|e| Error::Query {
+                server: botfleet_config::redact_url(url),
+                detail: e.to_string(),
+            })?;
         Ok(TestRedis {
             url: url.to_owned(),
             prefix: format!("botfleet-test-{}-{n}:", std::process::id()),
@@ -254,9 +285,9 @@ impl TestRedis {
         format!("{}{key}", self.prefix)
     }
 
-    /// A connection with the test's database selected.
-    pub fn connect(&self) -> Result<RespConn> {
-        RespConn::connect(&self.url)
+    /// A blocking connection with the test's database selected.
+    pub fn connect(&self) -> Result<::redis::Connection> {
+        connect(&self.url)
     }
 }
 
@@ -270,25 +301,24 @@ impl Drop for TestRedis {
             return;
         };
         let pattern = format!("{}*", self.prefix);
-        let mut cursor = "0".to_owned();
+        let mut cursor = 0u64;
         loop {
-            let Ok(Reply::Array(Some(reply))) =
-                conn.command(&["SCAN", &cursor, "MATCH", &pattern, "COUNT", "1000"])
+            let Ok((next, keys)) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query::<(u64, Vec<String>)>(&mut conn)
             else {
                 return;
             };
-            let (Some(next), Some(Reply::Array(Some(keys)))) =
-                (reply.first().and_then(Reply::as_text), reply.get(1))
-            else {
-                return;
-            };
-            let keys: Vec<String> = keys.iter().filter_map(Reply::as_text).collect();
             if !keys.is_empty() {
-                let mut del = vec!["DEL"];
-                del.extend(keys.iter().map(String::as_str));
-                let _ = conn.command(&del);
+                let _ = ::redis::cmd("DEL")
+                    .arg(&keys)
+                    .query::<::redis::Value>(&mut conn);
             }
-            if next == "0" {
+            if next == 0 {
                 return;
             }
             cursor = next;

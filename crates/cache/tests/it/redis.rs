@@ -69,8 +69,7 @@ async fn a_value_loaded_by_one_process_is_found_by_another() {
     let mut conn = server.connect().unwrap();
     let key = a.redis_key(&1);
     assert_eq!(key, format!("bf:{}:profiles:1", server.prefix()));
-    let pttl = conn.ok(&["PTTL", &key]).unwrap().as_text().unwrap();
-    let pttl: i64 = pttl.parse().unwrap();
+    let pttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
     assert!((50_000..=60_000).contains(&pttl), "PTTL {pttl}");
 
     // Absences are shared too.
@@ -88,8 +87,11 @@ async fn a_value_loaded_by_one_process_is_found_by_another() {
     // Invalidation removes it from Redis.
     a.invalidate(&1).await;
     assert_eq!(
-        conn.ok(&["EXISTS", &key]).unwrap().as_text().as_deref(),
-        Some("0")
+        redis::cmd("EXISTS")
+            .arg(&key)
+            .query::<i64>(&mut conn)
+            .unwrap(),
+        0
     );
 }
 
@@ -101,7 +103,11 @@ async fn corrupt_bytes_in_redis_are_a_counted_miss_and_get_overwritten() {
     let mut conn = server.connect().unwrap();
     let key = cache.redis_key(&5);
     for garbage in ["not ours", "\u{bf}\u{1}", ""] {
-        conn.ok(&["SET", &key, garbage]).unwrap();
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(garbage)
+            .query::<()>(&mut conn)
+            .unwrap();
         let calls = AtomicUsize::new(0);
         let fresh = TieredCache::builder("profiles")
             .bot(server.prefix())
@@ -113,8 +119,8 @@ async fn corrupt_bytes_in_redis_are_a_counted_miss_and_get_overwritten() {
         );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(fresh.stats().l2_corrupt, 1, "{garbage:?}");
-        let stored = conn.ok(&["GET", &key]).unwrap();
-        assert_ne!(stored.as_text().as_deref(), Some(garbage), "overwritten");
+        let stored: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+        assert_ne!(stored.as_deref(), Some(garbage.as_bytes()), "overwritten");
     }
     // The overwritten value is now served from Redis.
     let again: Cache = TieredCache::builder("profiles")
@@ -224,8 +230,11 @@ async fn a_dead_redis_degrades_and_recovery_clears_l1() {
     let mut conn = server.connect().unwrap();
     let key = cache.redis_key(&1000);
     assert_eq!(
-        conn.ok(&["EXISTS", &key]).unwrap().as_text().as_deref(),
-        Some("1")
+        redis::cmd("EXISTS")
+            .arg(&key)
+            .query::<i64>(&mut conn)
+            .unwrap(),
+        1
     );
 }
 
@@ -404,7 +413,13 @@ async fn a_dead_leaseholder_blocks_nobody_beyond_the_lease() {
     // expires.
     let mut conn = server.connect().unwrap();
     let lease_key = format!("bf:{}:profiles:lease:9", server.prefix());
-    conn.ok(&["SET", &lease_key, "dead", "PX", "300"]).unwrap();
+    redis::cmd("SET")
+        .arg(&lease_key)
+        .arg("dead")
+        .arg("PX")
+        .arg(300)
+        .query::<()>(&mut conn)
+        .unwrap();
     let calls = AtomicUsize::new(0);
     let started = tokio::time::Instant::now();
     let got = cache.get_or_load(&9, || load(&calls, 9)).await.unwrap();
@@ -460,11 +475,14 @@ async fn invalidating_a_tag_drops_its_entries_everywhere() {
     // User 1 changed: every card with user 1 goes, in both processes.
     b.invalidate_tag("user:1").await;
     let mut conn = server.connect().unwrap();
-    for (pair, exists) in [("1-2", "0"), ("1-3", "0"), ("2-3", "1")] {
+    for (pair, exists) in [("1-2", 0), ("1-3", 0), ("2-3", 1)] {
         let key = a.redis_key(&pair.to_owned());
         assert_eq!(
-            conn.ok(&["EXISTS", &key]).unwrap().as_text().as_deref(),
-            Some(exists),
+            redis::cmd("EXISTS")
+                .arg(&key)
+                .query::<i64>(&mut conn)
+                .unwrap(),
+            exists,
             "{pair}"
         );
     }
@@ -476,8 +494,11 @@ async fn invalidating_a_tag_drops_its_entries_everywhere() {
     assert_eq!(a.get(&"2-3".to_owned()), Some(Some("card 2-3".into())));
     let tag_key = format!("bf:{}:cards:tag:user:1", server.prefix());
     assert_eq!(
-        conn.ok(&["EXISTS", &tag_key]).unwrap().as_text().as_deref(),
-        Some("0")
+        redis::cmd("EXISTS")
+            .arg(&tag_key)
+            .query::<i64>(&mut conn)
+            .unwrap(),
+        0
     );
 }
 

@@ -1,6 +1,19 @@
 //! Redis: shared and dedicated servers, faults.
 
-use botfleet_testkit::{RedisServer, Reply};
+use botfleet_testkit::RedisServer;
+use redis::{Value, cmd};
+
+/// `args` as one command, its reply as `T`.
+fn query<T: redis::FromRedisValue>(
+    conn: &mut redis::Connection,
+    args: &[&str],
+) -> redis::RedisResult<T> {
+    let mut c = cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query(conn)
+}
 
 #[test]
 fn each_test_gets_its_own_keys() {
@@ -9,23 +22,20 @@ fn each_test_gets_its_own_keys() {
     assert_ne!(a.prefix(), b.prefix());
     let mut ca = a.connect().unwrap();
     let mut cb = b.connect().unwrap();
-    assert_eq!(ca.command(&["PING"]).unwrap(), Reply::Status("PONG".into()));
-    ca.ok(&["SET", &a.key("user:1"), "ann"]).unwrap();
+    assert_eq!(query::<String>(&mut ca, &["PING"]).unwrap(), "PONG");
+    query::<Value>(&mut ca, &["SET", &a.key("user:1"), "ann"]).unwrap();
     assert_eq!(
-        ca.ok(&["GET", &a.key("user:1")])
-            .unwrap()
-            .as_text()
-            .as_deref(),
-        Some("ann")
+        query::<Option<String>>(&mut ca, &["GET", &a.key("user:1")]).unwrap(),
+        Some("ann".to_owned())
     );
     assert_eq!(
-        cb.ok(&["GET", &b.key("user:1")]).unwrap(),
-        Reply::Bulk(None)
+        query::<Option<String>>(&mut cb, &["GET", &b.key("user:1")]).unwrap(),
+        None
     );
     if std::env::var_os(botfleet_testkit::BOTFLEET_TEST_REDIS_URL).is_none() {
         // On a local server each test also has a database of its own.
         assert_ne!(a.url(), b.url());
-        assert_eq!(cb.ok(&["DBSIZE"]).unwrap(), Reply::Integer(0));
+        assert_eq!(query::<i64>(&mut cb, &["DBSIZE"]).unwrap(), 0);
     }
 }
 
@@ -33,12 +43,12 @@ fn each_test_gets_its_own_keys() {
 fn redis_errors_are_replies_or_errors() {
     let redis = botfleet_testkit::redis().unwrap();
     let mut conn = redis.connect().unwrap();
-    assert!(matches!(
-        conn.command(&["NOSUCHCOMMAND"]).unwrap(),
-        Reply::Error(_)
-    ));
-    let error = conn.ok(&["NOSUCHCOMMAND"]).unwrap_err().to_string();
+    let error = query::<Value>(&mut conn, &["NOSUCHCOMMAND"])
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("unknown command"), "{error}");
+    // The connection goes on after an error reply.
+    assert_eq!(query::<String>(&mut conn, &["PING"]).unwrap(), "PONG");
 }
 
 #[test]
@@ -49,20 +59,14 @@ fn dedicated_servers_take_settings_and_survive_faults() {
         .unwrap();
     let port = server.port();
     let mut conn = server.connect().unwrap();
-    let maxmemory = conn.ok(&["CONFIG", "GET", "maxmemory"]).unwrap();
-    assert_eq!(
-        maxmemory,
-        Reply::Array(Some(vec![
-            Reply::Bulk(Some(b"maxmemory".to_vec())),
-            Reply::Bulk(Some(b"16777216".to_vec()))
-        ]))
-    );
-    conn.ok(&["SET", "k", "v"]).unwrap();
+    let maxmemory: Vec<String> = query(&mut conn, &["CONFIG", "GET", "maxmemory"]).unwrap();
+    assert_eq!(maxmemory, ["maxmemory", "16777216"]);
+    query::<Value>(&mut conn, &["SET", "k", "v"]).unwrap();
 
     server.kill().unwrap();
     assert!(!server.is_running());
     assert!(
-        conn.command(&["PING"]).is_err(),
+        query::<Value>(&mut conn, &["PING"]).is_err(),
         "a killed server must not answer"
     );
     assert!(server.connect().is_err());
@@ -70,20 +74,17 @@ fn dedicated_servers_take_settings_and_survive_faults() {
     server.start_again().unwrap();
     assert_eq!(server.port(), port);
     let mut conn = server.connect().unwrap();
+    assert_eq!(query::<String>(&mut conn, &["PING"]).unwrap(), "PONG");
     assert_eq!(
-        conn.command(&["PING"]).unwrap(),
-        Reply::Status("PONG".into())
-    );
-    assert_eq!(
-        conn.ok(&["GET", "k"]).unwrap(),
-        Reply::Bulk(None),
+        query::<Option<String>>(&mut conn, &["GET", "k"]).unwrap(),
+        None,
         "no persistence"
     );
 
     server.restart().unwrap();
     assert_eq!(
-        server.connect().unwrap().command(&["PING"]).unwrap(),
-        Reply::Status("PONG".into())
+        query::<String>(&mut server.connect().unwrap(), &["PING"]).unwrap(),
+        "PONG"
     );
     server.stop().unwrap();
     assert!(server.connect().is_err());
@@ -108,11 +109,11 @@ fn keys_on_a_server_given_by_url_are_deleted_afterwards() {
     assert_ne!(a.prefix(), b.prefix());
     let mut conn = a.connect().unwrap();
     for i in 0..2500 {
-        conn.ok(&["SET", &a.key(&i.to_string()), "x"]).unwrap();
+        query::<Value>(&mut conn, &["SET", &a.key(&i.to_string()), "x"]).unwrap();
     }
-    conn.ok(&["SET", &b.key("kept"), "y"]).unwrap();
-    assert_eq!(conn.ok(&["DBSIZE"]).unwrap(), Reply::Integer(2501));
+    query::<Value>(&mut conn, &["SET", &b.key("kept"), "y"]).unwrap();
+    assert_eq!(query::<i64>(&mut conn, &["DBSIZE"]).unwrap(), 2501);
     drop(a);
-    assert_eq!(conn.ok(&["DBSIZE"]).unwrap(), Reply::Integer(1));
+    assert_eq!(query::<i64>(&mut conn, &["DBSIZE"]).unwrap(), 1);
     assert!(botfleet_testkit::TestRedis::on("redis://127.0.0.1:1").is_err());
 }
