@@ -23,78 +23,37 @@ pub(crate) struct Part {
 }
 
 /// The boundary of a `multipart/form-data` content type.
-pub(crate) fn boundary(content_type: &str) -> Option<&str> {
-    let (kind, rest) = content_type.split_once(';')?;
+pub(crate) fn boundary(content_type: &str) -> Option<String> {
+    let (kind, _) = content_type.split_once(';')?;
     if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
         return None;
     }
-    rest.split(';').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("boundary")
-            .then(|| v.trim().trim_matches('"'))
-            .filter(|b| !b.is_empty())
-    })
+    multer::parse_boundary(content_type).ok()
 }
 
-/// Splits a multipart body into its parts (RFC 7578).
-pub(crate) fn parse_multipart(body: &Bytes, boundary: &str) -> Result<Vec<Part>, &'static str> {
-    let delimiter = format!("--{boundary}");
-    let delimiter = delimiter.as_bytes();
-    let mut at = find(body, delimiter, 0).ok_or("multipart body without its boundary")?;
+/// Splits a multipart body into its parts (RFC 7578), with `multer`.
+pub(crate) async fn parse_multipart(body: &Bytes, boundary: &str) -> Result<Vec<Part>, String> {
+    let whole = body.clone();
+    let stream =
+        futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(whole) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let bad = |e: multer::Error| format!("bad multipart body: {e}");
     let mut parts = Vec::new();
-    loop {
-        at += delimiter.len();
-        if body[at..].starts_with(b"--") {
-            return Ok(parts);
-        }
-        if !body[at..].starts_with(b"\r\n") {
-            return Err("malformed multipart boundary line");
-        }
-        at += 2;
-        let head_end = find(body, b"\r\n\r\n", at).ok_or("multipart part without headers")?;
-        let head = std::str::from_utf8(&body[at..head_end])
-            .map_err(|_| "multipart headers are not UTF-8")?;
-        let data_start = head_end + 4;
-        let mut close = Vec::with_capacity(delimiter.len() + 2);
-        close.extend_from_slice(b"\r\n");
-        close.extend_from_slice(delimiter);
-        let data_end = find(body, &close, data_start).ok_or("unterminated multipart part")?;
-        let disposition = head
-            .split("\r\n")
-            .find_map(|line| {
-                let (k, v) = line.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case("content-disposition")
-                    .then_some(v)
-            })
-            .ok_or("multipart part without Content-Disposition")?;
-        let name = disposition_param(disposition, "name").ok_or("multipart part without a name")?;
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        let name = field
+            .name()
+            .filter(|n| !n.is_empty())
+            .ok_or("multipart part without a name")?
+            .to_owned();
+        let filename = field.file_name().map(str::to_owned);
+        let data = field.bytes().await.map_err(bad)?;
         parts.push(Part {
             name,
-            filename: disposition_param(disposition, "filename"),
-            data: body.slice(data_start..data_end),
+            filename,
+            data,
         });
-        at = data_end + 2;
     }
-}
-
-/// `name="value"` (or unquoted) in a Content-Disposition header.
-fn disposition_param(header: &str, key: &str) -> Option<String> {
-    header.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case(key)
-            .then(|| v.trim().trim_matches('"').to_owned())
-    })
-}
-
-fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    haystack
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|i| i + from)
+    Ok(parts)
 }
 
 /// A stored file.
@@ -178,6 +137,14 @@ impl Files {
 mod tests {
     use super::*;
 
+    /// The parser's future on a runtime of its own.
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime")
+            .block_on(f)
+    }
+
     #[test]
     fn parses_fields_and_files() {
         let body = Bytes::from_static(
@@ -186,7 +153,7 @@ mod tests {
 --XyZ--\r\n",
         );
         let b = boundary("multipart/form-data; boundary=XyZ").unwrap();
-        let parts = parse_multipart(&body, b).unwrap();
+        let parts = block_on(parse_multipart(&body, &b)).unwrap();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].name, "chat_id");
         assert_eq!(&parts[0].data[..], b"42");
@@ -204,7 +171,7 @@ mod tests {
             b"--XyZjunk",
         ] {
             assert!(
-                parse_multipart(&Bytes::copy_from_slice(body), "XyZ").is_err(),
+                block_on(parse_multipart(&Bytes::copy_from_slice(body), "XyZ")).is_err(),
                 "{}",
                 String::from_utf8_lossy(body)
             );
@@ -212,7 +179,7 @@ mod tests {
         assert_eq!(boundary("application/json"), None);
         assert_eq!(boundary("multipart/form-data"), None);
         assert_eq!(
-            boundary("Multipart/Form-Data; charset=utf-8; boundary=\"a b\""),
+            boundary("Multipart/Form-Data; charset=utf-8; boundary=\"a b\"").as_deref(),
             Some("a b")
         );
     }

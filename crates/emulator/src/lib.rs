@@ -37,6 +37,7 @@
 
 mod files;
 mod limits;
+mod methods;
 mod objects;
 mod server;
 mod traffic;
@@ -240,7 +241,7 @@ async fn route(
         let Some((token, api_method)) = rest.split_once('/') else {
             return not_found();
         };
-        let params = match Params::parse(&uri, &headers, &body) {
+        let params = match Params::parse(&uri, &headers, &body).await {
             Ok(p) => p,
             Err(why) => {
                 let body = json!({ "ok": false, "error_code": 400, "description": format!("Bad Request: {why}") });

@@ -4,7 +4,7 @@
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -20,7 +20,7 @@ use crate::limits::{Limits, Scope, Windows};
 use crate::objects::{self, Chat, ChatKind, User};
 
 /// The longest long poll the real server allows (`LONG_POLL_MAX_TIMEOUT`).
-const MAX_POLL_TIMEOUT: u64 = 50;
+pub(crate) const MAX_POLL_TIMEOUT: u64 = 50;
 
 /// Faults to inject into the Bot API routes.
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize, Serialize)]
@@ -85,30 +85,30 @@ pub struct Stats {
 
 pub(crate) struct Bot {
     pub(crate) user: User,
-    updates: VecDeque<Value>,
-    next_update_id: i64,
-    poll_generation: Arc<AtomicU64>,
-    wake: Arc<Notify>,
-    webhook: Option<Webhook>,
-    webhook_generation: u64,
-    windows: Windows,
-    blocked_by: std::collections::HashSet<i64>,
+    pub(crate) updates: VecDeque<Value>,
+    pub(crate) next_update_id: i64,
+    pub(crate) poll_generation: Arc<AtomicU64>,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) webhook: Option<Webhook>,
+    pub(crate) webhook_generation: u64,
+    pub(crate) windows: Windows,
+    pub(crate) blocked_by: std::collections::HashSet<i64>,
     /// The last `setWebhook` accepted (it is limited to one a second).
-    last_set_webhook: Option<Instant>,
+    pub(crate) last_set_webhook: Option<Instant>,
     /// When the next 409 may be answered (one every 3 s; the others wait).
-    next_conflict: Option<Instant>,
+    pub(crate) next_conflict: Option<Instant>,
     /// The offset of the last `getUpdates` and when it came.
-    last_poll: Option<(i64, Instant)>,
+    pub(crate) last_poll: Option<(i64, Instant)>,
 }
 
 #[derive(Clone, Debug)]
-struct Webhook {
-    url: String,
-    max_connections: u32,
-    secret_token: Option<String>,
+pub(crate) struct Webhook {
+    pub(crate) url: String,
+    pub(crate) max_connections: u32,
+    pub(crate) secret_token: Option<String>,
     /// Which `setWebhook` this is: its delivery task stops when another
     /// one (or `deleteWebhook`) replaces it.
-    generation: u64,
+    pub(crate) generation: u64,
 }
 
 /// The first wait before an update the webhook refused is sent again; it
@@ -427,7 +427,7 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
-    fn ok(result: Value) -> Answer {
+    pub(crate) fn ok(result: Value) -> Answer {
         Answer {
             status: StatusCode::OK,
             body: json!({ "ok": true, "result": result }),
@@ -435,7 +435,7 @@ impl Answer {
         }
     }
 
-    fn ok_described(result: Value, description: &str) -> Answer {
+    pub(crate) fn ok_described(result: Value, description: &str) -> Answer {
         Answer {
             status: StatusCode::OK,
             body: json!({ "ok": true, "result": result, "description": description }),
@@ -443,7 +443,7 @@ impl Answer {
         }
     }
 
-    fn error(code: u16, description: &str) -> Answer {
+    pub(crate) fn error(code: u16, description: &str) -> Answer {
         Answer {
             status: StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST),
             body: json!({ "ok": false, "error_code": code, "description": description }),
@@ -451,7 +451,7 @@ impl Answer {
         }
     }
 
-    fn too_many(retry_after: u64) -> Answer {
+    pub(crate) fn too_many(retry_after: u64) -> Answer {
         Answer {
             status: StatusCode::TOO_MANY_REQUESTS,
             body: json!({
@@ -464,7 +464,7 @@ impl Answer {
         }
     }
 
-    fn migrated(to: i64) -> Answer {
+    pub(crate) fn migrated(to: i64) -> Answer {
         Answer {
             status: StatusCode::BAD_REQUEST,
             body: json!({
@@ -515,14 +515,14 @@ impl IntoResponse for Answer {
 
 /// Parameters from the query string and the body (JSON, a form, or
 /// `multipart/form-data` with its uploaded files).
-pub(crate) struct Params(Map<String, Value>, Vec<Part>);
+pub(crate) struct Params(pub(crate) Map<String, Value>, pub(crate) Vec<Part>);
 
 impl Params {
-    pub(crate) fn parse(
+    pub(crate) async fn parse(
         uri: &Uri,
         headers: &HeaderMap,
         body: &Bytes,
-    ) -> Result<Params, &'static str> {
+    ) -> Result<Params, String> {
         let mut map = Map::new();
         if let Some(q) = uri.query() {
             for (k, v) in serde_urlencoded::from_str::<Vec<(String, String)>>(q)
@@ -538,7 +538,7 @@ impl Params {
                 .unwrap_or("");
             if let Some(boundary) = files::boundary(ct) {
                 let mut uploads = Vec::new();
-                for part in files::parse_multipart(body, boundary)? {
+                for part in files::parse_multipart(body, &boundary).await? {
                     if part.filename.is_some() {
                         uploads.push(part);
                     } else {
@@ -553,7 +553,7 @@ impl Params {
                     .map_err(|_| "can't parse JSON object")?
                 {
                     Value::Object(o) => map.extend(o),
-                    _ => return Err("can't parse JSON object"),
+                    _ => return Err("can't parse JSON object".to_owned()),
                 }
             } else {
                 for (k, v) in serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
@@ -567,12 +567,12 @@ impl Params {
     }
 
     /// The file uploaded as `name`: directly, or as `attach://name`.
-    fn upload(&self, name: &str) -> Option<&Part> {
+    pub(crate) fn upload(&self, name: &str) -> Option<&Part> {
         let name = name.strip_prefix("attach://").unwrap_or(name);
         self.1.iter().find(|p| p.name == name)
     }
 
-    fn i64(&self, key: &str) -> Option<i64> {
+    pub(crate) fn i64(&self, key: &str) -> Option<i64> {
         match self.0.get(key)? {
             Value::Number(n) => n.as_i64(),
             Value::String(s) => s.trim().parse().ok(),
@@ -580,7 +580,7 @@ impl Params {
         }
     }
 
-    fn str(&self, key: &str) -> Option<String> {
+    pub(crate) fn str(&self, key: &str) -> Option<String> {
         match self.0.get(key)? {
             Value::String(s) => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
@@ -588,7 +588,7 @@ impl Params {
         }
     }
 
-    fn bool(&self, key: &str) -> bool {
+    pub(crate) fn bool(&self, key: &str) -> bool {
         match self.0.get(key) {
             Some(Value::Bool(b)) => *b,
             Some(Value::String(s)) => s == "true" || s == "1",
@@ -618,7 +618,7 @@ pub(crate) async fn bot_api(state: &Shared, token: &str, method: &str, params: P
         if !state.lock().bots.contains_key(token) {
             return Answer::error(401, "Unauthorized");
         }
-        return get_updates(state, token, &params).await;
+        return crate::methods::updates::get_updates(state, token, &params).await;
     }
     answer_now(state, token, &method, &params, now)
 }
@@ -632,11 +632,13 @@ fn answer_now(state: &Shared, token: &str, method: &str, params: &Params, now: I
     if s.faults.restart_burst > 0 {
         s.faults.restart_burst -= 1;
         let answer = Answer::error(500, "Internal Server Error: restart");
-        log(&mut s, now, bot_id, method, None, None, &answer, None);
-        return answer;
+        let reply = crate::methods::Reply::from(answer);
+        log(&mut s, now, bot_id, method, &reply);
+        return reply.answer;
     }
-    let (answer, chat, text, scope) = call(&mut s, token, method, params, now);
-    log(&mut s, now, bot_id, method, chat, text, &answer, scope);
+    let reply = crate::methods::call(&mut s, token, method, params, now);
+    log(&mut s, now, bot_id, method, &reply);
+    let answer = reply.answer;
     if method == "setwebhook" && answer.status == StatusCode::OK {
         if let Some(w) = &s.bots[token].webhook {
             tokio::spawn(deliver(state.clone(), token.to_owned(), w.generation));
@@ -742,17 +744,8 @@ fn update_chat(update: &Value) -> Option<i64> {
         .or_else(|| body["from"]["id"].as_i64())
 }
 
-#[allow(clippy::too_many_arguments, reason = "one log line's fields")]
-fn log(
-    s: &mut State,
-    now: Instant,
-    bot_id: i64,
-    method: &str,
-    chat_id: Option<i64>,
-    text: Option<String>,
-    answer: &Answer,
-    scope: Option<Scope>,
-) {
+/// The call log's line for `reply`.
+fn log(s: &mut State, now: Instant, bot_id: i64, method: &str, reply: &crate::methods::Reply) {
     let seq = s.log.len() as u64;
     let at_ms = s.at_ms(now);
     s.log.push(LogEntry {
@@ -760,611 +753,10 @@ fn log(
         at_ms,
         bot_id,
         method: method.to_owned(),
-        chat_id,
-        text,
-        status: answer.status.as_u16(),
-        scope,
-        retry_after: answer.retry_after,
+        chat_id: reply.chat,
+        text: reply.text.clone(),
+        status: reply.answer.status.as_u16(),
+        scope: reply.scope,
+        retry_after: reply.answer.retry_after,
     });
-}
-
-/// The methods other than `getUpdates`: the answer, the target chat, the
-/// text sent and the scope of a 429.
-fn call(
-    s: &mut State,
-    token: &str,
-    method: &str,
-    p: &Params,
-    now: Instant,
-) -> (Answer, Option<i64>, Option<String>, Option<Scope>) {
-    let bot = s
-        .bots
-        .get(token)
-        .map(|b| b.user.clone())
-        .expect("checked by the caller");
-    match method {
-        "getme" => (Answer::ok(bot.json()), None, None, None),
-        "logout" | "close" => (Answer::ok(json!(true)), None, None, None),
-        "sendmessage" | "editmessagetext" | "sendphoto" | "copymessage" | "forwardmessage"
-        | "senddice" | "sendsticker" | "senddocument" | "sendmediagroup" => {
-            send(s, token, method, p, now, &bot)
-        }
-        "getfile" => match p.str("file_id").and_then(|id| s.files.file_json(&id)) {
-            Some(file) => (Answer::ok(file), None, None, None),
-            None => (
-                Answer::error(400, "Bad Request: invalid file_id"),
-                None,
-                None,
-                None,
-            ),
-        },
-        "answercallbackquery" | "deletemessage" | "sendchataction" => {
-            let chat = p.i64("chat_id");
-            (Answer::ok(json!(true)), chat, None, None)
-        }
-        "getchat" => match p.i64("chat_id").and_then(|c| s.chats.get(&c)) {
-            Some(chat) => (Answer::ok(chat.full_info()), Some(chat.id), None, None),
-            None => (
-                Answer::error(400, "Bad Request: chat not found"),
-                p.i64("chat_id"),
-                None,
-                None,
-            ),
-        },
-        "getchatmembercount" => match p.i64("chat_id").and_then(|c| s.chats.get(&c)) {
-            Some(chat) => (
-                Answer::ok(json!(if chat.id > 0 {
-                    2
-                } else {
-                    1 + chat.id.unsigned_abs() % 500
-                })),
-                Some(chat.id),
-                None,
-                None,
-            ),
-            None => (
-                Answer::error(400, "Bad Request: chat not found"),
-                p.i64("chat_id"),
-                None,
-                None,
-            ),
-        },
-        "getchatmember" => {
-            let chat = p.i64("chat_id");
-            match (
-                chat.and_then(|c| s.chats.get(&c)),
-                p.i64("user_id")
-                    .and_then(|u| s.users.get(&u).or((u == bot.id).then_some(&bot))),
-            ) {
-                (None, _) => (
-                    Answer::error(400, "Bad Request: chat not found"),
-                    chat,
-                    None,
-                    None,
-                ),
-                (Some(_), None) => (
-                    Answer::error(400, "Bad Request: user not found"),
-                    chat,
-                    None,
-                    None,
-                ),
-                (Some(_), Some(user)) => {
-                    let status = if user.id == bot.id {
-                        "administrator"
-                    } else {
-                        "member"
-                    };
-                    let mut member = json!({ "status": status, "user": user.json() });
-                    if status == "administrator" {
-                        for right in [
-                            "can_be_edited",
-                            "is_anonymous",
-                            "can_manage_chat",
-                            "can_delete_messages",
-                            "can_manage_video_chats",
-                            "can_restrict_members",
-                            "can_promote_members",
-                            "can_change_info",
-                            "can_invite_users",
-                            "can_post_stories",
-                            "can_edit_stories",
-                            "can_delete_stories",
-                        ] {
-                            member[right] = json!(false);
-                        }
-                    }
-                    (Answer::ok(member), chat, None, None)
-                }
-            }
-        }
-        "getchatadministrators" => match p.i64("chat_id").and_then(|c| s.chats.get(&c)) {
-            Some(chat) => {
-                let owner = User {
-                    id: 1,
-                    is_bot: false,
-                    first_name: "Owner".into(),
-                    username: None,
-                };
-                let admins =
-                    json!([{ "status": "creator", "user": owner.json(), "is_anonymous": false }]);
-                (Answer::ok(admins), Some(chat.id), None, None)
-            }
-            None => (
-                Answer::error(400, "Bad Request: chat not found"),
-                p.i64("chat_id"),
-                None,
-                None,
-            ),
-        },
-        "setwebhook" => {
-            let b = s.bots.get_mut(token).expect("checked");
-            if b.last_set_webhook
-                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
-            {
-                return (Answer::too_many(1), None, None, Some(Scope::Method));
-            }
-            b.last_set_webhook = Some(now);
-            let Some(url) = p.str("url").filter(|u| !u.is_empty()) else {
-                return (delete_webhook(s, token, p), None, None, None);
-            };
-            let b = s.bots.get_mut(token).expect("checked");
-            let max_connections = p.i64("max_connections").unwrap_or(40).clamp(1, 100) as u32;
-            let secret_token = p.str("secret_token").filter(|t| !t.is_empty());
-            if secret_token.as_ref().is_some_and(|t| {
-                t.len() > 256
-                    || !t
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            }) {
-                return (
-                    Answer::error(
-                        400,
-                        "Bad Request: secret token contains unallowed characters",
-                    ),
-                    None,
-                    None,
-                    None,
-                );
-            }
-            let same = b.webhook.as_ref().is_some_and(|w| w.url == url);
-            b.webhook_generation += 1;
-            b.webhook = Some(Webhook {
-                url,
-                max_connections,
-                secret_token,
-                generation: b.webhook_generation,
-            });
-            if p.bool("drop_pending_updates") {
-                b.updates.clear();
-            }
-            // A pending long poll is ended.
-            b.poll_generation.fetch_add(1, Ordering::SeqCst);
-            b.wake.notify_waiters();
-            let description = if same {
-                "Webhook is already set"
-            } else {
-                "Webhook was set"
-            };
-            (
-                Answer::ok_described(json!(true), description),
-                None,
-                None,
-                None,
-            )
-        }
-        "deletewebhook" => (delete_webhook(s, token, p), None, None, None),
-        "getwebhookinfo" => {
-            let b = &s.bots[token];
-            let info = match &b.webhook {
-                Some(w) => json!({
-                    "url": w.url,
-                    "has_custom_certificate": false,
-                    "pending_update_count": b.updates.len(),
-                    "max_connections": w.max_connections,
-                }),
-                None => {
-                    json!({ "url": "", "has_custom_certificate": false, "pending_update_count": b.updates.len() })
-                }
-            };
-            (Answer::ok(info), None, None, None)
-        }
-        _ => (
-            Answer::error(404, "Not Found: method not found"),
-            None,
-            None,
-            None,
-        ),
-    }
-}
-
-fn delete_webhook(s: &mut State, token: &str, p: &Params) -> Answer {
-    let b = s.bots.get_mut(token).expect("checked");
-    if p.bool("drop_pending_updates") {
-        b.updates.clear();
-    }
-    b.webhook_generation += 1;
-    match b.webhook.take() {
-        Some(_) => Answer::ok_described(json!(true), "Webhook was deleted"),
-        None => Answer::ok_described(json!(true), "Webhook is already deleted"),
-    }
-}
-
-fn send(
-    s: &mut State,
-    token: &str,
-    method: &str,
-    p: &Params,
-    now: Instant,
-    bot: &User,
-) -> (Answer, Option<i64>, Option<String>, Option<Scope>) {
-    let Some(chat_id) = p.i64("chat_id") else {
-        return (
-            Answer::error(400, "Bad Request: chat not found"),
-            None,
-            None,
-            None,
-        );
-    };
-    let text = p
-        .str("text")
-        .or_else(|| p.str("caption"))
-        .unwrap_or_default();
-    let fail = |a: Answer| (a, Some(chat_id), Some(text.clone()), None);
-    if let Some(&to) = s.migrated.get(&chat_id) {
-        return fail(Answer::migrated(to));
-    }
-    let chat = match s.chats.get(&chat_id) {
-        Some(c) => c.clone(),
-        None if !s.strict_chats => {
-            let kind = if chat_id > 0 {
-                ChatKind::Private
-            } else {
-                ChatKind::Supergroup
-            };
-            let chat = Chat {
-                id: chat_id,
-                kind,
-                title: format!("chat {chat_id}"),
-            };
-            s.chats.insert(chat_id, chat.clone());
-            chat
-        }
-        None => return fail(Answer::error(400, "Bad Request: chat not found")),
-    };
-    if s.bots[token].blocked_by.contains(&chat_id) {
-        return fail(Answer::error(403, "Forbidden: bot was blocked by the user"));
-    }
-    if method == "sendmessage" || method == "editmessagetext" {
-        if text.trim().is_empty() {
-            return fail(Answer::error(400, "Bad Request: message text is empty"));
-        }
-        if text.chars().count() > 4096 {
-            return fail(Answer::error(400, "Bad Request: message is too long"));
-        }
-    }
-    // What is sent besides text: one media object per message.
-    let media: Vec<(&str, Value)> = match method {
-        "sendphoto" => match attach(s, p, "photo", p.0.get("photo"), "photo") {
-            Ok(m) => vec![("photo", m)],
-            Err(a) => return fail(a),
-        },
-        "senddocument" => match attach(s, p, "document", p.0.get("document"), "document") {
-            Ok(m) => vec![("document", m)],
-            Err(a) => return fail(a),
-        },
-        "sendmediagroup" => {
-            let items = match p.0.get("media") {
-                Some(Value::Array(items)) => items.clone(),
-                Some(Value::String(json)) => match serde_json::from_str(json) {
-                    Ok(Value::Array(items)) => items,
-                    _ => {
-                        return fail(Answer::error(
-                            400,
-                            "Bad Request: can't parse media JSON object",
-                        ));
-                    }
-                },
-                _ => {
-                    return fail(Answer::error(
-                        400,
-                        "Bad Request: parameter \"media\" is required",
-                    ));
-                }
-            };
-            if items.len() > 10 {
-                return fail(Answer::error(
-                    400,
-                    "Bad Request: too many messages to send as an album",
-                ));
-            }
-            if items.len() < 2 {
-                return fail(Answer::error(
-                    400,
-                    "Bad Request: media group must include 2-10 items",
-                ));
-            }
-            let mut media = Vec::new();
-            for item in &items {
-                let kind = match item["type"].as_str() {
-                    Some("photo") => "photo",
-                    Some("document" | "video" | "audio") => "document",
-                    _ => {
-                        return fail(Answer::error(
-                            400,
-                            "Bad Request: unsupported media type in the group",
-                        ));
-                    }
-                };
-                match attach(s, p, kind, item.get("media"), "media") {
-                    Ok(m) => media.push((kind, m)),
-                    Err(a) => return fail(a),
-                }
-            }
-            media
-        }
-        _ => Vec::new(),
-    };
-    // Each message of an album counts towards the limits.
-    let count = media.len().max(1) as u32;
-    // Injected 429s first, then the limits.
-    if s.faults.random_429 > 0.0 && s.random() < s.faults.random_429 {
-        let (lo, hi) = s.faults.retry_after;
-        let n = lo + (s.random() * (hi.saturating_sub(lo) + 1) as f64) as u64;
-        return (
-            Answer::too_many(n.max(1)),
-            Some(chat_id),
-            Some(text),
-            Some(Scope::Injected),
-        );
-    }
-    let limits = s.limits;
-    let paid = p.bool("allow_paid_broadcast");
-    let bot_state = s.bots.get_mut(token).expect("checked");
-    if let Err((scope, retry_after)) = bot_state
-        .windows
-        .try_send(&limits, chat_id, count, paid, now)
-    {
-        return (
-            Answer::too_many(retry_after),
-            Some(chat_id),
-            Some(text),
-            Some(scope),
-        );
-    }
-    let date = s.unix_time();
-    let message = if media.is_empty() {
-        let message_id = match p.i64("message_id") {
-            Some(id) if method == "editmessagetext" => id,
-            _ => s.next_message_id(chat_id),
-        };
-        let mut message = objects::message(message_id, date, &chat, bot, &text);
-        // An inline keyboard comes back in the message, as Telegram does,
-        // so synthetic users can press its buttons.
-        let markup = match p.0.get("reply_markup") {
-            Some(Value::String(s)) => serde_json::from_str::<Value>(s).ok(),
-            Some(v) => Some(v.clone()),
-            None => None,
-        };
-        if let Some(markup) = markup.filter(|m| m["inline_keyboard"].is_array()) {
-            message["reply_markup"] = markup;
-        }
-        message
-    } else {
-        let group = (method == "sendmediagroup")
-            .then(|| format!("{}", 13_000_000_000_000_000u64 + s.log.len() as u64));
-        let mut messages = Vec::new();
-        for (i, (kind, object)) in media.into_iter().enumerate() {
-            let mut m = objects::message(s.next_message_id(chat_id), date, &chat, bot, "");
-            let m_obj = m.as_object_mut().expect("a message is an object");
-            m_obj.remove("text");
-            m_obj.insert(kind.to_owned(), object);
-            if i == 0 && !text.is_empty() {
-                m_obj.insert("caption".to_owned(), json!(text));
-            }
-            if let Some(group) = &group {
-                m_obj.insert("media_group_id".to_owned(), json!(group));
-            }
-            messages.push(m);
-        }
-        if method == "sendmediagroup" {
-            Value::Array(messages)
-        } else {
-            messages.pop().expect("one media object")
-        }
-    };
-    if let Some(created) = s
-        .awaiting
-        .get_mut(&(bot.id, chat_id))
-        .and_then(VecDeque::pop_front)
-    {
-        s.e2e_ms
-            .push(now.saturating_duration_since(created).as_secs_f64() * 1e3);
-    }
-    if message.is_object() {
-        s.bot_messages.insert((bot.id, chat_id), message.clone());
-    }
-    (Answer::ok(message), Some(chat_id), Some(text), None)
-}
-
-/// The media object of a photo or document: an upload (the part named
-/// `field`, or `attach://name`), a known file id, or a URL (not fetched: the
-/// emulator never reaches off loopback).
-fn attach(
-    s: &mut State,
-    p: &Params,
-    kind: &str,
-    value: Option<&Value>,
-    field: &str,
-) -> Result<Value, Answer> {
-    let reference = value.and_then(Value::as_str);
-    let upload = match reference {
-        Some(r) if r.starts_with("attach://") => Some(
-            p.upload(r)
-                .ok_or_else(|| Answer::error(400, "Bad Request: wrong HTTP URL specified"))?,
-        ),
-        Some(_) => None,
-        None => p.upload(field),
-    };
-    let id = match (upload, reference) {
-        (Some(part), _) => {
-            let name = part.filename.clone().unwrap_or_default();
-            s.files.store(kind, &name, part.data.clone())
-        }
-        (None, Some(r)) if s.files.get(r).is_some() => r.to_owned(),
-        (None, Some(r)) if r.starts_with("http://") || r.starts_with("https://") => {
-            let name = r.rsplit('/').next().unwrap_or("file").to_owned();
-            s.files.store(kind, &name, Bytes::new())
-        }
-        (None, Some(_)) => {
-            return Err(Answer::error(
-                400,
-                "Bad Request: wrong file identifier/HTTP URL specified",
-            ));
-        }
-        (None, None) => {
-            return Err(Answer::error(
-                400,
-                &format!("Bad Request: there is no {kind} in the request"),
-            ));
-        }
-    };
-    let f = s.files.get(&id).expect("just stored or checked");
-    Ok(if kind == "photo" {
-        json!([{
-            "file_id": id,
-            "file_unique_id": f.unique_id,
-            "file_size": f.data.len(),
-            "width": 90,
-            "height": 90,
-        }])
-    } else {
-        json!({
-            "file_id": id,
-            "file_unique_id": f.unique_id,
-            "file_name": f.name,
-            "file_size": f.data.len(),
-        })
-    })
-}
-
-/// A repeated offset within this long gets a poll of at least this long.
-const REPEAT_SLOW: Duration = Duration::from_secs(3);
-/// A repeated offset within this long gets one update at most.
-const REPEAT_ONE: Duration = Duration::from_millis(500);
-/// The real server answers one 409 per bot in this long; later ones wait.
-const CONFLICT_SPACING: Duration = Duration::from_secs(3);
-
-/// A 409 answer, after the wait that spaces a bot's 409s.
-async fn conflict(state: &Shared, token: &str, description: &str) -> Answer {
-    let at = {
-        let mut s = state.lock();
-        let Some(b) = s.bots.get_mut(token) else {
-            return Answer::error(401, "Unauthorized");
-        };
-        let now = Instant::now();
-        let at = b.next_conflict.map_or(now, |t| t.max(now));
-        b.next_conflict = Some(at + CONFLICT_SPACING);
-        at
-    };
-    tokio::time::sleep_until(at).await;
-    Answer::error(409, description)
-}
-
-async fn get_updates(state: &Shared, token: &str, p: &Params) -> Answer {
-    let offset = p.i64("offset").unwrap_or(0);
-    let mut limit = p.i64("limit").unwrap_or(100).clamp(1, 100) as usize;
-    let mut timeout = Duration::from_secs(
-        p.i64("timeout")
-            .unwrap_or(0)
-            .clamp(0, MAX_POLL_TIMEOUT as i64) as u64,
-    );
-    let now = Instant::now();
-    let polling = {
-        let mut s = state.lock();
-        let b = s.bots.get_mut(token).expect("checked");
-        if b.webhook.is_some() {
-            None
-        } else {
-            // The real server slows a client that repeats an offset: within
-            // 3 s a short poll becomes a 3-s poll, within 0.5 s it gets one
-            // update at most.
-            if let Some((last, at)) = b.last_poll {
-                let since = now.saturating_duration_since(at);
-                if last == offset && since < REPEAT_SLOW {
-                    timeout = timeout.max(REPEAT_SLOW);
-                }
-                if last == offset && since < REPEAT_ONE {
-                    limit = 1;
-                }
-            }
-            b.last_poll = Some((offset, now));
-            // This poll ends any older one.
-            let mine = b.poll_generation.fetch_add(1, Ordering::SeqCst) + 1;
-            b.wake.notify_waiters();
-            // Confirm: updates below the offset are forgotten; a negative
-            // offset keeps only the last -offset.
-            if offset > 0 {
-                while b
-                    .updates
-                    .front()
-                    .is_some_and(|u| u["update_id"].as_i64().unwrap_or(0) < offset)
-                {
-                    b.updates.pop_front();
-                }
-            } else if offset < 0 {
-                let keep = offset.unsigned_abs() as usize;
-                while b.updates.len() > keep {
-                    b.updates.pop_front();
-                }
-            }
-            Some((b.poll_generation.clone(), mine, b.wake.clone()))
-        }
-    };
-    let Some((generation, my_generation, wake)) = polling else {
-        return conflict(
-            state,
-            token,
-            "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
-        )
-        .await;
-    };
-    let deadline = now + timeout;
-    loop {
-        let notified = wake.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let terminated_by = {
-            let s = state.lock();
-            let b = &s.bots[token];
-            if generation.load(Ordering::SeqCst) != my_generation {
-                if b.webhook.is_some() {
-                    "setWebhook request"
-                } else {
-                    "other getUpdates request; make sure that only one bot instance is running"
-                }
-            } else {
-                let ready: Vec<Value> = b.updates.iter().take(limit).cloned().collect();
-                if !ready.is_empty() || Instant::now() >= deadline {
-                    return Answer::ok(Value::Array(ready));
-                }
-                ""
-            }
-        };
-        if !terminated_by.is_empty() {
-            return conflict(
-                state,
-                token,
-                &format!("Conflict: terminated by {terminated_by}"),
-            )
-            .await;
-        }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            // Timed out: answer with what there is (nothing).
-            let s = state.lock();
-            if generation.load(Ordering::SeqCst) == my_generation {
-                let ready: Vec<Value> = s.bots[token].updates.iter().take(limit).cloned().collect();
-                return Answer::ok(Value::Array(ready));
-            }
-        }
-    }
 }
