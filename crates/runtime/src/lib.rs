@@ -150,6 +150,37 @@ pub(crate) fn next_worker_id() -> u32 {
     NEXT_WORKER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u32
 }
 
+/// The environment of `bot`'s workers: the fleet file's `[bot.worker] env`,
+/// then the contract of `botfleet_protocol::env` (the socket, the bot, the
+/// database and its pool size, Redis); the slot adds the worker's id.
+fn worker_env(
+    bot: &botfleet_config::BotConfig,
+    socket: &Path,
+    database_url: Option<&str>,
+    redis: Option<&botfleet_config::RedisConfig>,
+    pool_size: Option<u32>,
+) -> Vec<(String, String)> {
+    use botfleet_protocol::env;
+    let mut vars: Vec<(String, String)> = bot
+        .worker
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value().to_owned()))
+        .collect();
+    vars.push((env::SOCKET.into(), socket.display().to_string()));
+    vars.push((env::BOT.into(), bot.name.clone()));
+    if let Some(url) = database_url {
+        vars.push((env::DATABASE_URL.into(), url.to_owned()));
+    }
+    if let Some(redis) = redis {
+        vars.push((env::REDIS_URL.into(), redis.expose_url().to_owned()));
+    }
+    if let Some(size) = pool_size {
+        vars.push((env::DB_POOL_SIZE.into(), size.to_string()));
+    }
+    vars
+}
+
 impl Fleet {
     /// Starts every bot of `config`: the socket, the workers (each bot's
     /// `min_workers`), the dispatchers and ingest.
@@ -188,32 +219,13 @@ impl Fleet {
                     bot: bot.name.clone(),
                     source,
                 })?;
-            let mut env: Vec<(String, String)> = bot
-                .worker
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value().to_owned()))
-                .collect();
-            env.push((
-                botfleet_protocol::env::SOCKET.into(),
-                socket.display().to_string(),
-            ));
-            env.push((botfleet_protocol::env::BOT.into(), bot.name.clone()));
-            if let Some(url) = &database_url {
-                env.push((botfleet_protocol::env::DATABASE_URL.into(), url.clone()));
-            }
-            if let Some(redis) = &config.redis {
-                env.push((
-                    botfleet_protocol::env::REDIS_URL.into(),
-                    redis.expose_url().to_owned(),
-                ));
-            }
-            if let Some(size) = pool_sizes.get(&bot.name) {
-                env.push((
-                    botfleet_protocol::env::DB_POOL_SIZE.into(),
-                    size.to_string(),
-                ));
-            }
+            let env = worker_env(
+                bot,
+                &socket,
+                database_url.as_deref(),
+                config.redis.as_ref(),
+                pool_sizes.get(&bot.name).copied(),
+            );
             let spec = process::Spec {
                 program: bot.worker.command.clone(),
                 args: bot
