@@ -87,21 +87,34 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_keeps_each_chat_in_order() 
     assert_eq!(e.pending_updates(TOKEN), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_that_keeps_dying_fails_its_bot_after_the_restart_intensity() {
-    let e = emulator(1).await;
-    let dir = TempDir::new("runtime").unwrap();
-    let file = fleet_file(&e, "exit", 1, |b| {
-        b.set("restart.intensity", 3)
+/// A fleet of one worker in `mode` with a restart `intensity` within 30 s,
+/// started and waited for until its bot fails (at most 30 s).
+async fn start_failing(
+    e: &botfleet_emulator::Emulator,
+    mode: &str,
+    intensity: i64,
+    first_backoff: &str,
+    dir: &TempDir,
+) -> botfleet_runtime::Fleet {
+    let file = fleet_file(e, mode, 1, |b| {
+        b.set("restart.intensity", intensity)
             .set("restart.period", "30s")
-            .set("restart.first_backoff", "200ms")
+            .set("restart.first_backoff", first_backoff)
     });
-    let began = tokio::time::Instant::now();
-    let fleet = start(&file.parse().unwrap(), &dir).await;
+    let fleet = start(&file.parse().unwrap(), dir).await;
     let failed = tokio::time::timeout(Duration::from_secs(30), fleet.failed())
         .await
         .expect("the bot fails");
     assert_eq!(failed, "echo");
+    fleet
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_keeps_dying_fails_its_bot_after_the_restart_intensity() {
+    let e = emulator(1).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let began = tokio::time::Instant::now();
+    let fleet = start_failing(&e, "exit", 3, "200ms", &dir).await;
     // The first restart at once, the next after 200 and 400 ms (with
     // jitter, between half and all of each), and the fourth exit fails the
     // bot: 300 to 600 ms of waiting in all, plus the starts.
@@ -528,16 +541,7 @@ async fn state_built_at_start_up_reaches_the_handler() {
 async fn a_failing_start_up_is_a_crash_before_ready() {
     let e = emulator(1).await;
     let dir = TempDir::new("runtime").unwrap();
-    let file = fleet_file(&e, "start_fails", 1, |b| {
-        b.set("restart.intensity", 2)
-            .set("restart.period", "30s")
-            .set("restart.first_backoff", "50ms")
-    });
-    let fleet = start(&file.parse().unwrap(), &dir).await;
-    let failed = tokio::time::timeout(Duration::from_secs(30), fleet.failed())
-        .await
-        .expect("the bot fails");
-    assert_eq!(failed, "echo");
+    let fleet = start_failing(&e, "start_fails", 2, "50ms", &dir).await;
     let status = fleet.status().await;
     assert_eq!(status[0].ready_workers, 0, "{status:?}");
     fleet.shutdown().await;
