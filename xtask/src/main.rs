@@ -16,8 +16,8 @@ usage: cargo xtask <task>
 
 tasks:
   ci         install the test servers if missing (as root, with apt), then
-             run the structure check, fmt --check, clippy -D warnings,
-             doc -D warnings and every test
+             run the structure check, fmt --check, clippy -D warnings (also
+             of the lean build), doc -D warnings and every test
   structure  check ARCHITECTURE.md's layers, testkit rule and code map
              against `cargo metadata`
   help       print this text
@@ -77,7 +77,7 @@ fn ci() -> Result<(), String> {
     structure_check()?;
     timings.push(("structure".to_owned(), elapsed(started)));
 
-    let steps: [Step; 4] = [
+    let steps: [Step; 5] = [
         ("fmt", &["fmt", "--all", "--", "--check"], &[]),
         (
             "clippy",
@@ -86,6 +86,21 @@ fn ci() -> Result<(), String> {
                 "--workspace",
                 "--all-targets",
                 "--all-features",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        ),
+        // The lean production binary (no `bench` feature) builds clean too.
+        (
+            "lean build",
+            &[
+                "clippy",
+                "-p",
+                "botfleet",
+                "--no-default-features",
                 "--locked",
                 "--",
                 "-D",

@@ -10,6 +10,9 @@
 //! - **The testkit.** `botfleet-testkit` is a dev-dependency everywhere but
 //!   in the packages the document names as allowed (the bench crate and
 //!   xtask).
+//! - **The lean build.** The binary without its default features reaches
+//!   neither the testkit nor the bench crate through its normal,
+//!   non-optional dependencies.
 //! - **The code map.** Every workspace package has a `###` section in the
 //!   code map whose heading names its directory, and every module file of
 //!   the bench crate (one per benchmark) is named in the document.
@@ -24,6 +27,7 @@ const TESTKIT_LINE: &str = "Normal dependencies on `botfleet-testkit`:";
 const TESTKIT: &str = "botfleet-testkit";
 
 /// A workspace package as the check sees it.
+#[derive(Clone)]
 struct Package {
     name: String,
     /// Its directory, relative to the workspace root.
@@ -31,7 +35,14 @@ struct Package {
     /// Workspace packages it depends on, with the kind (`normal`, `dev`,
     /// `build`).
     deps: Vec<(String, String)>,
+    /// Of those, the normal dependencies that are optional (behind a
+    /// feature).
+    optional: Vec<String>,
 }
+
+/// The binary, and what its lean build must not contain.
+const BINARY: &str = "botfleet";
+const NOT_IN_LEAN_BUILD: [&str; 2] = [TESTKIT, "botfleet-bench"];
 
 /// Runs every check; the error lists every problem found.
 pub(crate) fn check(root: &Path, metadata: &str) -> Result<(), String> {
@@ -43,6 +54,7 @@ pub(crate) fn check(root: &Path, metadata: &str) -> Result<(), String> {
     let layers = layers(&doc)?;
     check_layers(&packages, &layers, &mut problems);
     check_testkit(&packages, &doc, &mut problems);
+    check_lean_build(&packages, &mut problems);
     check_code_map(root, &packages, &doc, &mut problems)?;
     if problems.is_empty() {
         Ok(())
@@ -89,10 +101,20 @@ fn packages(metadata: &str, root: &Path) -> Result<Vec<Package>, String> {
                 })
             })
             .collect();
+        let optional = p["dependencies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["optional"].as_bool() == Some(true))
+            .filter_map(|d| d["name"].as_str())
+            .filter(|dep| names.contains(dep))
+            .map(str::to_owned)
+            .collect();
         out.push(Package {
             name: name.to_owned(),
             dir,
             deps,
+            optional,
         });
     }
     Ok(out)
@@ -194,6 +216,30 @@ fn check_testkit(packages: &[Package], doc: &str, problems: &mut Vec<String>) {
     }
 }
 
+fn check_lean_build(packages: &[Package], problems: &mut Vec<String>) {
+    let by_name: BTreeMap<&str, &Package> = packages.iter().map(|p| (p.name.as_str(), p)).collect();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![BINARY];
+    while let Some(name) = stack.pop() {
+        if !seen.insert(name) {
+            continue;
+        }
+        let Some(p) = by_name.get(name) else { continue };
+        for (dep, kind) in &p.deps {
+            if kind == "normal" && !p.optional.contains(dep) {
+                stack.push(dep.as_str());
+            }
+        }
+    }
+    for banned in NOT_IN_LEAN_BUILD {
+        if seen.contains(banned) {
+            problems.push(format!(
+                "`{BINARY}` without its default features reaches `{banned}`; put it behind the `bench` feature"
+            ));
+        }
+    }
+}
+
 fn check_code_map(
     root: &Path,
     packages: &[Package],
@@ -256,7 +302,28 @@ mod tests {
                 .iter()
                 .map(|(d, k)| ((*d).to_owned(), (*k).to_owned()))
                 .collect(),
+            optional: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_lean_build_reaches_neither_testkit_nor_benchmarks() {
+        let mut binary = package(BINARY, &[("botfleet-bench", "normal"), ("lib", "normal")]);
+        let lib = package("lib", &[]);
+        let bench = package("botfleet-bench", &[(TESTKIT, "normal")]);
+        let mut problems = Vec::new();
+        check_lean_build(&[binary.clone(), lib.clone(), bench.clone()], &mut problems);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        binary.optional.push("botfleet-bench".to_owned());
+        let mut problems = Vec::new();
+        check_lean_build(&[binary, lib, bench], &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        // A library that pulls the testkit in normally is caught too.
+        let binary = package(BINARY, &[("lib", "normal")]);
+        let lib = package("lib", &[(TESTKIT, "normal")]);
+        let mut problems = Vec::new();
+        check_lean_build(&[binary, lib], &mut problems);
+        assert_eq!(problems.len(), 1, "{problems:?}");
     }
 
     #[test]

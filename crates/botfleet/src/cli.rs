@@ -89,6 +89,19 @@ pub(crate) struct ConfigFile {
     pub(crate) file: PathBuf,
 }
 
+/// What to say when a lean build (without the `bench` feature) is asked for
+/// a command only the full build has.
+fn lean_build_hint(args: impl Iterator<Item = String>) -> Option<String> {
+    let command = args.into_iter().find(|a| !a.starts_with('-'))?;
+    ["demo", "demo-worker", "bench"]
+        .contains(&command.as_str())
+        .then(|| {
+            format!(
+                "`botfleet {command}` is not in this build: it was built without the `bench` feature (the lean production binary); build botfleet with its default features for `demo` and `bench`"
+            )
+        })
+}
+
 /// Parses the command line, runs the command and turns the outcome into an
 /// exit code. Errors are printed once, as `error: ...` with their causes.
 pub(crate) fn run() -> ExitCode {
@@ -100,6 +113,12 @@ pub(crate) fn run() -> ExitCode {
             } else {
                 exit::OK
             };
+            if !cfg!(feature = "bench") {
+                if let Some(hint) = lean_build_hint(std::env::args().skip(1)) {
+                    let _ = writeln!(std::io::stderr().lock(), "error: {hint}");
+                    return ExitCode::from(exit::USAGE);
+                }
+            }
             // Help and version go to stdout, usage errors to stderr.
             let _ = error.print();
             return ExitCode::from(code);
@@ -129,5 +148,21 @@ pub(crate) fn run() -> ExitCode {
             }
             exit::code_for(&error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lean_build_says_which_feature_a_command_needs() {
+        let hint = |args: &[&str]| lean_build_hint(args.iter().map(|a| (*a).to_owned()));
+        let message = hint(&["-q", "demo", "--duration", "5s"]).unwrap();
+        assert!(message.contains("`botfleet demo`"), "{message}");
+        assert!(message.contains("`bench` feature"), "{message}");
+        assert!(hint(&["bench", "ipc"]).is_some());
+        assert_eq!(hint(&["run", "fleet.toml"]), None);
+        assert_eq!(hint(&["--help"]), None);
     }
 }
