@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use botfleet_protocol::{
-    Encoding, FrameReader, Message, PROTOCOL_VERSION, ReadError, Welcome, encode_frame,
+    Encoding, FrameReader, Hello, Message, PROTOCOL_VERSION, ReadError, Welcome, encode_frame,
     error_codes, write_coalesced,
 };
 use tokio::io::AsyncWriteExt;
@@ -53,26 +53,30 @@ async fn refuse(
     let _ = stream.shutdown().await;
 }
 
-async fn serve(stream: UnixStream, registry: Registry) {
-    let (read, mut write) = stream.into_split();
-    let mut reader = FrameReader::new(read);
-    // The handshake: a hello from a worker this supervisor started.
+/// The handshake: a `hello` of this protocol version from a worker this
+/// supervisor started. Anything else is refused with an `error` that says
+/// why, and the connection ends (`None`).
+async fn handshake(
+    reader: &mut FrameReader<tokio::net::unix::OwnedReadHalf>,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    registry: &Registry,
+) -> Option<(Encoding, Hello, Arc<BotCtx>, Arc<SlotShared>)> {
     let (encoding, hello) = match reader.read().await {
         Ok(Some((encoding, mut messages))) => match messages.remove(0) {
             Message::Hello(h) if messages.is_empty() => (encoding, h),
             other => {
                 let message = format!("expected hello first, got {}", other.name());
-                refuse(&mut write, encoding, error_codes::UNEXPECTED, message).await;
-                return;
+                refuse(write, encoding, error_codes::UNEXPECTED, message).await;
+                return None;
             }
         },
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(e) => {
             frame_error(None, &e);
             if let Some(code) = e.code() {
-                refuse(&mut write, Encoding::Binary, code, e.to_string()).await;
+                refuse(write, Encoding::Binary, code, e.to_string()).await;
             }
-            return;
+            return None;
         }
     };
     if hello.version != PROTOCOL_VERSION {
@@ -80,8 +84,8 @@ async fn serve(stream: UnixStream, registry: Registry) {
             "protocol version {} is not spoken here; this supervisor speaks {PROTOCOL_VERSION}",
             hello.version
         );
-        refuse(&mut write, encoding, error_codes::VERSION, message).await;
-        return;
+        refuse(write, encoding, error_codes::VERSION, message).await;
+        return None;
     }
     let found = registry.lock().get(&hello.worker_id).cloned();
     let Some((bot, slot)) = found else {
@@ -89,7 +93,17 @@ async fn serve(stream: UnixStream, registry: Registry) {
             "worker {} was not started by this supervisor",
             hello.worker_id
         );
-        refuse(&mut write, encoding, error_codes::UNKNOWN_WORKER, message).await;
+        refuse(write, encoding, error_codes::UNKNOWN_WORKER, message).await;
+        return None;
+    };
+    Some((encoding, hello, bot, slot))
+}
+
+async fn serve(stream: UnixStream, registry: Registry) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = FrameReader::new(read);
+    let Some((encoding, hello, bot, slot)) = handshake(&mut reader, &mut write, &registry).await
+    else {
         return;
     };
     let worker = hello.worker_id;

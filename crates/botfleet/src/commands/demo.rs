@@ -211,6 +211,34 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // The fleet answers what is still queued before it stops.
     world.settle(Duration::from_secs(10)).await;
     let report = world.shutdown().await;
+    summary(
+        &mut out,
+        &world,
+        &report,
+        started.elapsed(),
+        [sent_dating.updates, sent_analytics.updates],
+    )
+    .await?;
+    world.db.close().await;
+    if let Some(bot) = failed {
+        writeln!(
+            out,
+            "the bot {bot} failed (restart intensity exceeded); see the log above"
+        )?;
+        return Ok(ExitCode::from(crate::exit::FAILURE));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The summary at the end: what the users sent, what each bot did, the
+/// latency of the replies, and what landed in the database.
+async fn summary(
+    out: &mut impl Write,
+    world: &World,
+    report: &botfleet_runtime::Report,
+    took: Duration,
+    [dating, analytics]: [u64; 2],
+) -> std::io::Result<()> {
     let latencies = world.emulator.latencies_ms();
     let profiles = world
         .count("SELECT COUNT(*) AS n FROM dating_profiles WHERE step = 'done'")
@@ -225,16 +253,15 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let events = world
         .count("SELECT COUNT(*) AS n FROM analytics_events")
         .await;
-    world.db.close().await;
     writeln!(
         out,
-        "\nsummary after {:.0} s ({storage}):",
-        started.elapsed().as_secs_f64()
+        "\nsummary after {:.0} s ({}):",
+        took.as_secs_f64(),
+        world.storage
     )?;
     writeln!(
         out,
-        "  synthetic updates: {} to the dating bot, {} to the analytics bot",
-        sent_dating.updates, sent_analytics.updates
+        "  synthetic updates: {dating} to the dating bot, {analytics} to the analytics bot"
     )?;
     for s in &report.bots {
         writeln!(
@@ -253,15 +280,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     writeln!(
         out,
         "  database: {profiles} complete profiles, {likes} likes, {matches} matches, {events} group messages recorded"
-    )?;
-    if let Some(bot) = failed {
-        writeln!(
-            out,
-            "the bot {bot} failed (restart intensity exceeded); see the log above"
-        )?;
-        return Ok(ExitCode::from(crate::exit::FAILURE));
-    }
-    Ok(ExitCode::SUCCESS)
+    )
 }
 
 /// The bot id of a token: the digits before the colon.
