@@ -11,6 +11,8 @@ use rustix::process::Signal;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use botfleet_config::RestartPolicy;
+
 use crate::bot::BotCtx;
 use crate::process;
 
@@ -58,8 +60,7 @@ pub(crate) async fn supervise(
 ) {
     let policy = bot.config.supervision.restart.clone();
     let supervision = bot.config.supervision.clone();
-    let mut restarts: VecDeque<Instant> = VecDeque::new();
-    let mut consecutive = 0u32;
+    let mut restarts = Restarts::default();
     loop {
         if *stop.borrow() {
             return;
@@ -139,22 +140,11 @@ pub(crate) async fn supervise(
         metrics::counter!("botfleet_worker_restarts_total", "bot" => bot.name.clone(), "reason" => reason.as_str())
             .increment(1);
         bot.restarts.fetch_add(1, Ordering::Relaxed);
-        // OTP's restart intensity: too many restarts in the period and the
-        // bot is failed.
-        let now = Instant::now();
-        restarts.push_back(now);
-        while restarts
-            .front()
-            .is_some_and(|&t| now.duration_since(t) > policy.period)
-        {
-            restarts.pop_front();
-        }
-        if restarts.len() as u32 > policy.intensity {
+        if let Some(recent) = restarts.exceeded(Instant::now(), &policy) {
             if !bot.failed.swap(true, Ordering::SeqCst) {
                 tracing::error!(
                     bot = %bot.name,
-                    "bot failed: {} restarts within {:?} (restart intensity {}); its workers are not started again until botfleet is restarted",
-                    restarts.len(),
+                    "bot failed: {recent} restarts within {:?} (restart intensity {}); its workers are not started again until botfleet is restarted",
                     policy.period,
                     policy.intensity
                 );
@@ -166,21 +156,7 @@ pub(crate) async fn supervise(
         if bot.failed.load(Ordering::SeqCst) {
             return;
         }
-        // The first restart is immediate; a worker that ran a whole period
-        // starts the count again.
-        if started.elapsed() > policy.period {
-            consecutive = 0;
-        }
-        let delay = if consecutive == 0 {
-            Duration::ZERO
-        } else {
-            let base = policy
-                .first_backoff
-                .saturating_mul(1 << (consecutive - 1).min(20))
-                .min(policy.max_backoff);
-            base / 2 + base.mul_f64(jitter() / 2.0)
-        };
-        consecutive += 1;
+        let delay = restarts.backoff(started.elapsed(), &policy, jitter());
         tracing::info!(bot = %bot.name, worker, reason = reason.as_str(), delay_ms = delay.as_millis() as u64, "restarting the worker");
         // No timer for the immediate restart: a zero sleep still waits for
         // the timer wheel's next tick, about a millisecond.
@@ -202,7 +178,104 @@ async fn stop_child(child: &mut tokio::process::Child, pid: u32, grace: Duration
     }
 }
 
+/// A slot's restart history: OTP's restart intensity and the backoff.
+#[derive(Debug, Default)]
+struct Restarts {
+    /// When the restarts within the last period happened.
+    recent: VecDeque<Instant>,
+    /// Restarts in a row, for the backoff.
+    consecutive: u32,
+}
+
+impl Restarts {
+    /// Records a restart at `now`; `Some(count)` when the restarts within
+    /// the period are more than the intensity allows (the bot fails).
+    fn exceeded(&mut self, now: Instant, policy: &RestartPolicy) -> Option<usize> {
+        self.recent.push_back(now);
+        while self
+            .recent
+            .front()
+            .is_some_and(|&t| now.duration_since(t) > policy.period)
+        {
+            self.recent.pop_front();
+        }
+        (self.recent.len() as u32 > policy.intensity).then_some(self.recent.len())
+    }
+
+    /// The wait before the next start of a worker that ran for `ran`: none
+    /// for the first restart in a row (a worker that ran a whole period
+    /// starts the count again), then from `first_backoff` doubling up to
+    /// `max_backoff`, between half and all of it (`jitter` in [0, 1)).
+    fn backoff(&mut self, ran: Duration, policy: &RestartPolicy, jitter: f64) -> Duration {
+        if ran > policy.period {
+            self.consecutive = 0;
+        }
+        let delay = if self.consecutive == 0 {
+            Duration::ZERO
+        } else {
+            let base = policy
+                .first_backoff
+                .saturating_mul(1 << (self.consecutive - 1).min(20))
+                .min(policy.max_backoff);
+            base / 2 + base.mul_f64(jitter / 2.0)
+        };
+        self.consecutive += 1;
+        delay
+    }
+}
+
 /// A number in [0, 1), to spread restarts.
 fn jitter() -> f64 {
     fastrand::f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RestartPolicy {
+        let mut p = botfleet_config::Supervision::default().restart;
+        p.intensity = 3;
+        p.period = Duration::from_secs(10);
+        p.first_backoff = Duration::from_millis(100);
+        p.max_backoff = Duration::from_millis(500);
+        p
+    }
+
+    #[test]
+    fn backoff_starts_at_once_doubles_and_is_capped() {
+        let p = policy();
+        let mut r = Restarts::default();
+        let short = Duration::from_millis(10);
+        assert_eq!(r.backoff(short, &p, 0.0), Duration::ZERO);
+        assert_eq!(r.backoff(short, &p, 0.0), Duration::from_millis(50));
+        // Between half and all of 200 ms: the jitter's top end.
+        let d = r.backoff(short, &p, 0.999_999);
+        assert!(
+            d > Duration::from_millis(199) && d < Duration::from_millis(200),
+            "{d:?}"
+        );
+        assert_eq!(r.backoff(short, &p, 0.0), Duration::from_millis(200));
+        // Capped at max_backoff (500 ms, halved without jitter).
+        assert_eq!(r.backoff(short, &p, 0.0), Duration::from_millis(250));
+        assert_eq!(r.backoff(short, &p, 0.0), Duration::from_millis(250));
+        // A worker that ran a whole period starts the count again.
+        assert_eq!(r.backoff(Duration::from_secs(11), &p, 0.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn more_restarts_than_the_intensity_within_the_period_fail_the_bot() {
+        let p = policy();
+        let mut r = Restarts::default();
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert_eq!(r.exceeded(t0 + Duration::from_secs(i), &p), None);
+        }
+        assert_eq!(r.exceeded(t0 + Duration::from_secs(3), &p), Some(4));
+        // Restarts older than the period no longer count.
+        let mut r = Restarts::default();
+        for i in 0..10 {
+            assert_eq!(r.exceeded(t0 + Duration::from_secs(4 * i), &p), None);
+        }
+    }
 }
