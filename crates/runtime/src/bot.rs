@@ -151,9 +151,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     let mut drain: Option<(oneshot::Sender<()>, Vec<u32>)> = None;
     let mut retiring: Vec<(u32, oneshot::Sender<()>)> = Vec::new();
     let mut last = Counts::default();
-    // Each worker's latest stats, and the counts of workers gone.
-    let mut stats: HashMap<u32, Vec<(String, f64)>> = HashMap::new();
-    let mut carried: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    let mut stats = WorkerStats::default();
     // Metrics go out at most every REPORT_EVERY, not on every ack: the
     // gauges walk every chat. The autoscaler's tick is an event too, so
     // they stay fresh while the bot is idle.
@@ -178,9 +176,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 metrics::gauge!("botfleet_worker_handling_p99_seconds", "bot" => bot.clone(), "worker" => worker)
                     .set(metrics.handling_p99_us as f64 / 1e6);
             }
-            Event::Stats { worker, values } => {
-                stats.insert(worker, values);
-            }
+            Event::Stats { worker, values } => stats.latest(worker, values),
             Event::Drained { worker } => {
                 if let Some((_, left)) = &mut drain {
                     left.retain(|&w| w != worker);
@@ -188,12 +184,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
             }
             Event::Gone { worker, conn } => {
                 d.gone(worker, Some(conn));
-                // Counts live on; gauges leave with the worker.
-                for (name, value) in stats.remove(&worker).unwrap_or_default() {
-                    if Kind::of(&name) == Kind::Counter {
-                        *carried.entry(name).or_default() += value;
-                    }
-                }
+                stats.gone(worker);
                 if let Some((_, left)) = &mut drain {
                     left.retain(|&w| w != worker);
                 }
@@ -252,13 +243,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                     restarts: ctx.restarts.load(Ordering::Relaxed),
                     failed_bot: ctx.failed.load(Ordering::Relaxed),
                     ack_us_total: c.ack_us_total,
-                    worker_stats: {
-                        let mut sum = carried.clone();
-                        for (name, value) in stats.values().flatten() {
-                            *sum.entry(name.clone()).or_default() += value;
-                        }
-                        sum
-                    },
+                    worker_stats: stats.sums(),
                 });
             }
         }
@@ -282,6 +267,40 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
             report(&bot, &d, &mut last);
             reported = Some(tokio::time::Instant::now());
         }
+    }
+}
+
+/// What the workers of a bot report of their own (`stats`): each live
+/// worker's latest values, and the counters of workers that are gone.
+#[derive(Debug, Default)]
+struct WorkerStats {
+    latest: HashMap<u32, Vec<(String, f64)>>,
+    carried: std::collections::BTreeMap<String, f64>,
+}
+
+impl WorkerStats {
+    /// `worker`'s values now.
+    fn latest(&mut self, worker: u32, values: Vec<(String, f64)>) {
+        self.latest.insert(worker, values);
+    }
+
+    /// `worker` is gone: its counters live on in the bot's sums, its
+    /// gauges leave with it.
+    fn gone(&mut self, worker: u32) {
+        for (name, value) in self.latest.remove(&worker).unwrap_or_default() {
+            if Kind::of(&name) == Kind::Counter {
+                *self.carried.entry(name).or_default() += value;
+            }
+        }
+    }
+
+    /// The bot's sum of every name.
+    fn sums(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut sum = self.carried.clone();
+        for (name, value) in self.latest.values().flatten() {
+            *sum.entry(name.clone()).or_default() += value;
+        }
+        sum
     }
 }
 
@@ -313,4 +332,32 @@ fn report(bot: &str, d: &Dispatcher, last: &mut Counts) {
     metrics::gauge!("botfleet_queue_depth", "bot" => bot.to_owned()).set(d.queued() as f64);
     metrics::gauge!("botfleet_workers_ready", "bot" => bot.to_owned())
         .set(d.ready_workers() as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_outlive_their_worker_and_gauges_do_not() {
+        let mut stats = WorkerStats::default();
+        let values = |handled: f64, pool: f64| {
+            vec![
+                (Stat::Handled.name().to_owned(), handled),
+                (Stat::DbPoolSize.name().to_owned(), pool),
+                ("queue_depth".to_owned(), 3.0),
+            ]
+        };
+        stats.latest(1, values(10.0, 4.0));
+        stats.latest(2, values(5.0, 4.0));
+        stats.gone(1);
+        let sums = stats.sums();
+        assert_eq!(sums[Stat::Handled.name()], 15.0);
+        assert_eq!(sums[Stat::DbPoolSize.name()], 4.0);
+        assert_eq!(sums["queue_depth"], 3.0);
+        stats.gone(2);
+        let sums = stats.sums();
+        assert_eq!(sums[Stat::Handled.name()], 15.0);
+        assert!(!sums.contains_key(Stat::DbPoolSize.name()), "{sums:?}");
+    }
 }
