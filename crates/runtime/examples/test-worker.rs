@@ -22,7 +22,9 @@ use botfleet_worker::{Context, HandlerResult, Update};
 ///   cache, loaded by whichever worker asks first (shared through Redis);
 /// - `state`: asks the Bot API for its own name in the start-up hook
 ///   (`with_state`) and answers every message with `state <username>`;
-/// - `start_fails`: its start-up hook fails, so it never gets ready.
+/// - `start_fails`: its start-up hook fails, so it never gets ready;
+/// - `garbage`: echoes, but first prints bytes that are not UTF-8 and a
+///   200 kB line to its stdout (a write that fails fails the update).
 fn main() {
     let Ok(mode) = std::env::var("BOTFLEET_TEST_WORKER") else {
         #[expect(
@@ -31,7 +33,7 @@ fn main() {
         )]
         {
             eprintln!(
-                "test-worker: set BOTFLEET_TEST_WORKER (echo, exit, hang, panic, panic_once, cache, state or start_fails); the runtime's tests start this program"
+                "test-worker: set BOTFLEET_TEST_WORKER (echo, exit, hang, panic, panic_once, cache, state, start_fails or garbage); the runtime's tests start this program"
             );
         }
         std::process::exit(64);
@@ -111,6 +113,14 @@ async fn handle(update: Update, cx: Context) -> HandlerResult {
     };
     let text = message.text.clone().unwrap_or_default();
     let mode = std::env::var("BOTFLEET_TEST_WORKER").unwrap_or_default();
+    if mode == "garbage" {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(b"not \xff\xfe utf-8\n")?;
+        out.write_all(&vec![b'y'; 200_000])?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
     if mode == "hang" && text == "hang" {
         let me = rustix::process::getpid();
         let _ = rustix::process::kill_process(me, rustix::process::Signal::STOP);

@@ -38,21 +38,68 @@ pub(crate) fn spawn(spec: &Spec, bot: &str, worker: u32) -> std::io::Result<Chil
     Ok(child)
 }
 
+/// The longest line of a worker's output kept for the log; the rest of a
+/// longer line is counted and dropped, so a worker that prints without
+/// newlines cannot grow the supervisor's memory.
+const MAX_LINE: usize = 16 * 1024;
+
 async fn relay<R: tokio::io::AsyncBufRead + Unpin>(
-    mut reader: R,
+    reader: R,
     bot: String,
     worker: u32,
     stream: &'static str,
 ) {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match reader.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                tracing::info!(target: "botfleet::worker", bot = %bot, worker, stream, "{}", line.trim_end());
-            }
+    relay_lines(reader, |line| {
+        tracing::info!(target: "botfleet::worker", bot = %bot, worker, stream, "{line}");
+    })
+    .await;
+}
+
+/// Reads `reader` to its end and gives `emit` each line, as text: bytes
+/// that are not UTF-8 become U+FFFD, a line over [`MAX_LINE`] is cut with
+/// a note of what was dropped. The pipe is read to the end whatever comes
+/// through it: a worker whose output stopped being read would get EPIPE
+/// (or block) on its next write.
+async fn relay_lines<R: tokio::io::AsyncBufRead + Unpin>(
+    mut reader: R,
+    mut emit: impl FnMut(&str),
+) {
+    let mut line: Vec<u8> = Vec::new();
+    let mut dropped = 0usize;
+    let mut flush = |line: &mut Vec<u8>, dropped: &mut usize| {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        if *dropped > 0 {
+            emit(&format!("{text} [line cut: {} more bytes]", *dropped));
+        } else {
+            emit(text);
         }
+        line.clear();
+        *dropped = 0;
+    };
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok([]) => break,
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        // The line's bytes in this chunk (without its newline), and how
+        // much of the chunk they use.
+        let (part, used, end) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], i + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        let kept = part.len().min(MAX_LINE.saturating_sub(line.len()));
+        line.extend_from_slice(&part[..kept]);
+        dropped += part.len() - kept;
+        reader.consume(used);
+        if end {
+            flush(&mut line, &mut dropped);
+        }
+    }
+    if !line.is_empty() || dropped > 0 {
+        flush(&mut line, &mut dropped);
     }
 }
 
@@ -61,5 +108,47 @@ async fn relay<R: tokio::io::AsyncBufRead + Unpin>(
 pub(crate) fn signal_group(pid: u32, signal: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: Vec<u8>) -> Vec<String> {
+        let mut out = Vec::new();
+        // A small buffer, so lines span many reads.
+        let reader = BufReader::with_capacity(64, std::io::Cursor::new(input));
+        relay_lines(reader, |l| out.push(l.to_owned())).await;
+        out
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_not_utf8_are_replaced_and_the_reading_goes_on() {
+        let got = lines(b"ok\nbad \xff\xfe byte\r\nafter\nno newline".to_vec()).await;
+        assert_eq!(
+            got,
+            ["ok", "bad \u{fffd}\u{fffd} byte", "after", "no newline"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_line_longer_than_the_cap_is_cut_and_the_next_one_is_whole() {
+        let mut input = vec![b'x'; MAX_LINE + 10_000];
+        input.extend_from_slice(b"\nnext\n");
+        let got = lines(input).await;
+        assert_eq!(
+            got.len(),
+            2,
+            "{:?}",
+            got.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert!(got[0].starts_with(&"x".repeat(MAX_LINE)));
+        assert!(
+            got[0].ends_with(" [line cut: 10000 more bytes]"),
+            "{}",
+            &got[0][MAX_LINE..]
+        );
+        assert_eq!(got[1], "next");
     }
 }

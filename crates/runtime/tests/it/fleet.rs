@@ -546,3 +546,25 @@ async fn a_failing_start_up_is_a_crash_before_ready() {
     assert_eq!(status[0].ready_workers, 0, "{status:?}");
     fleet.shutdown().await;
 }
+
+/// A worker that prints bytes that are not UTF-8, and lines far over the
+/// log's cap, keeps its output pipe: every update is answered, nothing
+/// fails, nothing restarts (issue 14, finding 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_printing_garbage_keeps_running() {
+    let e = emulator(1).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let fleet = start(&config(&e, "garbage", 1), &dir).await;
+    let want: Vec<String> = (1..=5).map(|n| format!("echo #{n}")).collect();
+    for n in 1..=5 {
+        e.inject_message(TOKEN, 1, 1, &format!("#{n}")).unwrap();
+    }
+    assert!(
+        until(Duration::from_secs(30), || replies(&e, 1) == want).await,
+        "{:?}",
+        replies(&e, 1)
+    );
+    let report = fleet.shutdown().await;
+    let s = &report.bots[0];
+    assert_eq!((s.acked, s.failed, s.restarts), (5, 0, 0), "{s:?}");
+}
