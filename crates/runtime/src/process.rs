@@ -49,10 +49,77 @@ async fn relay<R: tokio::io::AsyncBufRead + Unpin>(
     worker: u32,
     stream: &'static str,
 ) {
+    let mut budget = LineBudget::new(tokio::time::Instant::now());
     relay_lines(reader, |line| {
-        tracing::info!(target: "botfleet::worker", bot = %bot, worker, stream, "{line}");
+        match budget.take(tokio::time::Instant::now()) {
+            Take::Log { dropped } => {
+                if dropped > 0 {
+                    metrics::counter!("botfleet_worker_log_lines_dropped_total", "bot" => bot.clone())
+                        .increment(dropped);
+                    tracing::warn!(target: "botfleet::worker", bot = %bot, worker, stream, dropped, "Worker output over the log's rate; lines dropped.");
+                }
+            }
+            Take::Drop => return,
+        }
+        // A worker's stderr is where its errors and tracebacks go.
+        if stream == "stderr" {
+            tracing::warn!(target: "botfleet::worker", bot = %bot, worker, stream, "{line}");
+        } else {
+            tracing::info!(target: "botfleet::worker", bot = %bot, worker, stream, "{line}");
+        }
     })
     .await;
+    if budget.dropped > 0 {
+        metrics::counter!("botfleet_worker_log_lines_dropped_total", "bot" => bot.clone())
+            .increment(budget.dropped);
+        tracing::warn!(target: "botfleet::worker", bot = %bot, worker, stream, dropped = budget.dropped, "Worker output over the log's rate; lines dropped.");
+    }
+}
+
+/// Lines a worker's stream may log: a burst of this many...
+const LINE_BURST: f64 = 200.0;
+/// ...refilled at this many a second.
+const LINES_PER_SECOND: f64 = 100.0;
+
+/// A token bucket of log lines for one stream of one worker.
+#[derive(Debug)]
+struct LineBudget {
+    tokens: f64,
+    at: tokio::time::Instant,
+    /// Lines dropped since the last one logged.
+    dropped: u64,
+}
+
+/// Whether a line is logged, and how many were dropped before it.
+#[derive(Debug, PartialEq, Eq)]
+enum Take {
+    Log { dropped: u64 },
+    Drop,
+}
+
+impl LineBudget {
+    fn new(now: tokio::time::Instant) -> LineBudget {
+        LineBudget {
+            tokens: LINE_BURST,
+            at: now,
+            dropped: 0,
+        }
+    }
+
+    fn take(&mut self, now: tokio::time::Instant) -> Take {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * LINES_PER_SECOND).min(LINE_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Take::Log {
+                dropped: std::mem::take(&mut self.dropped),
+            }
+        } else {
+            self.dropped += 1;
+            Take::Drop
+        }
+    }
 }
 
 /// Reads `reader` to its end and gives `emit` each line, as text: bytes
@@ -114,6 +181,26 @@ pub(crate) fn signal_group(pid: u32, signal: rustix::process::Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_burst_is_logged_then_lines_are_dropped_and_counted() {
+        let t0 = tokio::time::Instant::now();
+        let mut budget = LineBudget::new(t0);
+        for _ in 0..200 {
+            assert_eq!(budget.take(t0), Take::Log { dropped: 0 });
+        }
+        for _ in 0..50 {
+            assert_eq!(budget.take(t0), Take::Drop);
+        }
+        // A second later, 100 more lines may go; the first says what was
+        // dropped.
+        let t1 = t0 + std::time::Duration::from_secs(1);
+        assert_eq!(budget.take(t1), Take::Log { dropped: 50 });
+        for _ in 0..99 {
+            assert_eq!(budget.take(t1), Take::Log { dropped: 0 });
+        }
+        assert_eq!(budget.take(t1), Take::Drop);
+    }
 
     async fn lines(input: Vec<u8>) -> Vec<String> {
         let mut out = Vec::new();
