@@ -52,13 +52,7 @@ async fn relay<R: tokio::io::AsyncBufRead + Unpin>(
     let mut budget = LineBudget::new(tokio::time::Instant::now());
     relay_lines(reader, |line| {
         match budget.take(tokio::time::Instant::now()) {
-            Take::Log { dropped } => {
-                if dropped > 0 {
-                    metrics::counter!("botfleet_worker_log_lines_dropped_total", "bot" => bot.clone())
-                        .increment(dropped);
-                    tracing::warn!(target: "botfleet::worker", bot = %bot, worker, stream, dropped, "Worker output over the log's rate; lines dropped.");
-                }
-            }
+            Take::Log { dropped } => report_dropped(&bot, worker, stream, dropped),
             Take::Drop => return,
         }
         // A worker's stderr is where its errors and tracebacks go.
@@ -69,10 +63,16 @@ async fn relay<R: tokio::io::AsyncBufRead + Unpin>(
         }
     })
     .await;
-    if budget.dropped > 0 {
-        metrics::counter!("botfleet_worker_log_lines_dropped_total", "bot" => bot.clone())
-            .increment(budget.dropped);
-        tracing::warn!(target: "botfleet::worker", bot = %bot, worker, stream, dropped = budget.dropped, "Worker output over the log's rate; lines dropped.");
+    report_dropped(&bot, worker, stream, budget.dropped);
+}
+
+/// Counts and says the `dropped` lines of a worker's stream (nothing when
+/// none were).
+fn report_dropped(bot: &str, worker: u32, stream: &str, dropped: u64) {
+    if dropped > 0 {
+        metrics::counter!("botfleet_worker_log_lines_dropped_total", "bot" => bot.to_owned())
+            .increment(dropped);
+        tracing::warn!(target: "botfleet::worker", bot = %bot, worker, stream, dropped, "Worker output over the log's rate; lines dropped.");
     }
 }
 

@@ -814,17 +814,16 @@ fn take_quantiles(times: &mut hdrhistogram::Histogram<u64>) -> (u64, u64) {
 async fn heartbeats(shared: Arc<Shared>, every: Duration) {
     let mut seq = 0;
     let mut tick = tokio::time::interval(every);
+    // One histogram for the worker's life, emptied at each heartbeat.
+    let mut histogram = handling_histogram();
     loop {
         tick.tick().await;
         seq += 1;
-        let (p50, p99) = {
-            let times = std::mem::take(&mut *lock(&shared.times));
-            let mut histogram = handling_histogram();
-            for micros in times {
-                histogram.saturating_record(micros);
-            }
-            take_quantiles(&mut histogram)
-        };
+        let times = std::mem::take(&mut *lock(&shared.times));
+        for micros in times {
+            histogram.saturating_record(micros);
+        }
+        let (p50, p99) = take_quantiles(&mut histogram);
         let metrics = WorkerMetrics {
             handled: shared.handled.load(Ordering::Relaxed),
             failed: shared.failed.load(Ordering::Relaxed),
