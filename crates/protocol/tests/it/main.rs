@@ -342,3 +342,27 @@ async fn a_trusting_reader_leaves_the_json_check_to_the_parse() {
     let good = Json::from_value(&serde_json::json!({"a": [1, 2]}));
     assert_eq!(good.raw().unwrap().get(), r#"{"a":[1,2]}"#);
 }
+
+/// A `read` dropped mid-frame (a `select!` whose other branch won) loses
+/// nothing: the next `read` finishes the frame, header split included.
+#[tokio::test]
+async fn a_read_dropped_mid_frame_loses_nothing() {
+    let mut frame = Vec::new();
+    let sent = [Message::Ready, Message::Heartbeat(7), Message::Drained];
+    encode_frame(Encoding::Binary, &sent, &mut frame);
+    let (mut a, b) = tokio::io::duplex(1024);
+    let mut r = FrameReader::new(b);
+    // Two bytes of the length, then the rest of the length and half the
+    // payload, each followed by a read that is given up.
+    for piece in [&frame[..2], &frame[2..4 + (frame.len() - 4) / 2]] {
+        a.write_all(piece).await.unwrap();
+        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(20), r.read()).await;
+        assert!(gave_up.is_err(), "the frame is not complete yet");
+    }
+    a.write_all(&frame[4 + (frame.len() - 4) / 2..])
+        .await
+        .unwrap();
+    let (encoding, messages) = r.read().await.unwrap().unwrap();
+    assert_eq!(encoding, Encoding::Binary);
+    assert_eq!(messages, sent);
+}
