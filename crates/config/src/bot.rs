@@ -162,6 +162,17 @@ impl std::fmt::Debug for WorkerValue {
     }
 }
 
+/// The value, or `***` when it may be a secret.
+impl std::fmt::Display for WorkerValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.sensitive {
+            f.write_str(crate::REDACTED)
+        } else {
+            f.write_str(&self.value)
+        }
+    }
+}
+
 impl WorkerValue {
     /// A value that is not a secret.
     pub fn plain(value: impl Into<String>) -> WorkerValue {

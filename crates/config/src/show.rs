@@ -125,6 +125,8 @@ fn bot_table(bot: &BotConfig) -> Table {
     restart["period"] = value(format_duration(r.period));
     restart["first_backoff"] = value(format_duration(r.first_backoff));
     restart["max_backoff"] = value(format_duration(r.max_backoff));
+    restart["failed_retry"] = value(format_duration(r.failed_retry));
+    restart["failed_retry_max"] = value(format_duration(r.failed_retry_max));
     t["restart"] = Item::Table(restart);
     let c = &s.scaling;
     let mut scaling = Table::new();

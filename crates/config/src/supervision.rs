@@ -37,6 +37,11 @@ pub struct RestartPolicy {
     pub first_backoff: Duration,
     /// The longest wait between restarts.
     pub max_backoff: Duration,
+    /// How long a failed bot waits before its workers are started again;
+    /// it doubles each time the bot fails again, up to `failed_retry_max`.
+    pub failed_retry: Duration,
+    /// The longest wait of a failed bot.
+    pub failed_retry_max: Duration,
 }
 
 /// The autoscaler's targets.
@@ -64,6 +69,8 @@ impl Default for Supervision {
                 period: Duration::from_secs(10),
                 first_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(10),
+                failed_retry: Duration::from_secs(60),
+                failed_retry_max: Duration::from_secs(30 * 60),
             },
             scaling: Scaling {
                 target_queue_per_worker: 10,
@@ -101,6 +108,21 @@ pub(crate) fn supervision(cx: &mut Ctx<'_>, t: &mut Table<'_>) -> Supervision {
                 Some(m) => m.value,
                 None => p.max_backoff.max(first_backoff),
             };
+            let failed_retry = r
+                .duration(cx, "failed_retry", 100 * MS..=24 * HOUR)
+                .map_or(p.failed_retry, |v| v.value);
+            let failed_retry_max = match r.duration(cx, "failed_retry_max", 100 * MS..=24 * HOUR) {
+                Some(m) if m.value < failed_retry => {
+                    cx.error(
+                        &m.span,
+                        &r.key_path("failed_retry_max"),
+                        "failed_retry_max is shorter than failed_retry",
+                    );
+                    failed_retry
+                }
+                Some(m) => m.value,
+                None => p.failed_retry_max.max(failed_retry),
+            };
             let policy = RestartPolicy {
                 intensity: r
                     .integer(cx, "intensity", 0..=10_000)
@@ -110,6 +132,8 @@ pub(crate) fn supervision(cx: &mut Ctx<'_>, t: &mut Table<'_>) -> Supervision {
                     .map_or(p.period, |v| v.value),
                 first_backoff,
                 max_backoff,
+                failed_retry,
+                failed_retry_max,
             };
             r.finish(cx);
             policy

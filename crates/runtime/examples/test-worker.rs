@@ -14,6 +14,8 @@ use botfleet_worker::{Context, HandlerResult, Update};
 /// - `exit`: exits at once with status 3, before it is ready;
 /// - `hang`: echoes, but stops itself (SIGSTOP) on a message `hang`;
 /// - `panic`: echoes, but panics on a message `panic`;
+/// - `crash`: echoes, but exits with status 1 on a message `crash` (a
+///   process that dies on one update, every time);
 /// - `panic_once`: echoes, but panics the first time it sees `panic`, and
 ///   is run with one retry after a panic;
 /// - `BOTFLEET_TEST_START_DELAY_MS` (any mode): waits that long before
@@ -33,7 +35,7 @@ fn main() {
         )]
         {
             eprintln!(
-                "test-worker: set BOTFLEET_TEST_WORKER (echo, exit, hang, panic, panic_once, cache, state, start_fails or garbage); the runtime's tests start this program"
+                "test-worker: set BOTFLEET_TEST_WORKER (echo, exit, hang, panic, crash, panic_once, cache, state, start_fails or garbage); the runtime's tests start this program"
             );
         }
         std::process::exit(64);
@@ -127,6 +129,9 @@ async fn handle(update: Update, cx: Context) -> HandlerResult {
     }
     if mode == "panic" && text == "panic" {
         panic!("asked to panic");
+    }
+    if mode == "crash" && text == "crash" {
+        std::process::exit(1);
     }
     if mode == "panic_once" && text == "panic" {
         static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -49,6 +49,13 @@ pub(crate) enum Event {
         worker: u32,
         conn: u64,
     },
+    /// A worker's process ended (`status` says how): the actor says so,
+    /// with the updates it held.
+    Exited {
+        worker: u32,
+        pid: u32,
+        status: String,
+    },
     /// Send `drain` to every worker; answer when all said `drained`.
     Drain(oneshot::Sender<()>),
     /// Send `shutdown` to every worker.
@@ -127,8 +134,11 @@ pub(crate) struct BotCtx {
     pub(crate) client: Client,
     pub(crate) events: mpsc::UnboundedSender<Event>,
     pub(crate) spec: Spec,
-    /// Set when the restart intensity was exceeded.
+    /// Set while the bot is failed (its restart intensity was exceeded):
+    /// its workers wait for the bot's retry ([`crate::slot::Failure`]).
     pub(crate) failed: AtomicBool,
+    /// When the failed bot is retried, and how often it failed.
+    pub(crate) failure: parking_lot::Mutex<crate::slot::Failure>,
     pub(crate) restarts: std::sync::atomic::AtomicU64,
     /// Told when the bot is marked failed (shared by the fleet's bots).
     pub(crate) failed_notify: Arc<Notify>,
@@ -152,6 +162,9 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     let mut retiring: Vec<(u32, oneshot::Sender<()>)> = Vec::new();
     let mut last = Counts::default();
     let mut stats = WorkerStats::default();
+    // What each worker whose connection closed held, until its process's
+    // exit is reported (only workers that held something).
+    let mut held_at_close: HashMap<u32, Vec<i64>> = HashMap::new();
     // Metrics go out at most every REPORT_EVERY, not on every ack: the
     // gauges walk every chat. The autoscaler's tick is an event too, so
     // they stay fresh while the bot is idle.
@@ -183,7 +196,10 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 }
             }
             Event::Gone { worker, conn } => {
-                d.gone(worker, Some(conn));
+                let held = d.gone(worker, Some(conn));
+                if !held.is_empty() {
+                    held_at_close.insert(worker, held);
+                }
                 stats.gone(worker);
                 if let Some((_, left)) = &mut drain {
                     left.retain(|&w| w != worker);
@@ -193,6 +209,32 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 // a connection that is gone.
                 if outboxes.get(&worker).is_some_and(|(c, _)| *c == conn) {
                     outboxes.remove(&worker);
+                }
+            }
+            Event::Exited {
+                worker,
+                pid,
+                status,
+            } => {
+                // The process may end before its connection's close is
+                // seen: what it held goes back to the queues now.
+                let held = if d.is_connected(worker) {
+                    d.gone(worker, None)
+                } else {
+                    held_at_close.remove(&worker).unwrap_or_default()
+                };
+                if held.is_empty() {
+                    tracing::warn!(bot = %bot, worker, pid, "worker exited ({status})");
+                } else {
+                    tracing::warn!(
+                        bot = %bot,
+                        worker,
+                        pid,
+                        held = held.len(),
+                        updates = ?&held[..held.len().min(10)],
+                        "worker exited ({status}) holding {} updates; they are delivered again",
+                        held.len()
+                    );
                 }
             }
             Event::Drain(done) => {
@@ -226,6 +268,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
             }
             Event::Forget { worker } => {
                 d.forget(worker);
+                held_at_close.remove(&worker);
                 outboxes.remove(&worker);
             }
             Event::Status(reply) => {

@@ -147,17 +147,20 @@ impl Dispatcher {
     /// updates it held go back to the front of their chats' queues, to be
     /// sent again (`attempt` + 1) to whichever worker owns the chat now.
     /// `conn` guards against a stale close of an older connection.
-    pub(crate) fn gone(&mut self, worker: u32, conn: Option<u64>) {
+    /// Returns the ids of the updates it held.
+    pub(crate) fn gone(&mut self, worker: u32, conn: Option<u64>) -> Vec<i64> {
         match self.workers.get(&worker) {
             Some(w) if conn.is_none_or(|c| c == w.conn) => {}
-            _ => return,
+            _ => return Vec::new(),
         }
         let w = self.workers.remove(&worker).expect("checked");
         self.ring.remove(worker);
+        let mut held = Vec::with_capacity(w.chats.len());
         for key in w.chats {
             if let Some(chat) = self.chats.get_mut(&key) {
                 if let Some((_, mut pending)) = chat.in_flight.take() {
                     self.held.remove(&pending.update_id);
+                    held.push(pending.update_id);
                     pending.attempt += 1;
                     self.counts.redelivered += 1;
                     chat.queue.push_front(pending);
@@ -165,6 +168,13 @@ impl Dispatcher {
             }
         }
         self.kick();
+        held.sort_unstable();
+        held
+    }
+
+    /// Whether `worker` has a connection.
+    pub(crate) fn is_connected(&self, worker: u32) -> bool {
+        self.workers.contains_key(&worker)
     }
 
     /// Acks from `worker`: each frees its chat for the next update.
@@ -379,7 +389,7 @@ mod tests {
         let (done, _done_rx) = oneshot::channel();
         d.batch(vec![(1, 7, update(1)), (2, 7, update(2))], done);
         assert_eq!(received(&mut rx1), [(1, 0)]);
-        d.gone(1, Some(1));
+        assert_eq!(d.gone(1, Some(1)), [1], "the update it held");
         assert_eq!(d.counts.redelivered, 1);
         // The replacement connects under the same id and gets update 1
         // again, before 2.
@@ -388,7 +398,7 @@ mod tests {
         d.ready(1, 2);
         assert_eq!(received(&mut rx2), [(1, 1)]);
         // A late close of the old connection changes nothing.
-        d.gone(1, Some(1));
+        assert_eq!(d.gone(1, Some(1)), [0_i64; 0]);
         d.acks(1, &[ack(1)]);
         assert_eq!(received(&mut rx2), [(2, 0)]);
     }

@@ -39,6 +39,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use bot::Status;
+pub use process::find_program;
 
 use bot::{BotCtx, Event};
 use conn::Registry;
@@ -244,6 +245,7 @@ impl Fleet {
                 events,
                 spec,
                 failed: AtomicBool::new(false),
+                failure: Mutex::default(),
                 restarts: AtomicU64::new(0),
                 failed_notify: failed_notify.clone(),
                 full_polls: AtomicU64::new(0),
@@ -325,6 +327,16 @@ impl Fleet {
             }
         }
         out
+    }
+
+    /// The bots failed now (their restart intensity was exceeded; each is
+    /// retried after its `failed_retry`).
+    pub fn failed_bots(&self) -> Vec<String> {
+        self.bots
+            .iter()
+            .filter(|b| b.failed.load(std::sync::atomic::Ordering::SeqCst))
+            .map(|b| b.name.clone())
+            .collect()
     }
 
     /// Waits until some bot is marked failed (its restart intensity was

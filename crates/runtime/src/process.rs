@@ -1,6 +1,7 @@
 //! Starting worker processes: each in its own process group, its output
 //! captured into the supervisor's log with the bot and worker as fields.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -14,6 +15,31 @@ pub(crate) struct Spec {
     /// Environment variables, added to the supervisor's own (values are
     /// never logged: some are secrets).
     pub(crate) env: Vec<(String, String)>,
+}
+
+/// Where `program` is found the way a worker is started: a name with a
+/// `/` as a path (relative to the current directory), any other name in
+/// `path` (a `PATH` value). The error says what is wrong.
+pub fn find_program(program: &str, path: Option<&std::ffi::OsStr>) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.is_empty() {
+        return Err("the worker command is empty".to_owned());
+    }
+    if program.contains('/') {
+        let p = Path::new(program);
+        return match std::fs::metadata(p) {
+            Err(e) => Err(format!("`{program}`: {e}")),
+            Ok(_) if !executable(p) => Err(format!("`{program}` is not an executable file")),
+            Ok(_) => Ok(p.to_owned()),
+        };
+    }
+    std::env::split_paths(path.unwrap_or_default())
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+        .ok_or_else(|| format!("`{program}` is not found in PATH"))
 }
 
 /// Starts `spec` in a process group of its own, stdin closed, stdout and
@@ -55,15 +81,67 @@ async fn relay<R: tokio::io::AsyncBufRead + Unpin>(
             Take::Log { dropped } => report_dropped(&bot, worker, stream, dropped),
             Take::Drop => return,
         }
-        // A worker's stderr is where its errors and tracebacks go.
-        if stream == "stderr" {
-            tracing::warn!(target: "botfleet::worker", bot = %bot, worker, stream, "{line}");
+        // A worker's stderr is where its errors and tracebacks go; a line
+        // that names its level is logged at that level.
+        let level = announced_level(line).unwrap_or(if stream == "stderr" {
+            tracing::Level::WARN
         } else {
-            tracing::info!(target: "botfleet::worker", bot = %bot, worker, stream, "{line}");
+            tracing::Level::INFO
+        });
+        match level {
+            tracing::Level::ERROR => {
+                tracing::error!(target: "botfleet::worker", bot = %bot, worker, stream, "{line}");
+            }
+            tracing::Level::WARN => {
+                tracing::warn!(target: "botfleet::worker", bot = %bot, worker, stream, "{line}");
+            }
+            tracing::Level::INFO => {
+                tracing::info!(target: "botfleet::worker", bot = %bot, worker, stream, "{line}");
+            }
+            _ => tracing::debug!(target: "botfleet::worker", bot = %bot, worker, stream, "{line}"),
         }
     })
     .await;
     report_dropped(&bot, worker, stream, budget.dropped);
+}
+
+/// The level a line of worker output names near its start, the way common
+/// loggers print it: a word `ERROR`, `CRITICAL`, `FATAL`, `WARN`,
+/// `WARNING`, `INFO`, `DEBUG` or `TRACE` (Python's `WARNING:root:...`,
+/// `[ERROR] ...`, `2026-01-01 12:00:00 INFO ...`), or `level=warn` and
+/// `"level":"warn"` in any case (logfmt, JSON).
+fn announced_level(line: &str) -> Option<tracing::Level> {
+    use tracing::Level;
+    let mut end = line.len().min(120);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &line[..end];
+    let level = |word: &str| match word {
+        "ERROR" | "CRITICAL" | "FATAL" | "error" | "critical" | "fatal" => Some(Level::ERROR),
+        "WARN" | "WARNING" | "warn" | "warning" => Some(Level::WARN),
+        "INFO" | "info" => Some(Level::INFO),
+        "DEBUG" | "TRACE" | "debug" | "trace" => Some(Level::DEBUG),
+        _ => None,
+    };
+    for key in ["level=", "\"level\":\"", "\"level\": \""] {
+        if let Some(at) = head.find(key) {
+            let rest = &head[at + key.len()..];
+            let word: String = rest
+                .chars()
+                .take_while(char::is_ascii_alphabetic)
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            return level(&word);
+        }
+    }
+    // The first few words, upper case only: "error" in a sentence is not a
+    // level.
+    head.split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| !w.is_empty())
+        .take(6)
+        .filter(|w| w.bytes().all(|b| b.is_ascii_uppercase()))
+        .find_map(level)
 }
 
 /// Counts and says the `dropped` lines of a worker's stream (nothing when
@@ -181,6 +259,34 @@ pub(crate) fn signal_group(pid: u32, signal: rustix::process::Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_may_name_its_level() {
+        use tracing::Level;
+        let cases = [
+            ("WARNING:root:disk almost full", Some(Level::WARN)),
+            ("ERROR:bot:Traceback follows", Some(Level::ERROR)),
+            ("[INFO] started", Some(Level::INFO)),
+            (
+                "2026-12-07 10:00:00,123 DEBUG worker: got update",
+                Some(Level::DEBUG),
+            ),
+            (
+                "time=2026-12-07T10:00:00Z level=Error msg=boom",
+                Some(Level::ERROR),
+            ),
+            (r#"{"ts":1,"level":"warn","msg":"slow"}"#, Some(Level::WARN)),
+            ("CRITICAL the database is gone", Some(Level::ERROR)),
+            // Words in a sentence are not levels; neither are long prefixes.
+            ("an error occurred while handling", None),
+            ("Traceback (most recent call last):", None),
+            ("a b c d e f g ERROR", None),
+            ("", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(announced_level(line), want, "{line:?}");
+        }
+    }
 
     #[test]
     fn a_burst_is_logged_then_lines_are_dropped_and_counted() {

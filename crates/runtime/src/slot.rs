@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use botfleet_config::RestartPolicy;
 
-use crate::bot::BotCtx;
+use crate::bot::{BotCtx, Event};
 use crate::process;
 
 /// What a slot shares with its worker's connection.
@@ -74,56 +74,45 @@ pub(crate) async fn supervise(
         let started = Instant::now();
         let spawned = process::spawn(&spec, &bot.name, worker);
         tracing::debug!(bot = %bot.name, worker, spawn_us = started.elapsed().as_micros() as u64, "spawned");
-        let reason = match spawned {
+        // Why the process ended, and how, for the log.
+        let (reason, status) = match spawned {
             Err(e) => {
-                tracing::error!(bot = %bot.name, worker, program = %spec.program, "cannot start the worker: {e}");
-                Reason::SpawnFailed
+                let status = format!("cannot start `{}`: {e}", spec.program);
+                tracing::warn!(bot = %bot.name, worker, "{status}");
+                (Reason::SpawnFailed, status)
             }
             Ok(mut child) => {
                 let pid = child.id().unwrap_or(0);
                 shared.pid.store(pid, Ordering::SeqCst);
                 // Ready within the timeout, or it is killed.
                 let ready = tokio::select! {
-                    () = shared.ready.notified() => Ok(()),
-                    status = child.wait() => Err(status.ok()),
+                    () = shared.ready.notified() => None,
+                    status = child.wait() => Some(exited(status, "before it was ready")),
                     () = tokio::time::sleep(supervision.ready_timeout) => {
-                        tracing::error!(bot = %bot.name, worker, "not ready within {:?}; killing it", supervision.ready_timeout);
                         process::signal_group(pid, Signal::KILL);
                         let _ = child.wait().await;
-                        Err(None)
+                        Some((Reason::NotReady, format!(
+                            "killed: not ready within {}",
+                            botfleet_config::duration::format(supervision.ready_timeout)
+                        )))
                     }
                     _ = stop.changed() => {
                         stop_child(&mut child, pid, supervision.shutdown_grace).await;
                         return;
                     }
                 };
-                match ready {
-                    Err(status) => match status {
-                        Some(s) => {
-                            tracing::error!(bot = %bot.name, worker, "exited before it was ready ({s})");
-                            if s.success() {
-                                Reason::Exit
-                            } else {
-                                Reason::Crash
-                            }
-                        }
-                        None => Reason::NotReady,
-                    },
-                    Ok(()) => {
+                let ended = match ready {
+                    Some(ended) => ended,
+                    None => {
                         metrics::histogram!("botfleet_worker_ready_seconds", "bot" => bot.name.clone())
                             .record(started.elapsed().as_secs_f64());
                         tracing::info!(bot = %bot.name, worker, pid, ready_ms = started.elapsed().as_millis() as u64, "worker ready");
                         tokio::select! {
-                            status = child.wait() => {
-                                let s = status.ok();
-                                let clean = s.is_some_and(|s| s.success());
-                                tracing::warn!(bot = %bot.name, worker, "worker exited ({})", s.map_or("unknown status".to_owned(), |s| s.to_string()));
-                                if clean { Reason::Exit } else { Reason::Crash }
-                            }
+                            status = child.wait() => exited(status, "after it was ready"),
                             () = shared.kill.notified() => {
                                 process::signal_group(pid, Signal::KILL);
                                 let _ = child.wait().await;
-                                Reason::Heartbeat
+                                (Reason::Heartbeat, "killed: its heartbeats stopped".to_owned())
                             }
                             _ = stop.changed() => {
                                 stop_child(&mut child, pid, supervision.shutdown_grace).await;
@@ -131,7 +120,14 @@ pub(crate) async fn supervise(
                             }
                         }
                     }
-                }
+                };
+                shared.pid.store(0, Ordering::SeqCst);
+                bot.send(Event::Exited {
+                    worker,
+                    pid,
+                    status: ended.1.clone(),
+                });
+                ended
             }
         };
         if *stop.borrow() {
@@ -140,21 +136,21 @@ pub(crate) async fn supervise(
         metrics::counter!("botfleet_worker_restarts_total", "bot" => bot.name.clone(), "reason" => reason.as_str())
             .increment(1);
         bot.restarts.fetch_add(1, Ordering::Relaxed);
-        if let Some(recent) = restarts.exceeded(Instant::now(), &policy) {
-            if !bot.failed.swap(true, Ordering::SeqCst) {
-                tracing::error!(
-                    bot = %bot.name,
-                    "bot failed: {recent} restarts within {:?} (restart intensity {}); its workers are not started again until botfleet is restarted",
-                    policy.period,
-                    policy.intensity
-                );
-                metrics::gauge!("botfleet_bot_failed", "bot" => bot.name.clone()).set(1.0);
-                bot.failed_notify.notify_waiters();
+        let now = Instant::now();
+        // Past the intensity this slot fails the bot; a bot another slot
+        // failed waits all the same.
+        let retry = match restarts.exceeded(now, &policy) {
+            Some(recent) => Some(fail(&bot, now, &policy, recent, &status)),
+            None => bot.failure.lock().retry_at,
+        };
+        if let Some(at) = retry {
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => {}
+                _ = stop.changed() => return,
             }
-            return;
-        }
-        if bot.failed.load(Ordering::SeqCst) {
-            return;
+            retry_now(&bot);
+            restarts = Restarts::default();
+            continue;
         }
         let delay = restarts.backoff(started.elapsed(), &policy, jitter());
         tracing::info!(bot = %bot.name, worker, reason = reason.as_str(), delay_ms = delay.as_millis() as u64, "restarting the worker");
@@ -166,6 +162,89 @@ pub(crate) async fn supervise(
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+/// The reason and the words for a process that ended `when`.
+fn exited(status: std::io::Result<std::process::ExitStatus>, when: &str) -> (Reason, String) {
+    match status {
+        Ok(s) if s.success() => (Reason::Exit, format!("{s} {when}")),
+        Ok(s) => (Reason::Crash, format!("{s} {when}")),
+        Err(e) => (Reason::Crash, format!("cannot wait for it {when}: {e}")),
+    }
+}
+
+/// Marks `bot` failed (once, whichever of its slots gets here first) and
+/// says so; returns when its workers start again.
+fn fail(bot: &BotCtx, now: Instant, policy: &RestartPolicy, recent: usize, last: &str) -> Instant {
+    let (at, first) = bot.failure.lock().fail(now, policy);
+    if first {
+        bot.failed.store(true, Ordering::SeqCst);
+        tracing::error!(
+            bot = %bot.name,
+            "bot failed: {recent} restarts within {} (restart intensity {}), the last: {last}; its workers start again in {}, the other bots run on",
+            botfleet_config::duration::format(policy.period),
+            policy.intensity,
+            botfleet_config::duration::format(at.duration_since(now)),
+        );
+        metrics::gauge!("botfleet_bot_failed", "bot" => bot.name.clone()).set(1.0);
+        bot.failed_notify.notify_waiters();
+    }
+    at
+}
+
+/// The failed bot's wait is over: its slots start their workers again.
+fn retry_now(bot: &BotCtx) {
+    if bot.failure.lock().retry(Instant::now()) {
+        bot.failed.store(false, Ordering::SeqCst);
+        tracing::warn!(bot = %bot.name, "starting the failed bot's workers again");
+        metrics::gauge!("botfleet_bot_failed", "bot" => bot.name.clone()).set(0.0);
+    }
+}
+
+/// A bot's failures: a failed bot is retried after `failed_retry`, doubling
+/// with each failure in a row up to `failed_retry_max`; a bot that ran
+/// `failed_retry_max` since its last retry starts the count again.
+#[derive(Debug, Default)]
+pub(crate) struct Failure {
+    /// When a failed bot's workers start again (`None` while not failed).
+    pub(crate) retry_at: Option<Instant>,
+    /// Failures in a row.
+    count: u32,
+    /// When it was last retried.
+    retried: Option<Instant>,
+}
+
+impl Failure {
+    /// The bot fails at `now`: when it is retried, and whether this call
+    /// failed it (`false` when it already was).
+    fn fail(&mut self, now: Instant, policy: &RestartPolicy) -> (Instant, bool) {
+        if let Some(at) = self.retry_at {
+            return (at, false);
+        }
+        if self
+            .retried
+            .is_some_and(|t| now.duration_since(t) > policy.failed_retry_max)
+        {
+            self.count = 0;
+        }
+        let wait = policy
+            .failed_retry
+            .saturating_mul(1 << self.count.min(20))
+            .min(policy.failed_retry_max);
+        self.count += 1;
+        let at = now + wait;
+        self.retry_at = Some(at);
+        (at, true)
+    }
+
+    /// The retry is due: `true` for the first of the bot's slots to ask.
+    fn retry(&mut self, now: Instant) -> bool {
+        let due = self.retry_at.take().is_some();
+        if due {
+            self.retried = Some(now);
+        }
+        due
     }
 }
 
@@ -239,7 +318,37 @@ mod tests {
         p.period = Duration::from_secs(10);
         p.first_backoff = Duration::from_millis(100);
         p.max_backoff = Duration::from_millis(500);
+        p.failed_retry = Duration::from_secs(60);
+        p.failed_retry_max = Duration::from_secs(30 * 60);
         p
+    }
+
+    #[test]
+    fn a_failed_bot_is_retried_after_a_doubling_wait() {
+        let p = policy();
+        let min = Duration::from_secs(60);
+        let mut f = Failure::default();
+        let t0 = Instant::now();
+        assert_eq!(f.fail(t0, &p), (t0 + min, true));
+        // A second slot failing it changes nothing.
+        assert_eq!(f.fail(t0 + min / 2, &p), (t0 + min, false));
+        assert!(f.retry(t0 + min));
+        assert!(!f.retry(t0 + min), "only the first slot retries");
+        // Failing again soon: twice the wait, then capped at 30 min.
+        let t1 = t0 + min * 2;
+        assert_eq!(f.fail(t1, &p).0, t1 + min * 2);
+        let mut t = t1;
+        for _ in 0..10 {
+            f.retry(t);
+            t += Duration::from_secs(1);
+            let (at, _) = f.fail(t, &p);
+            assert!(at - t <= p.failed_retry_max);
+        }
+        assert_eq!(f.retry_at, Some(t + p.failed_retry_max));
+        // Running longer than the longest wait starts the count again.
+        f.retry(t);
+        let later = t + p.failed_retry_max + Duration::from_secs(1);
+        assert_eq!(f.fail(later, &p).0, later + min);
     }
 
     #[test]

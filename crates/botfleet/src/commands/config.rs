@@ -20,9 +20,39 @@ fn check(args: &ConfigFile) -> anyhow::Result<ExitCode> {
     let Some(config) = load(args)? else {
         return Ok(ExitCode::from(exit::USAGE));
     };
+    let mut err = std::io::stderr().lock();
+    for warning in warnings(&config) {
+        writeln!(err, "{}: warning: {warning}", args.file.display())?;
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}: ok: {}", args.file.display(), config.summary())?;
     Ok(ExitCode::from(exit::OK))
+}
+
+/// What is valid but will not work: a worker command that is not found
+/// (in the bot's `PATH`, or botfleet's).
+pub(crate) fn warnings(config: &FleetConfig) -> Vec<String> {
+    config
+        .bots
+        .iter()
+        .filter_map(|bot| {
+            let path = bot
+                .worker
+                .env
+                .iter()
+                .find(|(name, _)| name == "PATH")
+                .map(|(_, v)| std::ffi::OsString::from(v.value()))
+                .or_else(|| std::env::var_os("PATH"));
+            botfleet_runtime::find_program(&bot.worker.command, path.as_deref())
+                .err()
+                .map(|e| {
+                    format!(
+                        "bot `{}`: worker command {e}; its workers cannot start",
+                        bot.name
+                    )
+                })
+        })
+        .collect()
 }
 
 fn show(args: &ConfigFile) -> anyhow::Result<ExitCode> {

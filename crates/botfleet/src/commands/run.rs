@@ -1,11 +1,13 @@
 //! `botfleet run`: the fleet's supervisor in the foreground.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use botfleet_runtime::{Fleet, RunOptions};
 use clap::Args;
+use tokio::signal::unix::SignalKind;
 
 use crate::cli::ConfigFile;
 use crate::exit;
@@ -37,39 +39,91 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(dir) = &args.socket_dir {
             options = options.socket_dir(dir);
         }
+        for warning in super::config::warnings(&config) {
+            tracing::warn!("{warning}");
+        }
         let fleet = Fleet::start(&config, options)
             .await
             .context("cannot start the fleet")?;
-        tracing::info!("{}; Ctrl-C or SIGTERM stops it gracefully", config.summary());
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot wait for SIGTERM")?;
-        let failed = tokio::select! {
-            r = tokio::signal::ctrl_c() => {
-                r.context("cannot wait for Ctrl-C")?;
-                None
-            }
-            _ = term.recv() => None,
-            bot = fleet.failed() => Some(bot),
-        };
-        if let Some(bot) = &failed {
-            tracing::error!(bot = %bot, "a bot failed (restart intensity exceeded); stopping the fleet");
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "botfleet: {}", config.summary())?;
+        for bot in &config.bots {
+            writeln!(out, "{}", bot_line(bot))?;
         }
+        writeln!(
+            out,
+            "botfleet: running; Ctrl-C or SIGTERM stops it gracefully"
+        )?;
+        out.flush()?;
+        drop(out);
+        let mut term = signal(SignalKind::terminate(), "SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+        let failed = fleet.failed_bots();
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "botfleet: stopping (draining the workers)")?;
+        out.flush()?;
+        drop(out);
         let report = fleet.shutdown().await;
+        let mut out = std::io::stdout().lock();
         for s in &report.bots {
-            tracing::info!(
-                bot = %s.bot,
-                received = s.received,
-                acked = s.acked,
-                failed = s.failed,
-                redelivered = s.redelivered,
-                restarts = s.restarts,
-                "final"
-            );
+            writeln!(out, "{}", summary_line(s))?;
         }
-        Ok::<_, anyhow::Error>(if failed.is_some() {
-            ExitCode::from(exit::FAILURE)
-        } else {
+        Ok::<_, anyhow::Error>(if failed.is_empty() {
+            writeln!(out, "botfleet: stopped")?;
             ExitCode::SUCCESS
+        } else {
+            writeln!(
+                out,
+                "botfleet: stopped while {} failed (exit status {})",
+                failed.join(", "),
+                exit::FAILURE
+            )?;
+            ExitCode::from(exit::FAILURE)
         })
     })
+}
+
+/// A handler of `kind`, named `name` in its error.
+fn signal(kind: SignalKind, name: &str) -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).with_context(|| format!("cannot wait for {name}"))
+}
+
+/// What `run` says of a bot at start: its mode, its workers, its command.
+fn bot_line(bot: &botfleet_config::BotConfig) -> String {
+    let workers = if bot.min_workers == bot.max_workers {
+        let s = if bot.min_workers == 1 { "" } else { "s" };
+        format!("{} worker{s}", bot.min_workers)
+    } else {
+        format!("{} to {} workers", bot.min_workers, bot.max_workers)
+    };
+    let mut command = bot.worker.command.clone();
+    for arg in &bot.worker.args {
+        command.push_str(&format!(" {arg}"));
+    }
+    format!(
+        "bot {}: {}, {workers}, `{command}`",
+        bot.name,
+        bot.mode.as_str()
+    )
+}
+
+/// What `run` says of a bot at stop.
+fn summary_line(s: &botfleet_runtime::Status) -> String {
+    format!(
+        "bot {}: {} updates received, {} handled ({} failed), {} delivered again, {} worker restarts{}",
+        s.bot,
+        s.received,
+        s.acked,
+        s.failed,
+        s.redelivered,
+        s.restarts,
+        if s.failed_bot {
+            "; the bot is failed"
+        } else {
+            ""
+        }
+    )
 }

@@ -178,6 +178,8 @@ fn show_prints_the_resolved_config_without_secrets() {
         period = "10s"
         first_backoff = "100ms"
         max_backoff = "10s"
+        failed_retry = "1m"
+        failed_retry_max = "30m"
 
         [bot.scaling]
         target_queue_per_worker = 10
@@ -256,4 +258,41 @@ fn a_bad_log_filter_is_reported_not_fatal() {
         "{}",
         stderr(&output)
     );
+}
+
+#[test]
+fn check_warns_of_a_worker_command_that_is_not_found() {
+    let dir = scratch("command-not-found");
+    std::fs::write(
+        dir.join("fleet.toml"),
+        format!(
+            r#"[[bot]]
+name = "typo"
+token = "{TOKEN}"
+[bot.worker]
+command = "pyhton3"
+
+[[bot]]
+name = "path"
+token = "110201544:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw2"
+[bot.worker]
+command = "./bots/worker.py"
+
+[[bot]]
+name = "fine"
+token = "110201545:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw3"
+[bot.worker]
+command = "sh"
+"#
+        ),
+    )
+    .unwrap();
+    let output = botfleet(&dir, &["config", "check"], &[]);
+    // Valid, so exit 0, but said.
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    expect![[r#"
+        fleet.toml: warning: bot `typo`: worker command `pyhton3` is not found in PATH; its workers cannot start
+        fleet.toml: warning: bot `path`: worker command `./bots/worker.py`: No such file or directory (os error 2); its workers cannot start
+    "#]]
+    .assert_eq(&stderr(&output));
 }

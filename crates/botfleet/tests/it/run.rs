@@ -17,6 +17,12 @@ fn replies(e: &Emulator, chat: i64) -> Vec<String> {
 }
 
 fn start(dir: &std::path::Path) -> std::process::Child {
+    start_with(dir, &[])
+}
+
+/// `botfleet run fleet.toml` with `flags` in `dir`, its stdout and stderr
+/// in `dir/stdout.log` and `dir/stderr.log`.
+fn start_with(dir: &std::path::Path, flags: &[&str]) -> std::process::Child {
     #[expect(
         clippy::disallowed_methods,
         reason = "integration tests run the real binary"
@@ -24,11 +30,12 @@ fn start(dir: &std::path::Path) -> std::process::Child {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"));
     command
         .args(["run", "fleet.toml", "--data-dir", "data"])
+        .args(flags)
         .current_dir(dir)
         .env_clear()
         .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }
@@ -109,4 +116,142 @@ async fn a_supervisor_killed_mid_run_loses_nothing() {
 fn terminate(child: &std::process::Child) {
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+}
+
+fn log(dir: &std::path::Path, name: &str) -> String {
+    String::from_utf8_lossy(&std::fs::read(dir.join(name)).unwrap_or_default()).into_owned()
+}
+
+/// Waits until `done` holds, for at most `limit`.
+async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < end {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+fn python_worker() -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/python-worker/worker.py")
+        .display()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_bot_does_not_stop_the_fleet_and_the_default_log_says_why() {
+    const BROKEN: &str = "110201544:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw2";
+    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    e.add_bot(TOKEN, "echo_bot").unwrap();
+    e.add_bot(BROKEN, "broken_bot").unwrap();
+    e.add_user(1, "user");
+    let dir = scratch("run-broken-bot");
+    let file = FleetFile::new()
+        .telegram_api(e.base_url())
+        .bot(
+            BotFile::new("echo", TOKEN)
+                .workers(1, 1)
+                .command("python3", [python_worker()]),
+        )
+        // Its worker says why on stderr and exits before it is ready.
+        .bot(
+            BotFile::new("broken", BROKEN)
+                .workers(1, 1)
+                .set("restart.intensity", 2)
+                .set("restart.first_backoff", "10ms")
+                .command("sh", ["-c", "echo 'cannot import handlers' >&2; exit 3"]),
+        );
+    std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
+    let mut supervisor = start(&dir);
+    assert!(
+        until(Duration::from_secs(30), || log(&dir, "stderr.log")
+            .contains("bot failed"))
+        .await,
+        "{}",
+        log(&dir, "stderr.log")
+    );
+    e.inject_message(TOKEN, 1, 1, "#1").unwrap();
+    assert!(
+        until(Duration::from_secs(30), || replies(&e, 1) == ["echo #1"]).await,
+        "the healthy bot does not answer: {}",
+        log(&dir, "stderr.log")
+    );
+    assert!(
+        supervisor.try_wait().unwrap().is_none(),
+        "the fleet stopped"
+    );
+    terminate(&supervisor);
+    let status = supervisor.wait().unwrap();
+    // Stopped while a bot is failed: exit status 1.
+    assert_eq!(status.code(), Some(1), "{status}");
+    let stdout = log(&dir, "stdout.log");
+    for line in [
+        "bot echo: polling, 1 worker, `python3 ",
+        "bot broken: polling, 1 worker, `sh -c ",
+        "bot echo: 1 updates received, 1 handled (0 failed)",
+        "; the bot is failed",
+        "botfleet: stopped while broken failed (exit status 1)",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in:\n{stdout}");
+    }
+    // The default level is WARN: the worker's stderr and its exits show,
+    // INFO lines do not.
+    let stderr = log(&dir, "stderr.log");
+    for line in [
+        "cannot import handlers",
+        "worker exited (exit status: 3 before it was ready)",
+        "bot failed: 3 restarts within 10s (restart intensity 2)",
+    ] {
+        assert!(stderr.contains(line), "{line:?} not in:\n{stderr}");
+    }
+    assert!(!stderr.contains(" INFO "), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v_shows_info_and_q_hides_warnings() {
+    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    e.add_bot(TOKEN, "echo_bot").unwrap();
+    let dir = scratch("run-verbosity");
+    let file = FleetFile::new().telegram_api(e.base_url()).bot(
+        BotFile::new("echo", TOKEN)
+            .workers(1, 1)
+            .set("restart.intensity", 1)
+            .command("sh", ["-c", "echo 'a warning' >&2; exit 3"]),
+    );
+    std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
+    for (flag, shown, hidden) in [
+        (
+            "-v",
+            vec![" INFO ", "restarting the worker", "a warning"],
+            vec![" DEBUG "],
+        ),
+        ("-q", vec!["bot failed"], vec![" WARN ", "a warning"]),
+    ] {
+        let mut supervisor = start_with(&dir, &[flag]);
+        assert!(
+            until(Duration::from_secs(30), || log(&dir, "stdout.log")
+                .contains("running;"))
+            .await,
+            "{flag}"
+        );
+        assert!(
+            until(Duration::from_secs(30), || log(&dir, "stderr.log")
+                .contains("bot failed"))
+            .await,
+            "{flag}: {}",
+            log(&dir, "stderr.log")
+        );
+        terminate(&supervisor);
+        supervisor.wait().unwrap();
+        let stderr = log(&dir, "stderr.log");
+        for line in shown {
+            assert!(stderr.contains(line), "{flag}: {line:?} not in:\n{stderr}");
+        }
+        for line in hidden {
+            assert!(!stderr.contains(line), "{flag}: {line:?} in:\n{stderr}");
+        }
+    }
 }
