@@ -12,6 +12,12 @@ use crate::{binary, json};
 /// The largest frame read by default: 16 MiB.
 pub const MAX_FRAME: usize = 16 << 20;
 
+/// A frame's buffer starts at this size and doubles as its bytes arrive.
+const GROW_FROM: usize = 64 << 10;
+/// A reader keeps a buffer up to this size between frames; a larger one
+/// (left by a large frame) is freed.
+const KEEP_BUFFER: usize = 1 << 20;
+
 /// A frame's payload encoding, told by its first byte (`0xBF` binary, `[`
 /// JSON). A worker picks one with its hello; the supervisor answers in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,21 +121,37 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 if len > self.max {
                     return Err(ReadError::TooLarge { len, max: self.max });
                 }
+                // A large buffer of an earlier frame is given back.
+                if self.buf.capacity() > KEEP_BUFFER {
+                    self.buf = Vec::new();
+                }
                 self.buf.clear();
-                self.buf.resize(len, 0);
                 self.body = Some(len);
                 self.got = 0;
                 len
             }
         };
         while self.got < len {
+            // The buffer grows with the bytes that arrive (doubling, from
+            // GROW_FROM), never to the announced length up front: a peer
+            // that announces 16 MiB and sends one byte costs GROW_FROM.
+            if self.got == self.buf.len() {
+                let more = self.got.max(GROW_FROM).min(len - self.got);
+                self.buf.resize(self.got + more, 0);
+            }
             match self.inner.read(&mut self.buf[self.got..]).await? {
                 0 => return Err(ReadError::Truncated { len, got: self.got }),
                 n => self.got += n,
             }
         }
         self.body = None;
-        Ok(Some(decode(&self.buf, self.check_json)?))
+        Ok(Some(decode(&self.buf[..len], self.check_json)?))
+    }
+
+    /// The bytes the reader holds for the frame in progress (its buffer's
+    /// capacity).
+    pub fn buffered(&self) -> usize {
+        self.buf.capacity()
     }
 
     async fn read_len(&mut self) -> Result<Option<usize>, ReadError> {

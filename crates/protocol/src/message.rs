@@ -239,6 +239,16 @@ pub mod error_codes {
     pub const UNEXPECTED: u16 = 4;
     /// The worker is not one the supervisor started.
     pub const UNKNOWN_WORKER: u16 = 5;
+    /// The connecting process is not the worker its `hello` names (its pid
+    /// or bot differ, or the supervisor did not start it).
+    pub const NOT_THE_WORKER: u16 = 6;
+    /// The worker named in the `hello` already has a live connection.
+    pub const ALREADY_CONNECTED: u16 = 7;
+    /// The supervisor takes no more connections now (too many waiting for
+    /// their `hello`, or too few file descriptors left).
+    pub const BUSY: u16 = 8;
+    /// No `hello` came within the handshake deadline.
+    pub const TOO_SLOW: u16 = 9;
 }
 
 impl Message {

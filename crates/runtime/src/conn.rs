@@ -24,12 +24,157 @@ pub(crate) type Registry = Arc<Mutex<HashMap<u32, (Arc<BotCtx>, Arc<SlotShared>)
 
 static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
 
+/// How long a new connection has to send its `hello`.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
+/// The largest frame before the `hello` (a `hello` is a few dozen bytes).
+const MAX_HELLO_FRAME: usize = 4 << 10;
+/// Connections waiting for their `hello`, at most; more are refused.
+const MAX_PENDING: usize = 64;
+/// File descriptors kept free for restarts (a worker's pipes and its
+/// connection) and the fleet's own sockets: past `limit - RESERVE_FDS`
+/// open, new connections are refused.
+const RESERVE_FDS: u64 = 64;
+/// A `stats` message's values kept, at most, and the longest name.
+const MAX_STATS: usize = 256;
+const MAX_STAT_NAME: usize = 128;
+
+/// Why a connection was refused: the label of
+/// `botfleet_ipc_refused_total` and the log's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refusal {
+    Busy,
+    Descriptors,
+    TooSlow,
+    /// With the frame error's code.
+    BadFrame(u16),
+    NotHello,
+    Version,
+    UnknownWorker,
+    NotTheWorker,
+    AlreadyConnected,
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Busy => "busy",
+            Refusal::Descriptors => "descriptors",
+            Refusal::TooSlow => "handshake_timeout",
+            Refusal::BadFrame(_) => "bad_frame",
+            Refusal::NotHello => "not_hello",
+            Refusal::Version => "version",
+            Refusal::UnknownWorker => "unknown_worker",
+            Refusal::NotTheWorker => "not_the_worker",
+            Refusal::AlreadyConnected => "already_connected",
+        }
+    }
+
+    fn code(self) -> u16 {
+        match self {
+            Refusal::Busy | Refusal::Descriptors => error_codes::BUSY,
+            Refusal::TooSlow => error_codes::TOO_SLOW,
+            Refusal::BadFrame(code) => code,
+            Refusal::NotHello => error_codes::UNEXPECTED,
+            Refusal::Version => error_codes::VERSION,
+            Refusal::UnknownWorker => error_codes::UNKNOWN_WORKER,
+            Refusal::NotTheWorker => error_codes::NOT_THE_WORKER,
+            Refusal::AlreadyConnected => error_codes::ALREADY_CONNECTED,
+        }
+    }
+}
+
+/// What the accept loop and the handshakes share.
+struct Gate {
+    registry: Registry,
+    /// A permit per connection waiting for its `hello`.
+    pending: Arc<tokio::sync::Semaphore>,
+    /// Refusals logged at most 10 a second after a burst of 20; the rest
+    /// are counted.
+    budget: Mutex<crate::process::LogBudget>,
+}
+
+impl Gate {
+    /// Whether process `pid` is a worker process the supervisor started, or
+    /// one of its descendants.
+    fn started(&self, pid: i32) -> bool {
+        let Ok(pid) = u32::try_from(pid) else {
+            return false;
+        };
+        let started: Vec<u32> = self
+            .registry
+            .lock()
+            .values()
+            .map(|(_, slot)| slot.pid.load(Ordering::SeqCst))
+            .filter(|&p| p != 0)
+            .collect();
+        !started.is_empty() && lineage(pid).iter().any(|p| started.contains(p))
+    }
+
+    /// Counts the refusal and logs it at WARN (within the budget).
+    fn refused(&self, why: Refusal, detail: &str) {
+        metrics::counter!("botfleet_ipc_refused_total", "reason" => why.label()).increment(1);
+        let take = self.budget.lock().take(Instant::now());
+        if let crate::process::Take::Log { dropped } = take {
+            tracing::warn!(
+                reason = why.label(),
+                unlogged_before = dropped,
+                "refused a connection to the worker socket: {detail}"
+            );
+        }
+    }
+}
+
 /// Accepts worker connections until the listener fails.
 pub(crate) async fn accept(listener: UnixListener, registry: Registry) {
+    let gate = Arc::new(Gate {
+        registry,
+        pending: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING)),
+        budget: Mutex::new(crate::process::LogBudget::new(Instant::now(), 20.0, 10.0)),
+    });
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(serve(stream, registry.clone()));
+                // A process the supervisor started (or its descendant)
+                // always gets to its handshake: strangers cannot crowd a
+                // restarted worker out.
+                let peer = stream.peer_cred().ok().and_then(|c| c.pid());
+                if peer.is_some_and(|p| gate.started(p)) {
+                    tokio::spawn(serve(stream, peer, gate.clone(), None));
+                    continue;
+                }
+                let refusal = match fds_left() {
+                    Some(left) if left < RESERVE_FDS => Some((
+                        Refusal::Descriptors,
+                        format!(
+                            "{left} file descriptors left, fewer than the {RESERVE_FDS} kept for restarts"
+                        ),
+                    )),
+                    _ => None,
+                };
+                let (why, detail) = match refusal {
+                    Some(refusal) => refusal,
+                    None => match gate.pending.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            tokio::spawn(serve(stream, peer, gate.clone(), Some(permit)));
+                            continue;
+                        }
+                        Err(_) => (
+                            Refusal::Busy,
+                            format!(
+                                "{MAX_PENDING} connections from processes it did not start already wait for their hello"
+                            ),
+                        ),
+                    },
+                };
+                gate.refused(why, &detail);
+                let (_, mut write) = stream.into_split();
+                // A fresh socket's buffer takes the answer at once; the
+                // timeout only guards the accept loop.
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(100),
+                    refuse(&mut write, Encoding::Binary, why.code(), detail),
+                )
+                .await;
             }
             Err(e) => {
                 tracing::error!("the worker socket failed: {e}");
@@ -38,7 +183,6 @@ pub(crate) async fn accept(listener: UnixListener, registry: Registry) {
         }
     }
 }
-
 /// Answers `error` in `encoding` and closes.
 async fn refuse(
     stream: &mut tokio::net::unix::OwnedWriteHalf,
@@ -46,68 +190,182 @@ async fn refuse(
     code: u16,
     message: String,
 ) {
-    metrics::counter!("botfleet_ipc_refused_total", "code" => code.to_string()).increment(1);
     let mut frame = Vec::new();
     encode_frame(encoding, &[Message::Error { code, message }], &mut frame);
     let _ = stream.write_all(&frame).await;
     let _ = stream.shutdown().await;
 }
 
-/// The handshake: a `hello` of this protocol version from a worker this
-/// supervisor started. Anything else is refused with an `error` that says
-/// why, and the connection ends (`None`).
+/// The handshake: within [`HANDSHAKE_DEADLINE`], a `hello` of this
+/// protocol version, in a small frame, from the process this supervisor
+/// started for the worker id it names (or a descendant), of that worker's
+/// bot, while that worker has no other connection. Anything else is
+/// refused with an `error` that says why, and the connection ends
+/// (`None`). On success the slot records the connection (`conn`).
 async fn handshake(
     reader: &mut FrameReader<tokio::net::unix::OwnedReadHalf>,
     write: &mut tokio::net::unix::OwnedWriteHalf,
-    registry: &Registry,
+    peer: Option<i32>,
+    gate: &Gate,
+    conn: u64,
 ) -> Option<(Encoding, Hello, Arc<BotCtx>, Arc<SlotShared>)> {
-    let (encoding, hello) = match reader.read().await {
-        Ok(Some((encoding, mut messages))) => match messages.remove(0) {
-            Message::Hello(h) if messages.is_empty() => (encoding, h),
-            other => {
-                let message = format!("expected hello first, got {}", other.name());
-                refuse(write, encoding, error_codes::UNEXPECTED, message).await;
-                return None;
-            }
-        },
-        Ok(None) => return None,
-        Err(e) => {
+    let mut encoding = Encoding::Binary;
+    let checked = match tokio::time::timeout(HANDSHAKE_DEADLINE, reader.read()).await {
+        Err(_) => Err((
+            Refusal::TooSlow,
+            format!("no hello within {HANDSHAKE_DEADLINE:?}"),
+        )),
+        Ok(Ok(None) | Err(ReadError::Io(_))) => return None,
+        Ok(Err(e)) => {
             frame_error(None, &e);
-            if let Some(code) = e.code() {
-                refuse(write, Encoding::Binary, code, e.to_string()).await;
+            let code = e.code().unwrap_or(error_codes::MALFORMED);
+            Err((Refusal::BadFrame(code), e.to_string()))
+        }
+        Ok(Ok(Some((e, mut messages)))) => {
+            encoding = e;
+            match messages.remove(0) {
+                Message::Hello(h) if messages.is_empty() => check_hello(h, peer, gate, conn).await,
+                other => Err((
+                    Refusal::NotHello,
+                    format!("expected hello first, got {}", other.name()),
+                )),
             }
-            return None;
         }
     };
-    if hello.version != PROTOCOL_VERSION {
-        let message = format!(
-            "protocol version {} is not spoken here; this supervisor speaks {PROTOCOL_VERSION}",
-            hello.version
-        );
-        refuse(write, encoding, error_codes::VERSION, message).await;
-        return None;
+    match checked {
+        Ok((hello, bot, slot)) => Some((encoding, hello, bot, slot)),
+        Err((why, detail)) => {
+            gate.refused(why, &detail);
+            refuse(write, encoding, why.code(), detail).await;
+            None
+        }
     }
-    let found = registry.lock().get(&hello.worker_id).cloned();
-    let Some((bot, slot)) = found else {
-        let message = format!(
-            "worker {} was not started by this supervisor",
-            hello.worker_id
-        );
-        refuse(write, encoding, error_codes::UNKNOWN_WORKER, message).await;
-        return None;
-    };
-    Some((encoding, hello, bot, slot))
 }
 
-async fn serve(stream: UnixStream, registry: Registry) {
+/// Whether `hello` is from the worker it names (see [`handshake`]).
+async fn check_hello(
+    hello: Hello,
+    peer: Option<i32>,
+    gate: &Gate,
+    conn: u64,
+) -> Result<(Hello, Arc<BotCtx>, Arc<SlotShared>), (Refusal, String)> {
+    if hello.version != PROTOCOL_VERSION {
+        return Err((
+            Refusal::Version,
+            format!(
+                "protocol version {} is not spoken here; this supervisor speaks {PROTOCOL_VERSION}",
+                hello.version
+            ),
+        ));
+    }
+    let id = hello.worker_id;
+    let found = gate.registry.lock().get(&id).cloned();
+    let Some((bot, slot)) = found else {
+        return Err((
+            Refusal::UnknownWorker,
+            format!("worker {id} was not started by this supervisor"),
+        ));
+    };
+    let not_the_worker = |detail: String| Err((Refusal::NotTheWorker, detail));
+    if hello.bot != bot.name {
+        return not_the_worker(format!(
+            "worker {id} is a worker of bot {}, not of {:?}",
+            bot.name, hello.bot
+        ));
+    }
+    let Some(peer) = peer.and_then(|p| u32::try_from(p).ok()) else {
+        return not_the_worker("the connecting process's credentials cannot be read".to_owned());
+    };
+    if peer != hello.pid {
+        return not_the_worker(format!(
+            "the hello names pid {}, but process {peer} is connecting",
+            hello.pid
+        ));
+    }
+    // The slot records its process's pid right after the spawn returns; a
+    // worker that connects in that instant waits for it a little.
+    let mut started = slot.pid.load(Ordering::SeqCst);
+    for _ in 0..20 {
+        if started != 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        started = slot.pid.load(Ordering::SeqCst);
+    }
+    if started == 0 || !descends_from(peer, started) {
+        return not_the_worker(format!(
+            "process {peer} is neither worker {id}'s process ({started}) nor one of its descendants"
+        ));
+    }
+    if let Err(live) = slot
+        .conn
+        .compare_exchange(0, conn, Ordering::SeqCst, Ordering::SeqCst)
+    {
+        return Err((
+            Refusal::AlreadyConnected,
+            format!("worker {id} is already connected (connection {live})"),
+        ));
+    }
+    Ok((hello, bot, slot))
+}
+
+/// Whether `pid` is `ancestor` or one of its descendants.
+fn descends_from(pid: u32, ancestor: u32) -> bool {
+    lineage(pid).contains(&ancestor)
+}
+
+/// `pid`, its parent, its parent's parent... by the parent links of /proc,
+/// up to (not including) init, at most 64 generations.
+fn lineage(pid: u32) -> Vec<u32> {
+    let mut line = vec![pid];
+    let mut pid = pid;
+    while line.len() < 64 {
+        match parent(pid) {
+            Some(p) if p > 1 => {
+                line.push(p);
+                pid = p;
+            }
+            _ => break,
+        }
+    }
+    line
+}
+
+/// `pid`'s parent, from /proc/PID/stat (the field after the command, which
+/// may itself hold spaces and parentheses).
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// File descriptors this process may still open (`None` when unknown).
+fn fds_left() -> Option<u64> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current?;
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    Some(limit.saturating_sub(open))
+}
+
+/// Serves one connection from process `peer`; `pending` is its place
+/// among the strangers' handshakes (none for a process the supervisor
+/// started).
+async fn serve(
+    stream: UnixStream,
+    peer: Option<i32>,
+    gate: Arc<Gate>,
+    pending: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
     let (read, mut write) = stream.into_split();
-    let mut reader = FrameReader::new(read);
-    let Some((encoding, hello, bot, slot)) = handshake(&mut reader, &mut write, &registry).await
+    let mut reader = FrameReader::new(read).max_frame(MAX_HELLO_FRAME);
+    let conn = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+    let Some((encoding, hello, bot, slot)) =
+        handshake(&mut reader, &mut write, peer, &gate, conn).await
     else {
         return;
     };
+    drop(pending);
+    let mut reader = reader.max_frame(botfleet_protocol::MAX_FRAME);
     let worker = hello.worker_id;
-    let conn = CONNECTIONS.fetch_add(1, Ordering::Relaxed);
     let name = bot.name.clone();
     let (outbox, mut rx) = mpsc::unbounded_channel();
     let writer_bot = name.clone();
@@ -174,10 +432,18 @@ async fn serve(stream: UnixStream, registry: Registry) {
                         }
                         Message::Heartbeat(_) => {}
                         Message::Metrics(metrics) => bot.send(Event::Metrics { worker, metrics }),
-                        Message::Stats(values) => bot.send(Event::Stats { worker, values }),
+                        Message::Stats(mut values) => {
+                            values.truncate(MAX_STATS);
+                            values.retain(|(name, _)| name.len() <= MAX_STAT_NAME);
+                            bot.send(Event::Stats { worker, values });
+                        }
                         Message::Drained => bot.send(Event::Drained { worker }),
                         Message::Error { code, message } => {
-                            tracing::error!(bot = %name, worker, code, "the worker reports an error: {message}");
+                            let mut end = message.len().min(1024);
+                            while !message.is_char_boundary(end) {
+                                end -= 1;
+                            }
+                            tracing::error!(bot = %name, worker, code, "the worker reports an error: {}", &message[..end]);
                         }
                         other => {
                             tracing::error!(bot = %name, worker, message = other.name(), "a message out of turn from the worker; closing its connection");
@@ -201,6 +467,10 @@ async fn serve(stream: UnixStream, registry: Registry) {
         }
     }
     bot.send(Event::Gone { worker, conn });
+    // The worker may connect again (a replacement under the same id).
+    let _ = slot
+        .conn
+        .compare_exchange(conn, 0, Ordering::SeqCst, Ordering::SeqCst);
     drop(outbox);
     // Let a final error message reach the worker.
     let _ = tokio::time::timeout(Duration::from_millis(500), writer).await;
@@ -217,4 +487,24 @@ fn frame_error(bot: Option<&str>, e: &ReadError) {
     };
     metrics::counter!("botfleet_ipc_frame_errors_total", "bot" => bot.unwrap_or("-").to_owned(), "kind" => kind)
         .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_descends_from_its_parents_not_from_its_children() {
+        let me = std::process::id();
+        let parent_pid = parent(me).expect("this process has a parent");
+        assert_eq!(
+            parent_pid,
+            rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+        );
+        assert!(descends_from(me, me));
+        assert!(descends_from(me, parent_pid));
+        assert!(!descends_from(parent_pid, me));
+        assert!(!descends_from(me, u32::MAX), "no such process");
+        assert!(fds_left().is_some_and(|left| left > 0));
+    }
 }

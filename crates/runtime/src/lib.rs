@@ -197,6 +197,7 @@ impl Fleet {
                 true,
             ),
         };
+        raise_fd_limit();
         let socket = make_socket(&socket_dir)?;
         let listener = UnixListener::bind(&socket).map_err(|source| Error::Socket {
             dir: socket_dir.clone(),
@@ -407,6 +408,26 @@ impl Fleet {
         }
         tracing::info!("stopped");
         report
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit: a fleet holds a
+/// few per worker (its pipes and connection) and its sockets.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum) {
+        if current < maximum {
+            let raised = Rlimit {
+                current: Some(maximum),
+                maximum: Some(maximum),
+            };
+            if let Err(e) = setrlimit(Resource::Nofile, raised) {
+                tracing::debug!(
+                    "cannot raise the open files limit from {current} to {maximum}: {e}"
+                );
+            }
+        }
     }
 }
 

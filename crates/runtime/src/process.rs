@@ -75,7 +75,7 @@ async fn relay<R: tokio::io::AsyncBufRead + Unpin>(
     worker: u32,
     stream: &'static str,
 ) {
-    let mut budget = LineBudget::new(tokio::time::Instant::now());
+    let mut budget = LogBudget::new(tokio::time::Instant::now(), LINE_BURST, LINES_PER_SECOND);
     relay_lines(reader, |line| {
         match budget.take(tokio::time::Instant::now()) {
             Take::Log { dropped } => report_dropped(&bot, worker, stream, dropped),
@@ -159,9 +159,12 @@ const LINE_BURST: f64 = 200.0;
 /// ...refilled at this many a second.
 const LINES_PER_SECOND: f64 = 100.0;
 
-/// A token bucket of log lines for one stream of one worker.
+/// A token bucket of log lines: one stream of one worker, or the worker
+/// socket's refusals.
 #[derive(Debug)]
-struct LineBudget {
+pub(crate) struct LogBudget {
+    burst: f64,
+    per_second: f64,
     tokens: f64,
     at: tokio::time::Instant,
     /// Lines dropped since the last one logged.
@@ -170,23 +173,27 @@ struct LineBudget {
 
 /// Whether a line is logged, and how many were dropped before it.
 #[derive(Debug, PartialEq, Eq)]
-enum Take {
+pub(crate) enum Take {
     Log { dropped: u64 },
     Drop,
 }
 
-impl LineBudget {
-    fn new(now: tokio::time::Instant) -> LineBudget {
-        LineBudget {
-            tokens: LINE_BURST,
+impl LogBudget {
+    /// A burst of `burst` lines, refilled at `per_second`.
+    pub(crate) fn new(now: tokio::time::Instant, burst: f64, per_second: f64) -> LogBudget {
+        LogBudget {
+            burst,
+            per_second,
+            tokens: burst,
             at: now,
             dropped: 0,
         }
     }
 
-    fn take(&mut self, now: tokio::time::Instant) -> Take {
+    /// Whether a line may be logged at `now`.
+    pub(crate) fn take(&mut self, now: tokio::time::Instant) -> Take {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * LINES_PER_SECOND).min(LINE_BURST);
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -291,7 +298,7 @@ mod tests {
     #[test]
     fn a_burst_is_logged_then_lines_are_dropped_and_counted() {
         let t0 = tokio::time::Instant::now();
-        let mut budget = LineBudget::new(t0);
+        let mut budget = LogBudget::new(t0, LINE_BURST, LINES_PER_SECOND);
         for _ in 0..200 {
             assert_eq!(budget.take(t0), Take::Log { dropped: 0 });
         }

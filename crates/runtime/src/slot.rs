@@ -26,6 +26,8 @@ pub(crate) struct SlotShared {
     pub(crate) kill: Notify,
     /// The running process's id (0 when none).
     pub(crate) pid: std::sync::atomic::AtomicU32,
+    /// The worker's live connection (0 when none): one at a time.
+    pub(crate) conn: std::sync::atomic::AtomicU64,
 }
 
 /// Why a worker process ended.

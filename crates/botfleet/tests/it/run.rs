@@ -255,3 +255,167 @@ async fn v_shows_info_and_q_hides_warnings() {
         }
     }
 }
+
+/// The resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// An emulator with bot `echo_bot` and users 1..=`users`, and a fleet file
+/// in a fresh `dir` whose one worker runs `sh -c SCRIPT` with the Python
+/// worker as `$0`.
+async fn echo_fleet(name: &str, users: i64, script: &str) -> (Emulator, std::path::PathBuf) {
+    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    e.add_bot(TOKEN, "echo_bot").unwrap();
+    for u in 1..=users {
+        e.add_user(u, "user");
+    }
+    let dir = scratch(name);
+    let file = FleetFile::new().telegram_api(e.base_url()).bot(
+        BotFile::new("echo", TOKEN)
+            .workers(1, 1)
+            .command("sh", ["-c", script, &python_worker()]),
+    );
+    std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
+    (e, dir)
+}
+
+/// Waits for chat `chat`'s answer to `text`.
+async fn answered(e: &Emulator, dir: &std::path::Path, chat: i64, text: &str) {
+    e.inject_message(TOKEN, chat, chat, text).unwrap();
+    let want = format!("echo {text}");
+    assert!(
+        until(Duration::from_secs(30), || replies(e, chat).contains(&want)).await,
+        "no answer to {text:?}: {}",
+        log(dir, "stderr.log")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_printing_a_10_mb_line_and_bad_bytes_keeps_working_in_bounded_memory() {
+    // Before it starts, the worker prints a 10 MB line and bytes that are
+    // not UTF-8, then goes on printing while it works.
+    let script = r#"{ head -c 10000000 /dev/zero | tr '\0' y; printf '\n\377\376 after\n'; } >&2; exec python3 "$0""#;
+    let (e, dir) = echo_fleet("run-big-line", 2, script).await;
+    let mut supervisor = start(&dir);
+    answered(&e, &dir, 1, "#1").await;
+    let stderr = log(&dir, "stderr.log");
+    // The line is cut, said so, and the bad bytes are replaced.
+    assert!(
+        stderr.contains("[line cut: 9983616 more bytes]"),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+    assert!(
+        stderr.contains("\u{fffd}\u{fffd} after"),
+        "{}",
+        &stderr[stderr.len().saturating_sub(3000)..]
+    );
+    // Its memory: the relay kept 16 KiB of the line, not 10 MB.
+    let held = rss(supervisor.id());
+    assert!(held < 40 << 20, "the supervisor holds {} MiB", held >> 20);
+    answered(&e, &dir, 2, "#2").await;
+    terminate(&supervisor);
+    assert!(supervisor.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_announcing_16_mib_frames_leave_the_supervisor_memory_bounded() {
+    use std::io::Write;
+    let (e, dir) = echo_fleet("run-big-frames", 1, r#"exec python3 "$0""#).await;
+    let mut supervisor = start_with(&dir, &["--socket-dir", "sock"]);
+    answered(&e, &dir, 1, "#1").await;
+    let before = rss(supervisor.id());
+    // 20 connections each announce a 16 MiB frame and send one byte; 20
+    // more announce a frame a hello could be and send one byte.
+    let mut held = Vec::new();
+    for announced in [16u32 << 20, 4000] {
+        for _ in 0..20 {
+            let mut c =
+                std::os::unix::net::UnixStream::connect(dir.join("sock/supervisor.sock")).unwrap();
+            c.write_all(&announced.to_be_bytes()).unwrap();
+            c.write_all(&[2]).unwrap();
+            held.push(c);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss(supervisor.id());
+    assert!(
+        after < before + (16 << 20),
+        "the supervisor went from {} to {} MiB",
+        before >> 20,
+        after >> 20
+    );
+    answered(&e, &dir, 1, "#2").await;
+    let stderr = log(&dir, "stderr.log");
+    assert!(stderr.contains("reason=\"bad_frame\""), "{stderr}");
+    drop(held);
+    terminate(&supervisor);
+    assert!(supervisor.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_descriptor_starved_supervisor_still_restarts_a_killed_worker() {
+    let (e, dir) = echo_fleet("run-no-fds", 2, r#"exec python3 "$0""#).await;
+    // The supervisor may open 256 files, and 400 idle connections knock.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "integration tests run the real binary"
+    )]
+    let mut command = std::process::Command::new("sh");
+    command
+        .args([
+            "-c",
+            r#"ulimit -n 256 && exec "$0" run fleet.toml --data-dir data --socket-dir sock"#,
+            env!("CARGO_BIN_EXE_botfleet"),
+        ])
+        .current_dir(&dir)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap());
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    let mut supervisor = command.spawn().unwrap();
+    answered(&e, &dir, 1, "#1").await;
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        match std::os::unix::net::UnixStream::connect(dir.join("sock/supervisor.sock")) {
+            Ok(c) => idle.push(c),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill the worker: its replacement needs pipes and a connection.
+    let worker: i32 = std::fs::read_dir(format!("/proc/{}/task", supervisor.id()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("children")).ok())
+        .find_map(|c| c.split_whitespace().next().map(|p| p.parse().unwrap()))
+        .expect("the worker process");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(worker).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    answered(&e, &dir, 2, "#2").await;
+    assert!(
+        supervisor.try_wait().unwrap().is_none(),
+        "the fleet stopped"
+    );
+    let stderr = log(&dir, "stderr.log");
+    assert!(
+        stderr.contains("refused a connection to the worker socket"),
+        "{stderr}"
+    );
+    drop(idle);
+    terminate(&supervisor);
+    assert!(supervisor.wait().unwrap().success());
+}

@@ -366,3 +366,33 @@ async fn a_read_dropped_mid_frame_loses_nothing() {
     assert_eq!(encoding, Encoding::Binary);
     assert_eq!(messages, sent);
 }
+
+/// A peer that announces a large frame and sends little costs the reader
+/// what it sent, not what it announced; a large frame's buffer is given
+/// back after it.
+#[tokio::test]
+async fn the_buffer_grows_with_the_bytes_not_the_announced_length() {
+    let (mut a, b) = tokio::io::duplex(1 << 20);
+    let mut r = FrameReader::new(b);
+    a.write_all(&(16u32 << 20).to_be_bytes()).await.unwrap();
+    a.write_all(&[2]).await.unwrap();
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(20), r.read()).await;
+    assert!(gave_up.is_err(), "the frame is not complete yet");
+    assert!(r.buffered() <= 64 << 10, "{} bytes held", r.buffered());
+    // A real 3 MiB frame is read whole; the next small one frees its buffer.
+    let (mut a, b) = tokio::io::duplex(1 << 20);
+    let mut r = FrameReader::new(b);
+    let big = Message::Error {
+        code: 2,
+        message: "x".repeat(3 << 20),
+    };
+    let mut frame = Vec::new();
+    encode_frame(Encoding::Json, std::slice::from_ref(&big), &mut frame);
+    encode_frame(Encoding::Json, &[Message::Ready], &mut frame);
+    let writer = tokio::spawn(async move { a.write_all(&frame).await.unwrap() });
+    assert_eq!(r.read().await.unwrap().unwrap().1, [big]);
+    assert!(r.buffered() >= 3 << 20);
+    assert_eq!(r.read().await.unwrap().unwrap().1, [Message::Ready]);
+    assert!(r.buffered() < 1 << 20, "{} bytes kept", r.buffered());
+    writer.await.unwrap();
+}

@@ -643,3 +643,111 @@ async fn a_worker_printing_garbage_keeps_running() {
     let s = &report.bots[0];
     assert_eq!((s.acked, s.failed, s.restarts), (5, 0, 0), "{s:?}");
 }
+
+/// Sends `hello` on a new connection and returns the supervisor's answer.
+async fn hello_answer(socket: &std::path::Path, hello: Hello) -> Vec<Message> {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut frame = Vec::new();
+    encode_frame(Encoding::Binary, &[Message::Hello(hello)], &mut frame);
+    write.write_all(&frame).await.unwrap();
+    let mut reader = FrameReader::new(read);
+    let answer = reader.read().await.unwrap().unwrap().1;
+    assert_eq!(reader.read().await.unwrap(), None, "then closed");
+    answer
+}
+
+fn refused_with(answer: &[Message], code: u16, words: &str) -> bool {
+    matches!(answer, [Message::Error { code: c, message }] if *c == code && message.contains(words))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impostor_is_refused_and_the_real_worker_keeps_its_updates() {
+    let e = emulator(40).await;
+    let dir = TempDir::new("runtime").unwrap();
+    // A shell starts two copies of the worker under one slot: both are the
+    // slot's descendants and name its worker id; one connection per id.
+    let script = r#"BOTFLEET_TEST_START_DELAY_MS=300 "$0" & exec "$0""#;
+    let file = fleet_file(&e, "echo", 1, |b| {
+        b.command("sh", ["-c", script, &test_worker().display().to_string()])
+    });
+    let fleet = start(&file.parse().unwrap(), &dir).await;
+    e.inject_message(TOKEN, 1, 1, "#0").unwrap();
+    assert!(until(Duration::from_secs(30), || replies(&e, 1) == ["echo #0"]).await);
+    let (_, id, pid) = fleet.workers()[0];
+    let hello = |pid: u32, bot: &str| Hello {
+        version: 1,
+        worker_id: id,
+        pid,
+        bot: bot.into(),
+        capabilities: vec![],
+    };
+    // The worker's id and pid, from another process: the peer credentials
+    // tell.
+    let answer = hello_answer(fleet.socket(), hello(pid, "echo")).await;
+    assert!(
+        refused_with(&answer, error_codes::NOT_THE_WORKER, "but process"),
+        "{answer:?}"
+    );
+    // Its own pid: not a process the supervisor started.
+    let answer = hello_answer(fleet.socket(), hello(std::process::id(), "echo")).await;
+    assert!(
+        refused_with(
+            &answer,
+            error_codes::NOT_THE_WORKER,
+            "nor one of its descendants"
+        ),
+        "{answer:?}"
+    );
+    let answer = hello_answer(fleet.socket(), hello(std::process::id(), "other")).await;
+    assert!(
+        refused_with(&answer, error_codes::NOT_THE_WORKER, "not of \"other\""),
+        "{answer:?}"
+    );
+    // The real worker got every update and answered it.
+    for chat in 1..=40 {
+        e.inject_message(TOKEN, chat, chat, "#1").unwrap();
+    }
+    assert!(
+        until(Duration::from_secs(30), || (1..=40)
+            .all(|c| replies(&e, c).contains(&"echo #1".to_owned())))
+        .await,
+        "unanswered: {:?}",
+        (1..=40)
+            .filter(|&c| !replies(&e, c).contains(&"echo #1".to_owned()))
+            .collect::<Vec<_>>()
+    );
+    let report = fleet.shutdown().await;
+    let s = &report.bots[0];
+    // The second copy was refused (already connected) and exited; the
+    // first kept the slot.
+    assert_eq!((s.acked, s.failed, s.restarts), (41, 0, 0), "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_dropped_after_the_handshake_deadline() {
+    let e = emulator(1).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let fleet = start(&config(&e, "echo", 1), &dir).await;
+    let stream = tokio::net::UnixStream::connect(fleet.socket())
+        .await
+        .unwrap();
+    let began = tokio::time::Instant::now();
+    let mut reader = FrameReader::new(stream);
+    let answer = tokio::time::timeout(Duration::from_secs(10), reader.read())
+        .await
+        .expect("answered within the deadline")
+        .unwrap()
+        .unwrap()
+        .1;
+    assert!(
+        refused_with(&answer, error_codes::TOO_SLOW, "no hello within"),
+        "{answer:?}"
+    );
+    assert!(
+        began.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
+    fleet.shutdown().await;
+}
