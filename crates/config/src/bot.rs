@@ -17,7 +17,7 @@ pub const MAX_BOT_NAME: usize = 32;
 pub const DEFAULT_WEBHOOK_LISTEN: &str = "127.0.0.1:8443";
 
 /// One bot of the fleet.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct BotConfig {
     /// A short name: metric label, Redis key prefix, log field.
@@ -62,7 +62,7 @@ impl IngestMode {
 }
 
 /// A Telegram bot token, `<bot id>:<35 characters>`. Never printed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct BotToken {
     token: Secret<String>,
     bot_id: u64,
@@ -120,7 +120,7 @@ impl BotToken {
 }
 
 /// `[bot.webhook]`: where Telegram delivers updates in webhook mode.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct WebhookConfig {
     /// The public HTTPS URL given to `setWebhook`.
@@ -133,7 +133,7 @@ pub struct WebhookConfig {
 }
 
 /// `[bot.worker]`: the program that handles this bot's updates.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct WorkerConfig {
     /// The program to run (a path, or a name looked up on `PATH`).
@@ -146,7 +146,7 @@ pub struct WorkerConfig {
 
 /// An argument or environment value of a worker, with whether it may be a
 /// secret (it came from `${VAR}`, or its variable name looks like one).
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct WorkerValue {
     value: String,
     sensitive: bool,

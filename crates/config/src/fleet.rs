@@ -20,7 +20,7 @@ use crate::tree;
 /// Secrets (tokens, passwords, webhook secrets) are held in types that never
 /// print them; [`FleetConfig::to_redacted_toml`] shows the whole resolved
 /// configuration safely.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct FleetConfig {
     /// The preset family every section derives its defaults from.

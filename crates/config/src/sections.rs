@@ -10,7 +10,7 @@ use crate::secret::{Secret, redact_url, url_password};
 pub const DEFAULT_MONITOR_BIND: &str = "127.0.0.1:8001";
 
 /// `[database]`: where the fleet's data lives.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct DatabaseConfig {
     /// `database.url`; `None` means the embedded SQLite database (allowed in
@@ -33,7 +33,7 @@ pub enum Backend {
 
 /// A database URL. It may hold a password, so it is a [`Secret`]; use
 /// [`DatabaseUrl::redacted`] to print it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DatabaseUrl {
     url: Secret<String>,
     backend: Backend,
@@ -95,7 +95,7 @@ pub(crate) fn database(
 
 /// `[redis]`: the shared L2 cache, invalidation bus and cross-pod limiter.
 /// Without this section, each process uses its in-process fallback.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct RedisConfig {
     url: Secret<String>,
@@ -150,7 +150,7 @@ pub(crate) fn redis(cx: &mut Ctx<'_>, mut t: Table<'_>) -> Option<RedisConfig> {
 }
 
 /// `[monitor]`: the metrics API and dashboard.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct MonitorConfig {
     /// Where the HTTP API and dashboard listen.

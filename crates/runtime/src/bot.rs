@@ -133,7 +133,8 @@ pub(crate) struct BotCtx {
     pub(crate) config: botfleet_config::BotConfig,
     pub(crate) client: Client,
     pub(crate) events: mpsc::UnboundedSender<Event>,
-    pub(crate) spec: Spec,
+    /// How its workers are started; a reload that changes it rolls them.
+    pub(crate) spec: parking_lot::Mutex<Spec>,
     /// Set while the bot is failed (its restart intensity was exceeded):
     /// its workers wait for the bot's retry ([`crate::slot::Failure`]).
     pub(crate) failed: AtomicBool,

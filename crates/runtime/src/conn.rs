@@ -416,6 +416,7 @@ async fn serve(
                 for m in messages {
                     match m {
                         Message::Ready => {
+                            slot.is_ready.store(true, Ordering::SeqCst);
                             slot.ready.notify_one();
                             bot.send(Event::Ready { worker, conn });
                         }
@@ -466,6 +467,7 @@ async fn serve(
             }
         }
     }
+    slot.is_ready.store(false, Ordering::SeqCst);
     bot.send(Event::Gone { worker, conn });
     // The worker may connect again (a replacement under the same id).
     let _ = slot

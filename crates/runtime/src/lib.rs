@@ -117,16 +117,17 @@ pub struct Report {
 
 /// A running fleet.
 pub struct Fleet {
-    bots: Vec<Arc<BotCtx>>,
+    bots: Vec<BotRun>,
+    /// The configuration in force (what a reload compares with).
+    config: FleetConfig,
+    /// The database URL and pool sizes workers get.
+    database_url: Option<String>,
+    pool_sizes: HashMap<String, u32>,
+    options: RunOptions,
     /// Told when any bot is marked failed.
     failed_notify: Arc<Notify>,
     registry: Registry,
     socket: PathBuf,
-    stop_ingest: watch::Sender<bool>,
-    stop_slots: watch::Sender<bool>,
-    ingests: Vec<(Arc<BotCtx>, JoinHandle<i64>)>,
-    webhooks: Vec<JoinHandle<()>>,
-    slots: Vec<JoinHandle<()>>,
     accept: JoinHandle<()>,
     socket_dir: PathBuf,
     owns_socket_dir: bool,
@@ -137,11 +138,51 @@ impl std::fmt::Debug for Fleet {
         f.debug_struct("Fleet")
             .field(
                 "bots",
-                &self.bots.iter().map(|b| &b.name).collect::<Vec<_>>(),
+                &self.bots.iter().map(|b| &b.ctx.name).collect::<Vec<_>>(),
             )
             .field("socket_dir", &self.socket_dir)
             .finish_non_exhaustive()
     }
+}
+
+/// One running bot: what it shares, and the tasks that serve it.
+struct BotRun {
+    ctx: Arc<BotCtx>,
+    stop_ingest: watch::Sender<bool>,
+    stop_slots: watch::Sender<bool>,
+    ingest: Ingest,
+    /// The autoscaler, which owns the worker slots.
+    scaler: JoinHandle<()>,
+    /// Asks the autoscaler to roll the workers onto a new spec.
+    roll: mpsc::UnboundedSender<scale::Roll>,
+}
+
+/// A bot's ingest task.
+enum Ingest {
+    /// Long polling; returns the offset to confirm.
+    Poll(JoinHandle<i64>),
+    /// The webhook endpoint.
+    Webhook(JoinHandle<()>),
+}
+
+/// What [`Fleet::reload`] did, bot by bot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reloaded {
+    /// Bots started.
+    pub added: Vec<String>,
+    /// Bots drained and stopped.
+    pub removed: Vec<String>,
+    /// Bots whose workers were replaced one by one (a new command, args
+    /// or environment).
+    pub rolled: Vec<String>,
+    /// Bots stopped and started again (another token, mode, or supervision
+    /// setting).
+    pub restarted: Vec<String>,
+    /// What could not be done: bots that did not start, rolls given up.
+    pub problems: Vec<String>,
+    /// Sections that changed but apply only at the next start.
+    pub not_applied: Vec<&'static str>,
 }
 
 static NEXT_WORKER: AtomicU64 = AtomicU64::new(1);
@@ -205,92 +246,109 @@ impl Fleet {
         })?;
         let (database_url, pool_sizes) = database_plan(config, &options).await?;
         let registry: Registry = Arc::new(Mutex::new(HashMap::new()));
-        let (stop_ingest, ingest_rx) = watch::channel(false);
-        let (stop_slots, slots_rx) = watch::channel(false);
-        let failed_notify = Arc::new(Notify::new());
-        let mut bots = Vec::new();
-        let mut ingests = Vec::new();
-        let mut webhooks = Vec::new();
-        let mut slots = Vec::new();
-        for bot in &config.bots {
-            let client = Client::builder(bot.token.expose())
-                .config(&config.telegram)
-                .bot(bot.name.clone())
-                .build()
-                .map_err(|source| Error::Client {
-                    bot: bot.name.clone(),
-                    source,
-                })?;
-            let env = worker_env(
-                bot,
-                &socket,
-                database_url.as_deref(),
-                config.redis.as_ref(),
-                pool_sizes.get(&bot.name).copied(),
-            );
-            let spec = process::Spec {
-                program: bot.worker.command.clone(),
-                args: bot
-                    .worker
-                    .args
-                    .iter()
-                    .map(|a| a.value().to_owned())
-                    .collect(),
-                env,
-            };
-            let (events, rx) = mpsc::unbounded_channel();
-            let ctx = Arc::new(BotCtx {
-                name: bot.name.clone(),
-                config: bot.clone(),
-                client,
-                events,
-                spec,
-                failed: AtomicBool::new(false),
-                failure: Mutex::default(),
-                restarts: AtomicU64::new(0),
-                failed_notify: failed_notify.clone(),
-                full_polls: AtomicU64::new(0),
-            });
-            tokio::spawn(bot::actor(ctx.clone(), rx));
-            // The bot's autoscaler owns its worker slots.
-            slots.push(tokio::spawn(scale::run(
-                ctx.clone(),
-                registry.clone(),
-                slots_rx.clone(),
-            )));
-            let grace = bot.supervision.shutdown_grace;
-            match bot.mode {
-                botfleet_config::IngestMode::Webhook => {
-                    let server = ingest::webhook(ctx.clone(), ingest_rx.clone(), grace)
-                        .await
-                        .map_err(|e| Error::Webhook {
-                            bot: bot.name.clone(),
-                            message: e.to_string(),
-                        })?;
-                    webhooks.push(server);
-                }
-                _ => ingests.push((
-                    ctx.clone(),
-                    tokio::spawn(ingest::poll(ctx.clone(), ingest_rx.clone(), grace)),
-                )),
-            }
-            bots.push(ctx);
-        }
         let accept = tokio::spawn(conn::accept(listener, registry.clone()));
-        tracing::info!(bots = bots.len(), socket = %socket.display(), "fleet started");
-        Ok(Fleet {
-            bots,
-            failed_notify,
+        let mut fleet = Fleet {
+            bots: Vec::new(),
+            config: config.clone(),
+            database_url,
+            pool_sizes,
+            options,
+            failed_notify: Arc::new(Notify::new()),
             registry,
             socket,
-            stop_ingest,
-            stop_slots,
-            ingests,
-            webhooks,
-            slots,
             accept,
             socket_dir,
             owns_socket_dir,
+        };
+        for bot in &config.bots {
+            match fleet.start_bot(bot).await {
+                Ok(run) => fleet.bots.push(run),
+                Err(e) => {
+                    // What started stops in order before the error.
+                    fleet.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+        tracing::info!(bots = fleet.bots.len(), socket = %fleet.socket.display(), "fleet started");
+        Ok(fleet)
+    }
+
+    /// The worker process spec of `bot` under the current plan.
+    fn spec(&self, bot: &botfleet_config::BotConfig) -> process::Spec {
+        process::Spec {
+            program: bot.worker.command.clone(),
+            args: bot
+                .worker
+                .args
+                .iter()
+                .map(|a| a.value().to_owned())
+                .collect(),
+            env: worker_env(
+                bot,
+                &self.socket,
+                self.database_url.as_deref(),
+                self.config.redis.as_ref(),
+                self.pool_sizes.get(&bot.name).copied(),
+            ),
+        }
+    }
+
+    /// Starts one bot: its client, actor, autoscaler (which starts its
+    /// workers) and ingest.
+    async fn start_bot(&self, bot: &botfleet_config::BotConfig) -> Result<BotRun, Error> {
+        let client = Client::builder(bot.token.expose())
+            .config(&self.config.telegram)
+            .bot(bot.name.clone())
+            .build()
+            .map_err(|source| Error::Client {
+                bot: bot.name.clone(),
+                source,
+            })?;
+        let (events, rx) = mpsc::unbounded_channel();
+        let ctx = Arc::new(BotCtx {
+            name: bot.name.clone(),
+            config: bot.clone(),
+            client,
+            events,
+            spec: Mutex::new(self.spec(bot)),
+            failed: AtomicBool::new(false),
+            failure: Mutex::default(),
+            restarts: AtomicU64::new(0),
+            failed_notify: self.failed_notify.clone(),
+            full_polls: AtomicU64::new(0),
+        });
+        tokio::spawn(bot::actor(ctx.clone(), rx));
+        let (stop_ingest, ingest_rx) = watch::channel(false);
+        let (stop_slots, slots_rx) = watch::channel(false);
+        let (roll, rolls) = mpsc::unbounded_channel();
+        let grace = bot.supervision.shutdown_grace;
+        let ingest = match bot.mode {
+            botfleet_config::IngestMode::Webhook => {
+                let server = ingest::webhook(ctx.clone(), ingest_rx, grace)
+                    .await
+                    .map_err(|e| Error::Webhook {
+                        bot: bot.name.clone(),
+                        message: e.to_string(),
+                    })?;
+                Ingest::Webhook(server)
+            }
+            _ => Ingest::Poll(tokio::spawn(ingest::poll(ctx.clone(), ingest_rx, grace))),
+        };
+        // The bot's autoscaler owns its worker slots.
+        let scaler = tokio::spawn(scale::run(
+            ctx.clone(),
+            self.registry.clone(),
+            slots_rx,
+            rolls,
+        ));
+        Ok(BotRun {
+            ctx,
+            stop_ingest,
+            stop_slots,
+            ingest,
+            scaler,
+            roll,
         })
     }
 
@@ -320,9 +378,9 @@ impl Fleet {
     /// Each bot's status now.
     pub async fn status(&self) -> Vec<Status> {
         let mut out = Vec::new();
-        for bot in &self.bots {
+        for run in &self.bots {
             let (tx, rx) = oneshot::channel();
-            bot.send(Event::Status(tx));
+            run.ctx.send(Event::Status(tx));
             if let Ok(s) = rx.await {
                 out.push(s);
             }
@@ -335,8 +393,8 @@ impl Fleet {
     pub fn failed_bots(&self) -> Vec<String> {
         self.bots
             .iter()
-            .filter(|b| b.failed.load(std::sync::atomic::Ordering::SeqCst))
-            .map(|b| b.name.clone())
+            .filter(|b| b.ctx.failed.load(std::sync::atomic::Ordering::SeqCst))
+            .map(|b| b.ctx.name.clone())
             .collect()
     }
 
@@ -350,65 +408,183 @@ impl Fleet {
             if let Some(b) = self
                 .bots
                 .iter()
-                .find(|b| b.failed.load(std::sync::atomic::Ordering::SeqCst))
+                .find(|b| b.ctx.failed.load(std::sync::atomic::Ordering::SeqCst))
             {
-                return b.name.clone();
+                return b.ctx.name.clone();
             }
             notified.await;
         }
+    }
+
+    /// Applies `new` to the running fleet: bots that are new start, bots
+    /// that are gone drain and stop, a bot whose worker command, arguments
+    /// or environment changed has its workers replaced one at a time
+    /// (each new one ready before an old one leaves, when `max_workers`
+    /// allows; an old one drained before it stops), and a bot with another
+    /// token, mode or supervision setting is stopped and started again.
+    /// Nothing is lost: a stopping bot's ingest confirms only what was
+    /// acked. Changes outside `[[bot]]` apply at the next start.
+    pub async fn reload(&mut self, new: &FleetConfig) -> Reloaded {
+        let mut done = Reloaded::default();
+        let old = &self.config;
+        let sections: [(&'static str, bool); 6] = [
+            ("environment", old.environment != new.environment),
+            ("[database]", old.database != new.database),
+            ("[redis]", old.redis != new.redis),
+            ("[monitor]", old.monitor != new.monitor),
+            ("[cache]", old.cache != new.cache),
+            ("[telegram]", old.telegram != new.telegram),
+        ];
+        done.not_applied = sections
+            .into_iter()
+            .filter_map(|(name, changed)| changed.then_some(name))
+            .collect();
+        // Pool sizes for the new set of bots; an unreachable database keeps
+        // the sizes planned before (new bots get the preset's).
+        match database_plan(new, &self.options).await {
+            Ok((_, sizes)) => self.pool_sizes = sizes,
+            Err(e) => done.problems.push(format!(
+                "the connection budget was not planned again ({e}); pool sizes stay as they were"
+            )),
+        }
+        let mut runs: HashMap<String, BotRun> = std::mem::take(&mut self.bots)
+            .into_iter()
+            .map(|r| (r.ctx.name.clone(), r))
+            .collect();
+        // Gone, or changed beyond the worker spec: stopped first, so a
+        // restarted bot's token has one consumer at a time.
+        let mut stopping = Vec::new();
+        for (name, run) in std::mem::take(&mut runs) {
+            match new.bots.iter().find(|b| b.name == name) {
+                None => {
+                    done.removed.push(name);
+                    stopping.push(run);
+                }
+                Some(b) if !same_but_worker(&run.ctx.config, b) => {
+                    done.restarted.push(name);
+                    stopping.push(run);
+                }
+                Some(_) => {
+                    runs.insert(name, run);
+                }
+            }
+        }
+        stop_bots(stopping).await;
+        // Only the bots change; the rest applies at the next start.
+        self.config.bots = new.bots.clone();
+        for bot in &new.bots {
+            match runs.remove(&bot.name) {
+                Some(run) => {
+                    let spec = self.spec(bot);
+                    if *run.ctx.spec.lock() != spec {
+                        let (tx, rx) = oneshot::channel();
+                        let _ = run.roll.send(scale::Roll { spec, done: tx });
+                        match rx.await {
+                            Ok(Ok(())) => done.rolled.push(bot.name.clone()),
+                            Ok(Err(e)) => done.problems.push(format!("bot {}: {e}", bot.name)),
+                            Err(_) => done
+                                .problems
+                                .push(format!("bot {}: its autoscaler is gone", bot.name)),
+                        }
+                    }
+                    self.bots.push(run);
+                }
+                None => match self.start_bot(bot).await {
+                    Ok(run) => {
+                        if !done.restarted.contains(&bot.name) {
+                            done.added.push(bot.name.clone());
+                        }
+                        self.bots.push(run);
+                    }
+                    Err(e) => done
+                        .problems
+                        .push(format!("bot {} did not start: {e}", bot.name)),
+                },
+            }
+        }
+        done
     }
 
     /// Stops the fleet without losing an update: ingest stops (the batch in
     /// hand gets the grace period to be acked) and the offset is confirmed;
     /// workers are told to drain, then to shut down; a worker still running
     /// after the grace period gets SIGTERM, and SIGKILL after another.
-    pub async fn shutdown(self) -> Report {
-        tracing::info!("stopping: ingest first");
-        let _ = self.stop_ingest.send(true);
-        for (bot, task) in self.ingests {
-            if let Ok(offset) = task.await {
-                ingest::confirm(&bot, offset).await;
-            }
-        }
-        for server in self.webhooks {
-            let _ = server.await;
-        }
-        let grace = self
-            .bots
-            .iter()
-            .map(|b| b.config.supervision.shutdown_grace)
-            .max()
-            .unwrap_or(Duration::from_secs(10));
-        tracing::info!("draining the workers");
-        let mut drains = Vec::new();
-        for bot in &self.bots {
-            let (tx, rx) = oneshot::channel();
-            bot.send(Event::Drain(tx));
-            drains.push(rx);
-        }
-        for rx in drains {
-            let _ = tokio::time::timeout(grace, rx).await;
-        }
-        let mut report = Report::default();
-        for bot in &self.bots {
-            let (tx, rx) = oneshot::channel();
-            bot.send(Event::Status(tx));
-            if let Ok(s) = rx.await {
-                report.bots.push(s);
-            }
-            bot.send(Event::Shutdown);
-        }
-        let _ = self.stop_slots.send(true);
-        for slot in self.slots {
-            let _ = slot.await;
-        }
+    pub async fn shutdown(mut self) -> Report {
+        let bots = stop_bots(std::mem::take(&mut self.bots)).await;
         self.accept.abort();
         if self.owns_socket_dir {
             let _ = std::fs::remove_dir_all(&self.socket_dir);
         }
         tracing::info!("stopped");
-        report
+        Report { bots }
     }
+}
+
+/// Whether `a` and `b` differ at most in their worker spec (command,
+/// arguments, environment): a roll of the workers applies the change.
+fn same_but_worker(a: &botfleet_config::BotConfig, b: &botfleet_config::BotConfig) -> bool {
+    let mut b = b.clone();
+    b.worker = a.worker.clone();
+    *a == b
+}
+
+/// Stops `runs` in order, without losing an update: ingest first (the batch
+/// in hand gets the grace period to be acked, then its offset is
+/// confirmed), then the workers drain, then they are shut down and their
+/// slots stopped. Returns each bot's final status.
+async fn stop_bots(runs: Vec<BotRun>) -> Vec<Status> {
+    if runs.is_empty() {
+        return Vec::new();
+    }
+    tracing::info!("stopping ingest");
+    for run in &runs {
+        let _ = run.stop_ingest.send(true);
+    }
+    let mut rest = Vec::new();
+    for run in runs {
+        match run.ingest {
+            Ingest::Poll(task) => {
+                if let Ok(offset) = task.await {
+                    ingest::confirm(&run.ctx, offset).await;
+                }
+            }
+            Ingest::Webhook(server) => {
+                let _ = server.await;
+            }
+        }
+        rest.push((run.ctx, run.stop_slots, run.scaler));
+    }
+    let grace = rest
+        .iter()
+        .map(|(ctx, _, _)| ctx.config.supervision.shutdown_grace)
+        .max()
+        .unwrap_or(Duration::from_secs(10));
+    tracing::info!("draining the workers");
+    let mut drains = Vec::new();
+    for (ctx, _, _) in &rest {
+        let (tx, rx) = oneshot::channel();
+        ctx.send(Event::Drain(tx));
+        drains.push(rx);
+    }
+    for rx in drains {
+        let _ = tokio::time::timeout(grace, rx).await;
+    }
+    let mut statuses = Vec::new();
+    for (ctx, _, _) in &rest {
+        let (tx, rx) = oneshot::channel();
+        ctx.send(Event::Status(tx));
+        if let Ok(s) = rx.await {
+            statuses.push(s);
+        }
+        ctx.send(Event::Shutdown);
+    }
+    for (_, stop, _) in &rest {
+        let _ = stop.send(true);
+    }
+    for (_, _, scaler) in rest {
+        let _ = scaler.await;
+    }
+    statuses
 }
 
 /// Raises the soft limit of open files to the hard limit: a fleet holds a

@@ -16,12 +16,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::bot::{BotCtx, Event, Load};
 use crate::conn::Registry;
+use crate::process::Spec;
 use crate::slot::{self, SlotShared};
 
 /// HPA's tolerance: a ratio within 10 % of 1 changes nothing.
@@ -29,12 +30,26 @@ const TOLERANCE: f64 = 0.1;
 
 struct Slot {
     id: u32,
+    shared: Arc<SlotShared>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
-/// Runs `bot`'s slots until `stop` turns true, then stops them all.
-pub(crate) async fn run(bot: Arc<BotCtx>, registry: Registry, mut stop: watch::Receiver<bool>) {
+/// A reload's ask: replace the bot's workers with workers of `spec`, one
+/// at a time; `done` says how it went.
+pub(crate) struct Roll {
+    pub(crate) spec: Spec,
+    pub(crate) done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Runs `bot`'s slots until `stop` turns true, then stops them all. Between
+/// its ticks it carries out the rolls it is asked for.
+pub(crate) async fn run(
+    bot: Arc<BotCtx>,
+    registry: Registry,
+    mut stop: watch::Receiver<bool>,
+    mut rolls: mpsc::UnboundedReceiver<Roll>,
+) {
     let config = bot.config.clone();
     let s = config.supervision.scaling.clone();
     let mut slots: Vec<Slot> = (0..config.min_workers)
@@ -49,6 +64,12 @@ pub(crate) async fn run(bot: Arc<BotCtx>, registry: Registry, mut stop: watch::R
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => break,
+            Some(asked) = rolls.recv() => {
+                let outcome = roll(&bot, &registry, &mut slots, asked.spec, &mut stop).await;
+                let _ = asked.done.send(outcome);
+                low_since = None;
+                continue;
+            }
         }
         if *stop.borrow() {
             break;
@@ -141,8 +162,97 @@ fn start(bot: &Arc<BotCtx>, registry: &Registry) -> Slot {
     let shared = Arc::new(SlotShared::default());
     registry.lock().insert(id, (bot.clone(), shared.clone()));
     let (stop, rx) = watch::channel(false);
-    let task = tokio::spawn(slot::supervise(bot.clone(), id, shared, rx));
-    Slot { id, stop, task }
+    let task = tokio::spawn(slot::supervise(bot.clone(), id, shared.clone(), rx));
+    Slot {
+        id,
+        shared,
+        stop,
+        task,
+    }
+}
+
+/// Replaces every worker of `slots` by one started with `spec`, one at a
+/// time. Below `max_workers` the new worker is ready before an old one is
+/// retired (its chats handed over once idle, then stopped); at
+/// `max_workers` (the connection budget's plan) the old one goes first. A
+/// new worker not ready within `ready_timeout` ends the roll: the old spec
+/// is put back, so the workers left and every later restart run it.
+async fn roll(
+    bot: &Arc<BotCtx>,
+    registry: &Registry,
+    slots: &mut Vec<Slot>,
+    spec: Spec,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let old_spec = std::mem::replace(&mut *bot.spec.lock(), spec);
+    let count = slots.len();
+    tracing::info!(bot = %bot.name, workers = count, "rolling the workers onto the new command");
+    let old: Vec<Slot> = std::mem::take(slots);
+    let mut old = old.into_iter();
+    let mut rolled = 0;
+    while let Some(slot) = old.next() {
+        let surge = (count as u32) < bot.config.max_workers;
+        let mut waiting = Some(slot);
+        if !surge {
+            if let Some(slot) = waiting.take() {
+                retire(bot.clone(), registry.clone(), slot).await;
+            }
+        }
+        let new = start(bot, registry);
+        let ready = ready_within(&new, bot.config.supervision.ready_timeout, stop).await;
+        if ready {
+            slots.push(new);
+            if let Some(slot) = waiting {
+                retire(bot.clone(), registry.clone(), slot).await;
+            }
+            rolled += 1;
+            continue;
+        }
+        // Give up: the old spec comes back for everything that starts next.
+        *bot.spec.lock() = old_spec;
+        match waiting {
+            Some(slot) => {
+                let id = new.id;
+                stop_slot(registry, new).await;
+                bot.send(Event::Forget { worker: id });
+                slots.push(slot);
+            }
+            // The replacement restarts with the old spec.
+            None => slots.push(new),
+        }
+        slots.extend(old);
+        let why = format!(
+            "a worker of the new command was not ready within {}; the roll stopped after {rolled} of {count} workers and the old command is kept",
+            botfleet_config::duration::format(bot.config.supervision.ready_timeout)
+        );
+        tracing::error!(bot = %bot.name, "{why}");
+        return Err(why);
+    }
+    tracing::info!(bot = %bot.name, workers = count, "rolled");
+    Ok(())
+}
+
+/// Whether `slot`'s worker is ready within `limit` (false when the fleet
+/// stops meanwhile).
+async fn ready_within(slot: &Slot, limit: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if slot.shared.is_ready.load(Ordering::SeqCst) {
+            return true;
+        }
+        if *stop.borrow() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    slot.shared.is_ready.load(Ordering::SeqCst)
+}
+
+/// Stops `slot` at once (its worker holds nothing yet) and forgets it.
+async fn stop_slot(registry: &Registry, slot: Slot) {
+    let _ = slot.stop.send(true);
+    let _ = slot.task.await;
+    registry.lock().remove(&slot.id);
 }
 
 /// Hands the slot's chats over, then stops it.

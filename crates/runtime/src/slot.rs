@@ -26,6 +26,9 @@ pub(crate) struct SlotShared {
     pub(crate) kill: Notify,
     /// The running process's id (0 when none).
     pub(crate) pid: std::sync::atomic::AtomicU32,
+    /// The worker said ready on its live connection (the connection sets
+    /// and clears it).
+    pub(crate) is_ready: std::sync::atomic::AtomicBool,
     /// The worker's live connection (0 when none): one at a time.
     pub(crate) conn: std::sync::atomic::AtomicU64,
 }
@@ -67,12 +70,9 @@ pub(crate) async fn supervise(
         if *stop.borrow() {
             return;
         }
-        let mut env = bot.spec.env.clone();
-        env.push((botfleet_protocol::env::WORKER_ID.into(), worker.to_string()));
-        let spec = process::Spec {
-            env,
-            ..bot.spec.clone()
-        };
+        let mut spec = bot.spec.lock().clone();
+        spec.env
+            .push((botfleet_protocol::env::WORKER_ID.into(), worker.to_string()));
         let started = Instant::now();
         let spawned = process::spawn(&spec, &bot.name, worker);
         tracing::debug!(bot = %bot.name, worker, spawn_us = started.elapsed().as_micros() as u64, "spawned");

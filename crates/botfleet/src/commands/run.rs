@@ -42,7 +42,11 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         for warning in super::config::warnings(&config) {
             tracing::warn!("{warning}");
         }
-        let fleet = Fleet::start(&config, options)
+        // Before the fleet starts: from here a SIGHUP reloads, it does not
+        // kill.
+        let mut term = signal(SignalKind::terminate(), "SIGTERM")?;
+        let mut hangup = signal(SignalKind::hangup(), "SIGHUP")?;
+        let mut fleet = Fleet::start(&config, options)
             .await
             .context("cannot start the fleet")?;
         let mut out = std::io::stdout().lock();
@@ -52,14 +56,20 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
         writeln!(
             out,
-            "botfleet: running; Ctrl-C or SIGTERM stops it gracefully"
+            "botfleet: running; Ctrl-C or SIGTERM stops it gracefully, SIGHUP reloads {}",
+            args.config.file.display()
         )?;
         out.flush()?;
         drop(out);
-        let mut term = signal(SignalKind::terminate(), "SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C")?,
-            _ = term.recv() => {}
+        loop {
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => {
+                    r.context("cannot wait for Ctrl-C")?;
+                    break;
+                }
+                _ = term.recv() => break,
+                _ = hangup.recv() => reload(&mut fleet, &args.config.file).await?,
+            }
         }
         let failed = fleet.failed_bots();
         let mut out = std::io::stdout().lock();
@@ -84,6 +94,70 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             ExitCode::from(exit::FAILURE)
         })
     })
+}
+
+/// Reads `file` again and applies it (SIGHUP). An invalid or unreadable
+/// file changes nothing: its problems are logged and the fleet runs on.
+async fn reload(fleet: &mut Fleet, file: &std::path::Path) -> anyhow::Result<()> {
+    let config = match botfleet_config::load(file) {
+        Ok(config) => config,
+        Err(botfleet_config::ConfigError::Invalid(problems)) => {
+            for problem in &problems {
+                tracing::error!("{problem}");
+            }
+            tracing::error!(
+                "SIGHUP: {} has {} problems; the running fleet is kept as it is",
+                file.display(),
+                problems.len()
+            );
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::error!("SIGHUP: {e:#}; the running fleet is kept as it is");
+            return Ok(());
+        }
+    };
+    for warning in super::config::warnings(&config) {
+        tracing::warn!("{warning}");
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "botfleet: SIGHUP: reloading {}", file.display())?;
+    out.flush()?;
+    drop(out);
+    let done = fleet.reload(&config).await;
+    for problem in &done.problems {
+        tracing::error!("reload: {problem}");
+    }
+    for section in &done.not_applied {
+        tracing::warn!("reload: {section} changed; it applies when botfleet starts again");
+    }
+    let list = |what: &str, bots: &[String]| {
+        (!bots.is_empty()).then(|| format!("{what} {}", bots.join(", ")))
+    };
+    let changes: Vec<String> = [
+        list("added", &done.added),
+        list("removed", &done.removed),
+        list("rolled", &done.rolled),
+        list("restarted", &done.restarted),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut out = std::io::stdout().lock();
+    if changes.is_empty() {
+        writeln!(out, "botfleet: reloaded; no bot changed")?;
+    } else {
+        writeln!(out, "botfleet: reloaded: {}", changes.join("; "))?;
+    }
+    for bot in config.bots.iter().filter(|b| {
+        done.added.contains(&b.name)
+            || done.restarted.contains(&b.name)
+            || done.rolled.contains(&b.name)
+    }) {
+        writeln!(out, "{}", bot_line(bot))?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// A handler of `kind`, named `name` in its error.

@@ -419,3 +419,143 @@ async fn a_descriptor_starved_supervisor_still_restarts_a_killed_worker() {
     terminate(&supervisor);
     assert!(supervisor.wait().unwrap().success());
 }
+
+fn hangup(child: &std::process::Child) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_adds_removes_and_rolls_bots_and_loses_nothing() {
+    const GONE: &str = "110201544:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw2";
+    const NEW: &str = "110201545:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw3";
+    let e = std::sync::Arc::new(Emulator::start(EmulatorConfig::default()).await.unwrap());
+    e.add_bot(TOKEN, "keep_bot").unwrap();
+    e.add_bot(GONE, "gone_bot").unwrap();
+    e.add_bot(NEW, "new_bot").unwrap();
+    for u in 1..=30 {
+        e.add_user(u, "user");
+    }
+    let dir = scratch("run-sighup");
+    let python = |name: &str, token: &str| {
+        BotFile::new(name, token)
+            .workers(2, 3)
+            .command("python3", [python_worker()])
+    };
+    let before = FleetFile::new()
+        .telegram_api(e.base_url())
+        .bot(python("keep", TOKEN))
+        .bot(python("gone", GONE));
+    std::fs::write(dir.join("fleet.toml"), before.to_toml()).unwrap();
+    let mut supervisor = start(&dir);
+    assert!(
+        until(Duration::from_secs(30), || log(&dir, "stdout.log")
+            .contains("running;"))
+        .await,
+        "{}",
+        log(&dir, "stderr.log")
+    );
+    // Traffic to `keep` on chats 1..=10 all along; `gone` gets chats 11..=15
+    // before the reload.
+    let sender = {
+        let e = e.clone();
+        tokio::spawn(async move {
+            for n in 1..=8 {
+                for chat in 1..=10 {
+                    e.inject_message(TOKEN, chat, chat, &format!("#{n}"))
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+        })
+    };
+    for chat in 11..=15 {
+        e.inject_message(GONE, chat, chat, "#1").unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // `keep` gets another command (the same worker through a shell), `gone`
+    // goes, `new` comes.
+    let after = FleetFile::new()
+        .telegram_api(e.base_url())
+        .bot(
+            BotFile::new("keep", TOKEN)
+                .workers(2, 3)
+                .command("sh", ["-c", r#"exec python3 "$0""#, &python_worker()]),
+        )
+        .bot(python("new", NEW));
+    std::fs::write(dir.join("fleet.toml"), after.to_toml()).unwrap();
+    hangup(&supervisor);
+    assert!(
+        until(Duration::from_secs(60), || log(&dir, "stdout.log")
+            .contains("botfleet: reloaded"))
+        .await,
+        "{}\n{}",
+        log(&dir, "stdout.log"),
+        log(&dir, "stderr.log")
+    );
+    let stdout = log(&dir, "stdout.log");
+    assert!(
+        stdout.contains("botfleet: reloaded: added new; removed gone; rolled keep"),
+        "{stdout}"
+    );
+    sender.await.unwrap();
+    for chat in 16..=20 {
+        e.inject_message(NEW, chat, chat, "#1").unwrap();
+    }
+    // Every message was answered once, in order: sent = handled.
+    let expected: Vec<String> = (1..=8).map(|n| format!("echo #{n}")).collect();
+    assert!(
+        until(Duration::from_secs(60), || (1..=10)
+            .all(|c| replies(&e, c).len() >= 8))
+        .await,
+        "{:?}",
+        (1..=10).map(|c| replies(&e, c).len()).collect::<Vec<_>>()
+    );
+    for chat in 1..=10 {
+        assert_eq!(replies(&e, chat), expected, "chat {chat}");
+    }
+    for chat in 11..=20 {
+        assert!(
+            until(Duration::from_secs(30), || replies(&e, chat) == ["echo #1"]).await,
+            "chat {chat}: {:?}",
+            replies(&e, chat)
+        );
+    }
+    assert_eq!(
+        e.pending_updates(GONE),
+        0,
+        "the removed bot confirmed its offset"
+    );
+    // The new workers run the new command.
+    let ps = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|p| std::fs::read(p.unwrap().path().join("cmdline")).ok())
+        .filter(|c| c.starts_with(b"sh\0-c\0exec python3"))
+        .count();
+    assert!(ps == 0, "the shell execs python: no sh left ({ps})");
+    // An invalid file changes nothing.
+    std::fs::write(dir.join("fleet.toml"), "[[bot]]\nname = 7\n").unwrap();
+    hangup(&supervisor);
+    assert!(
+        until(Duration::from_secs(30), || log(&dir, "stderr.log")
+            .contains("the running fleet is kept"))
+        .await,
+        "{}",
+        log(&dir, "stderr.log")
+    );
+    assert!(
+        log(&dir, "stderr.log").contains("fleet.toml:2:8: bot[0].name"),
+        "{}",
+        log(&dir, "stderr.log")
+    );
+    e.inject_message(NEW, 21, 21, "#2").unwrap();
+    assert!(until(Duration::from_secs(30), || replies(&e, 21) == ["echo #2"]).await);
+    terminate(&supervisor);
+    let status = supervisor.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let stdout = log(&dir, "stdout.log");
+    assert!(
+        stdout.contains("bot keep: 80 updates received, 80 handled (0 failed)"),
+        "{stdout}"
+    );
+}

@@ -751,3 +751,51 @@ async fn a_silent_connection_is_dropped_after_the_handshake_deadline() {
     );
     fleet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_roll_onto_a_broken_command_stops_and_keeps_the_old_workers() {
+    let e = emulator(3).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let file = |mode: &str| {
+        fleet_file(&e, mode, 1, |b| {
+            b.workers(1, 2)
+                .set("ready_timeout", "2s")
+                .set("restart.intensity", 100)
+        })
+    };
+    let mut fleet = start(&file("echo").parse().unwrap(), &dir).await;
+    e.inject_message(TOKEN, 1, 1, "#1").unwrap();
+    assert!(until(Duration::from_secs(30), || replies(&e, 1) == ["echo #1"]).await);
+    let before = fleet.workers();
+    // The new command exits before it is ready: the roll gives up.
+    let done = fleet.reload(&file("exit").parse().unwrap()).await;
+    assert!(done.rolled.is_empty(), "{done:?}");
+    assert!(
+        done.problems
+            .iter()
+            .any(|p| p.contains("was not ready within 2s")),
+        "{done:?}"
+    );
+    assert_eq!(fleet.workers(), before, "the old worker stays");
+    e.inject_message(TOKEN, 2, 2, "#2").unwrap();
+    assert!(until(Duration::from_secs(30), || replies(&e, 2) == ["echo #2"]).await);
+    // A command that works rolls.
+    let done = fleet
+        .reload(
+            &fleet_file(&e, "echo", 1, |b| {
+                b.workers(1, 2)
+                    .set("ready_timeout", "2s")
+                    .set("restart.intensity", 100)
+                    .env("BOTFLEET_TEST_DELAY_MS", "1")
+            })
+            .parse()
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(done.rolled, ["echo"], "{done:?}");
+    assert_ne!(fleet.workers(), before, "a new worker");
+    e.inject_message(TOKEN, 3, 3, "#3").unwrap();
+    assert!(until(Duration::from_secs(30), || replies(&e, 3) == ["echo #3"]).await);
+    let report = fleet.shutdown().await;
+    assert_eq!(report.bots[0].acked, 3, "{:?}", report.bots[0]);
+}
