@@ -90,9 +90,64 @@ pub fn load(path: &Path) -> Result<FleetConfig, ConfigError> {
 
 /// Like [`load`], with `${VAR}` resolved from `env`.
 pub fn load_with_env(path: &Path, env: &dyn Env) -> Result<FleetConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let name = path.display().to_string();
+    let text = read_text(path, &name)?;
+    FleetConfig::parse(&text, &name, env)
+}
+
+/// The largest fleet file read.
+pub const MAX_FILE: u64 = 1 << 20;
+
+/// The text of the fleet file at `path`: a regular file of at most
+/// [`MAX_FILE`] bytes (a FIFO would block the read, a device never end),
+/// in UTF-8 (the first byte that is not is reported with its position).
+fn read_text(path: &Path, name: &str) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let err = |source| ConfigError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    FleetConfig::parse(&text, &path.display().to_string(), env)
+    };
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a FIFO, socket or device)"
+        };
+        return Err(err(std::io::Error::other(format!(
+            "it is {kind}; a fleet file is a regular file"
+        ))));
+    }
+    let too_large = |size: u64| {
+        err(std::io::Error::other(format!(
+            "it has {size} bytes; a fleet file is at most {MAX_FILE} bytes (1 MiB)"
+        )))
+    };
+    if meta.len() > MAX_FILE {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .map_err(err)?
+        .take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.into_bytes();
+        let before = String::from_utf8_lossy(&bytes[..at]);
+        let position = source::Source::new(name, &before).position(at);
+        ConfigError::Invalid(vec![Diagnostic {
+            file: name.to_owned(),
+            position,
+            key: String::new(),
+            message: format!(
+                "the file is not UTF-8: byte 0x{:02x} cannot start or continue a character here (save it as UTF-8)",
+                bytes[at]
+            ),
+        }])
+    })
 }

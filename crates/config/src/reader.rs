@@ -66,6 +66,8 @@ pub(crate) struct Spanned<T> {
 pub(crate) struct Text {
     pub(crate) value: String,
     pub(crate) from_env: bool,
+    /// Where an expanded value came from (`Expanded::origin`), for errors.
+    pub(crate) origin: String,
 }
 
 /// A table of the document being read, with the dotted path that leads to it.
@@ -148,7 +150,10 @@ impl<'n> Table<'n> {
                         cx.error(
                             &node.span,
                             &path,
-                            "expected an integer, but the environment variable expands to something else",
+                            format!(
+                                "expected an integer, but {} does not give one",
+                                text.value.origin
+                            ),
                         );
                         return None;
                     }
@@ -451,6 +456,7 @@ fn read_string(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Spanned<Text
         Kind::String(raw) => match interpolate::expand(raw, cx.env) {
             Ok(expanded) => Some(Spanned {
                 value: Text {
+                    origin: expanded.origin(),
                     value: expanded.value,
                     from_env: expanded.from_env,
                 },

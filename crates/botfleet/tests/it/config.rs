@@ -296,3 +296,94 @@ command = "sh"
     "#]]
     .assert_eq(&stderr(&output));
 }
+
+#[test]
+fn only_a_regular_file_of_at_most_1_mib_is_read() {
+    let dir = scratch("odd-files");
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test makes a FIFO with the system's tool"
+    )]
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("fifo.toml"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::create_dir(dir.join("dir.toml")).unwrap();
+    std::fs::write(dir.join("big.toml"), vec![b'#'; 2 << 20]).unwrap();
+    for (file, words) in [
+        // A FIFO nobody writes to would block the read forever.
+        (
+            "fifo.toml",
+            "it is not a regular file (a FIFO, socket or device)",
+        ),
+        // A device that never ends would be read until memory runs out.
+        (
+            "/dev/zero",
+            "it is not a regular file (a FIFO, socket or device)",
+        ),
+        ("dir.toml", "it is a directory"),
+        (
+            "big.toml",
+            "it has 2097152 bytes; a fleet file is at most 1048576 bytes (1 MiB)",
+        ),
+    ] {
+        let output = botfleet(&dir, &["config", "check", file], &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(66),
+            "{file}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(words),
+            "{file}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_reported_at_its_first_bad_byte() {
+    let dir = scratch("not-utf8");
+    let mut text = format!("[[bot]]\nname = \"echo\"\ntoken = \"{TOKEN}\"\n").into_bytes();
+    text.extend_from_slice(b"# caf\xe9\n");
+    std::fs::write(dir.join("fleet.toml"), text).unwrap();
+    let output = botfleet(&dir, &["config", "check"], &[]);
+    assert_eq!(output.status.code(), Some(64), "{}", stderr(&output));
+    expect![[r#"
+        fleet.toml:4:6: the file is not UTF-8: byte 0xe9 cannot start or continue a character here (save it as UTF-8)
+        error: fleet.toml has 1 problem
+    "#]]
+    .assert_eq(&stderr(&output));
+}
+
+#[test]
+fn defaults_may_nest_and_a_bad_default_is_named_as_such() {
+    let dir = scratch("nested-defaults");
+    std::fs::write(
+        dir.join("fleet.toml"),
+        r#"[[bot]]
+name = "echo"
+token = "${ECHO_TOKEN:-${FLEET_TOKEN}}"
+min_workers = "${WORKERS:-two}"
+[bot.worker]
+command = "sh"
+"#,
+    )
+    .unwrap();
+    let output = botfleet(&dir, &["config", "check"], &[("FLEET_TOKEN", TOKEN)]);
+    assert_eq!(output.status.code(), Some(64), "{}", stderr(&output));
+    expect![[r#"
+        fleet.toml:4:15: bot[0].min_workers: expected an integer, but the default "two" (`WORKERS` is not set or empty) does not give one
+        error: fleet.toml has 1 problem
+    "#]]
+    .assert_eq(&stderr(&output));
+    let output = botfleet(
+        &dir,
+        &["config", "check"],
+        &[("FLEET_TOKEN", TOKEN), ("WORKERS", "2")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!stderr(&output).contains(TOKEN));
+}

@@ -6,6 +6,7 @@ mod bench;
 #[cfg(feature = "bench")]
 mod bots;
 mod config;
+mod emulator;
 mod run;
 mod tune;
 

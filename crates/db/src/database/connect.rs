@@ -94,19 +94,23 @@ impl DatabaseBuilder {
             {
                 Ok(Ok(pool)) => pool,
                 Ok(Err(e)) => {
-                    return Err(Error::Connect {
-                        target,
-                        cause: scrub(e.to_string(), password.as_deref()),
-                    });
+                    let said = scrub(e.to_string(), password.as_deref());
+                    let cause = match backend {
+                        Backend::Postgres => diagnose(&self.url).await.unwrap_or(said),
+                        _ => said,
+                    };
+                    return Err(Error::Connect { target, cause });
                 }
                 Err(_) => {
-                    return Err(Error::Connect {
-                        target,
-                        cause: format!(
-                            "no connection within the connect timeout ({:?})",
-                            s.connect_timeout
-                        ),
-                    });
+                    let waited = format!(
+                        "no connection within the connect timeout ({:?})",
+                        s.connect_timeout
+                    );
+                    let cause = match backend {
+                        Backend::Postgres => diagnose(&self.url).await.unwrap_or(waited),
+                        _ => waited,
+                    };
+                    return Err(Error::Connect { target, cause });
                 }
             };
         let bot = self.bot;
@@ -231,10 +235,50 @@ pub(crate) fn target_of(url: &str) -> String {
         let path = rest.trim_start_matches("//");
         return path.split('?').next().unwrap_or(path).to_owned();
     }
+    // What the driver will use: `?host=` and `?port=` win over the
+    // authority, and the defaults (PGHOST, PGPORT, 5432) fill the gaps.
+    if let Ok(options) = sqlx::postgres::PgConnectOptions::from_str(url) {
+        let database = options.get_database().unwrap_or_default();
+        let host = options.get_host();
+        let port = options.get_port();
+        return if host.starts_with('/') {
+            format!("the socket in {host} (port {port}) database {database}")
+        } else if host.contains(':') {
+            format!("[{host}]:{port}/{database}")
+        } else {
+            format!("{host}:{port}/{database}")
+        };
+    }
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let rest = rest.split('?').next().unwrap_or(rest);
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     rest.to_owned()
+}
+
+/// Why a PostgreSQL server at `url` could not be reached, when a TCP
+/// connection says more than the pool did ("pool timed out" hides a
+/// refused connection): `None` when it connects, or for a Unix socket.
+async fn diagnose(url: &str) -> Option<String> {
+    let options = sqlx::postgres::PgConnectOptions::from_str(url).ok()?;
+    let host = options.get_host().to_owned();
+    let port = options.get_port();
+    if host.starts_with('/') {
+        return None;
+    }
+    let shown = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let attempt = tokio::net::TcpStream::connect((host.as_str(), port));
+    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(format!(
+            "connection refused by {shown} (is PostgreSQL running and listening there?)"
+        )),
+        Ok(Err(e)) => Some(format!("cannot reach {shown}: {e}")),
+        Err(_) => Some(format!("no answer from {shown} within 2s")),
+    }
 }
 
 pub(super) fn with_param(url: &str, name: &str, value: &str) -> String {
