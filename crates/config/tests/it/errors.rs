@@ -264,7 +264,7 @@ fn counts_may_come_from_the_environment() {
     let text = MINIMAL.replace("[bot.worker]", "max_workers = \"${MAX:-7}\"\n[bot.worker]");
     assert_eq!(parse(&text).unwrap().bots[0].max_workers, 7);
     let text = MINIMAL.replace("[bot.worker]", "max_workers = \"${TOKEN_A}\"\n[bot.worker]");
-    expect!["fleet.toml:4:15: bot[0].max_workers: expected an integer, but the environment variable expands to something else"]
+    expect!["fleet.toml:4:15: bot[0].max_workers: expected an integer, but the environment variable `TOKEN_A` does not give one"]
         .assert_eq(&errors(&text));
 }
 
