@@ -16,10 +16,10 @@ use crate::process::Spec;
 /// What the actor is told.
 #[derive(Debug)]
 pub(crate) enum Event {
-    /// Updates from ingest: `(update id, routing key, update)`.
+    /// Updates written to the journal by ingest (or read back from it at
+    /// start): `(update id, routing key, update)`.
     Batch {
         updates: Vec<(i64, i64, Json)>,
-        done: oneshot::Sender<()>,
     },
     Connected {
         worker: u32,
@@ -145,6 +145,8 @@ pub(crate) struct BotCtx {
     pub(crate) failed_notify: Arc<Notify>,
     /// Polls that came back full (more updates wait at Telegram).
     pub(crate) full_polls: std::sync::atomic::AtomicU64,
+    /// Where every update is kept until it is acked.
+    pub(crate) journal: crate::journal::Journal,
 }
 
 impl BotCtx {
@@ -172,7 +174,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     let mut reported: Option<tokio::time::Instant> = None;
     while let Some(event) = events.recv().await {
         match event {
-            Event::Batch { updates, done } => d.batch(updates, done),
+            Event::Batch { updates } => d.batch(updates),
             Event::Connected {
                 worker,
                 conn,
@@ -182,7 +184,11 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 d.connected(worker, conn, outbox);
             }
             Event::Ready { worker, conn } => d.ready(worker, conn),
-            Event::Acks { worker, acks } => d.acks(worker, &acks),
+            Event::Acks { worker, acks } => {
+                for id in d.acks(worker, &acks) {
+                    ctx.journal.ack(id);
+                }
+            }
             Event::Metrics { worker, metrics } => {
                 let worker = worker.to_string();
                 metrics::gauge!("botfleet_worker_in_flight", "bot" => bot.clone(), "worker" => worker.clone())
@@ -309,6 +315,8 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
         }
         if reported.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
             report(&bot, &d, &mut last);
+            metrics::gauge!("botfleet_journal_oldest_seconds", "bot" => bot.clone())
+                .set(ctx.journal.oldest_age().as_secs_f64());
             reported = Some(tokio::time::Instant::now());
         }
     }

@@ -1,11 +1,13 @@
 //! The dispatcher of one bot: routes updates to workers by chat, one
-//! update per chat at a time (invariant 2), counts acks per ingest batch
-//! (invariant 1), and redelivers what a dead worker held.
+//! update per chat at a time (invariant 2), and redelivers what a dead
+//! worker held. Every update it holds is in the bot's journal until its ack
+//! (invariant 1): the actor removes what [`Dispatcher::acks`] says was
+//! acked.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use botfleet_protocol::{Ack, Delivery, Json, Message, Outcome};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
 
 use crate::ring::Ring;
@@ -16,7 +18,6 @@ struct Pending {
     update_id: i64,
     attempt: u32,
     update: Json,
-    batch: u64,
 }
 
 #[derive(Debug, Default)]
@@ -35,12 +36,6 @@ struct Worker {
     retiring: bool,
     /// Chats whose update this worker holds.
     chats: HashSet<i64>,
-}
-
-#[derive(Debug)]
-struct Batch {
-    left: usize,
-    done: Option<oneshot::Sender<()>>,
 }
 
 /// What the dispatcher did, for metrics and tests.
@@ -66,30 +61,15 @@ pub(crate) struct Dispatcher {
     latencies: Vec<Duration>,
     workers: HashMap<u32, Worker>,
     ring: Ring,
-    batches: HashMap<u64, Batch>,
-    next_batch: u64,
     /// Workers the autoscaler is removing.
     retiring: HashSet<u32>,
     pub(crate) counts: Counts,
 }
 
 impl Dispatcher {
-    /// A batch from ingest, as `(update id, routing key, update)`; `done`
-    /// fires when every update of it has been acked.
-    pub(crate) fn batch(&mut self, updates: Vec<(i64, i64, Json)>, done: oneshot::Sender<()>) {
-        let id = self.next_batch;
-        self.next_batch += 1;
-        if updates.is_empty() {
-            let _ = done.send(());
-            return;
-        }
-        self.batches.insert(
-            id,
-            Batch {
-                left: updates.len(),
-                done: Some(done),
-            },
-        );
+    /// Updates from the journal, as `(update id, routing key, update)`,
+    /// each appended to its chat's queue.
+    pub(crate) fn batch(&mut self, updates: Vec<(i64, i64, Json)>) {
         let mut touched = Vec::new();
         for (update_id, key, update) in updates {
             self.counts.received += 1;
@@ -97,7 +77,6 @@ impl Dispatcher {
                 update_id,
                 attempt: 0,
                 update,
-                batch: id,
             });
             touched.push(key);
         }
@@ -178,7 +157,10 @@ impl Dispatcher {
     }
 
     /// Acks from `worker`: each frees its chat for the next update.
-    pub(crate) fn acks(&mut self, worker: u32, acks: &[Ack]) {
+    /// Returns the ids acked (an ack for an update the worker does not hold
+    /// is counted and ignored).
+    pub(crate) fn acks(&mut self, worker: u32, acks: &[Ack]) -> Vec<i64> {
+        let mut acked = Vec::with_capacity(acks.len());
         for ack in acks {
             let Some(&(key, sent)) = self.held.get(&ack.update_id) else {
                 self.counts.stray_acks += 1;
@@ -195,8 +177,9 @@ impl Dispatcher {
                     continue;
                 }
             }
-            let (_, pending) = chat.in_flight.take().expect("checked");
+            chat.in_flight = None;
             self.held.remove(&ack.update_id);
+            acked.push(ack.update_id);
             let took = sent.elapsed();
             self.counts.ack_us_total += took.as_micros() as u64;
             if self.latencies.len() < 100_000 {
@@ -209,16 +192,9 @@ impl Dispatcher {
             if ack.outcome == Outcome::Failed {
                 self.counts.failed += 1;
             }
-            if let Some(batch) = self.batches.get_mut(&pending.batch) {
-                batch.left -= 1;
-                if batch.left == 0 {
-                    if let Some(done) = self.batches.remove(&pending.batch).and_then(|b| b.done) {
-                        let _ = done.send(());
-                    }
-                }
-            }
             self.try_send(key);
         }
+        acked
     }
 
     /// Updates received and not yet acked.
@@ -341,21 +317,17 @@ mod tests {
     }
 
     #[test]
-    fn one_update_per_chat_at_a_time_and_the_batch_completes_on_the_last_ack() {
+    fn one_update_per_chat_at_a_time_and_every_ack_is_reported() {
         let mut d = Dispatcher::default();
         let (tx, mut rx) = mpsc::unbounded_channel();
         d.connected(1, 1, tx);
-        let (done, mut done_rx) = oneshot::channel();
         // Chat 7 has three updates, chat 8 one; nobody is ready yet.
-        d.batch(
-            vec![
-                (1, 7, update(1)),
-                (2, 7, update(2)),
-                (3, 8, update(3)),
-                (4, 7, update(4)),
-            ],
-            done,
-        );
+        d.batch(vec![
+            (1, 7, update(1)),
+            (2, 7, update(2)),
+            (3, 8, update(3)),
+            (4, 7, update(4)),
+        ]);
         assert!(received(&mut rx).is_empty());
         d.ready(1, 1);
         assert_eq!(
@@ -366,17 +338,15 @@ mod tests {
             },
             [(1, 0), (3, 0)]
         );
-        d.acks(1, &[ack(1)]);
+        assert_eq!(d.acks(1, &[ack(1)]), [1]);
         assert_eq!(received(&mut rx), [(2, 0)]);
-        d.acks(1, &[ack(3), ack(2)]);
+        assert_eq!(d.acks(1, &[ack(3), ack(2)]), [3, 2]);
         assert_eq!(received(&mut rx), [(4, 0)]);
-        assert!(done_rx.try_recv().is_err());
-        d.acks(1, &[ack(4)]);
-        assert!(done_rx.try_recv().is_ok());
+        assert_eq!(d.acks(1, &[ack(4)]), [4]);
         assert_eq!(d.unacked(), 0);
         assert!(d.chats.is_empty(), "idle chats are forgotten");
         // An ack for nothing held is counted, not obeyed.
-        d.acks(1, &[ack(99)]);
+        assert!(d.acks(1, &[ack(99)]).is_empty());
         assert_eq!(d.counts.stray_acks, 1);
     }
 
@@ -386,8 +356,7 @@ mod tests {
         let (tx1, mut rx1) = mpsc::unbounded_channel();
         d.connected(1, 1, tx1);
         d.ready(1, 1);
-        let (done, _done_rx) = oneshot::channel();
-        d.batch(vec![(1, 7, update(1)), (2, 7, update(2))], done);
+        d.batch(vec![(1, 7, update(1)), (2, 7, update(2))]);
         assert_eq!(received(&mut rx1), [(1, 0)]);
         assert_eq!(d.gone(1, Some(1)), [1], "the update it held");
         assert_eq!(d.counts.redelivered, 1);
@@ -409,18 +378,16 @@ mod tests {
         let (tx1, mut rx1) = mpsc::unbounded_channel();
         d.connected(1, 1, tx1);
         d.ready(1, 1);
-        let (done, _done_rx) = oneshot::channel();
         let updates: Vec<_> = (0..200).map(|k| (k, k, update(k))).collect();
-        d.batch(updates, done);
+        d.batch(updates);
         assert_eq!(received(&mut rx1).len(), 200);
         let (tx2, mut rx2) = mpsc::unbounded_channel();
         d.connected(2, 2, tx2);
         d.ready(2, 2);
         // Worker 2 gets nothing while every chat is in flight at worker 1.
         assert!(received(&mut rx2).is_empty());
-        let (done, _done_rx) = oneshot::channel();
         let updates: Vec<_> = (0..200).map(|k| (1000 + k, k, update(1000 + k))).collect();
-        d.batch(updates, done);
+        d.batch(updates);
         assert!(received(&mut rx2).is_empty() && received(&mut rx1).is_empty());
         // As each chat is acked, its next update goes to its new owner.
         for k in 0..200 {

@@ -1,6 +1,8 @@
-//! Ingest by long polling: one `getUpdates` consumer per token. A batch's
-//! offset is confirmed (by asking for the next batch) only when every
-//! update of it was acked by a worker (invariant 1).
+//! Ingest by long polling (one `getUpdates` consumer per token) or by
+//! webhook. Every update is written to the bot's journal before its offset
+//! is confirmed (by asking for the next batch) or its webhook request is
+//! answered (invariant 1); ingest then goes on at once, whatever the
+//! workers are doing, until the journal is full.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use botfleet_protocol::Json;
 use botfleet_telegram::ErrorKind;
 use serde_json::Value;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::bot::{BotCtx, Event};
 
@@ -17,18 +19,25 @@ const POLL_TIMEOUT: u32 = 25;
 /// Updates per `getUpdates`.
 pub(crate) const POLL_LIMIT: u32 = 100;
 
-/// Polls until `stop` turns true, then waits (within `grace`) for the batch
-/// in hand to be acked and confirms it. Returns the offset confirmed last.
+/// Polls from `offset` until `stop` turns true; returns the offset to
+/// confirm (everything below it is in the journal).
 pub(crate) async fn poll(
     bot: Arc<BotCtx>,
     mut stop: watch::Receiver<bool>,
-    grace: Duration,
+    mut offset: i64,
 ) -> i64 {
-    let mut offset: i64 = 0;
     let mut backoff = Duration::from_secs(1);
     loop {
         if *stop.borrow() {
             break;
+        }
+        // A full journal holds ingest back until acks make room.
+        if bot.journal.depth() >= crate::journal::MAX_DEPTH {
+            tracing::warn!(bot = %bot.name, depth = bot.journal.depth(), "the journal is full; ingest waits for the workers");
+        }
+        tokio::select! {
+            () = bot.journal.room() => {}
+            _ = stop.changed() => break,
         }
         let result = tokio::select! {
             r = bot.client.get_updates_raw(offset, POLL_LIMIT, POLL_TIMEOUT) => r,
@@ -78,19 +87,24 @@ pub(crate) async fn poll(
             let key = crate::route::key(&head, id);
             updates.push((id, key, Json::from_raw(r)));
         }
-        let (done, mut acked) = oneshot::channel();
-        bot.send(Event::Batch { updates, done });
-        let finished = tokio::select! {
-            r = &mut acked => r.is_ok(),
-            // Shutting down: the batch in hand gets the grace period.
-            _ = stop.changed() => matches!(tokio::time::timeout(grace, &mut acked).await, Ok(Ok(()))),
-        };
-        if !finished {
-            // Not all acked: those updates stay unconfirmed, and Telegram
-            // gives them again to the next run.
-            break;
+        // Durable before the offset moves past it. A journal that cannot
+        // be written keeps the updates at Telegram, to be fetched again.
+        match bot.journal.append(updates).await {
+            Ok(fresh) => {
+                if !fresh.is_empty() {
+                    bot.send(Event::Batch { updates: fresh });
+                }
+                offset = next;
+            }
+            Err(e) => {
+                tracing::error!(bot = %bot.name, "cannot journal the updates; they stay at Telegram, retrying in {backoff:?}: {e}");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
         }
-        offset = next;
     }
     offset
 }
@@ -123,18 +137,16 @@ struct Hook {
     bot: Arc<BotCtx>,
     secret: String,
     stopping: watch::Receiver<bool>,
-    grace: Duration,
 }
 
 /// Starts the bot's webhook endpoint and registers it with `setWebhook`.
-/// Each POST is answered 200 only once its update was acked by a worker
+/// Each POST is answered 200 only once its update is in the journal
 /// (invariant 1); a wrong or missing secret header gets 401, a body that is
 /// not an update 400, both counted. Serves until `stop` turns true, then
 /// lets the requests in hand finish.
 pub(crate) async fn webhook(
     bot: Arc<BotCtx>,
     stop: watch::Receiver<bool>,
-    grace: Duration,
 ) -> Result<tokio::task::JoinHandle<()>, WebhookError> {
     let hook_config = bot
         .config
@@ -151,7 +163,6 @@ pub(crate) async fn webhook(
         bot: bot.clone(),
         secret: hook_config.secret_token.expose().clone(),
         stopping: stop.clone(),
-        grace,
     });
     let app = axum::Router::new()
         .fallback(axum::routing::post(receive))
@@ -216,25 +227,21 @@ async fn receive(
         return bad_body(bot, "not JSON");
     };
     let key = crate::route::key(&head, id);
-    let (done, acked) = oneshot::channel();
-    bot.send(Event::Batch {
-        updates: vec![(id, key, update)],
-        done,
-    });
-    let mut stopping = hook.stopping.clone();
-    let mut acked = Box::pin(acked);
-    let finished = tokio::select! {
-        r = &mut acked => r.is_ok(),
-        // Stopping: the update gets the grace period to finish; if it does
-        // not, Telegram keeps it and sends it again.
-        () = async { let _ = stopping.wait_for(|s| *s).await; } => {
-            matches!(tokio::time::timeout(hook.grace, &mut acked).await, Ok(Ok(())))
+    // A full journal: Telegram keeps the update and sends it again later.
+    if bot.journal.depth() >= crate::journal::MAX_DEPTH {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    match bot.journal.append(vec![(id, key, update)]).await {
+        Ok(fresh) => {
+            if !fresh.is_empty() {
+                bot.send(Event::Batch { updates: fresh });
+            }
+            StatusCode::OK
         }
-    };
-    if finished {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        Err(e) => {
+            tracing::error!(bot = %bot.name, update = id, "cannot journal a webhook update; Telegram sends it again: {e}");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod bot;
 mod conn;
 mod dispatcher;
 mod ingest;
+mod journal;
 mod process;
 mod ring;
 mod route;
@@ -71,6 +72,16 @@ pub enum Error {
         bot: String,
         /// What failed.
         message: String,
+    },
+    /// A bot's journal could not be opened.
+    #[error("bot {bot}: cannot open its journal in {dir}: {source}")]
+    Journal {
+        /// The bot.
+        bot: String,
+        /// The journal's directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
     /// The database could not be reached to plan the connection budget.
     #[error("cannot plan the database connection budget: {0}")]
@@ -274,6 +285,15 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// Where the fleet keeps its files (the journal, the embedded
+    /// database).
+    fn data_dir(&self) -> PathBuf {
+        self.options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("botfleet-data"))
+    }
+
     /// The worker process spec of `bot` under the current plan.
     fn spec(&self, bot: &botfleet_config::BotConfig) -> process::Spec {
         process::Spec {
@@ -305,6 +325,15 @@ impl Fleet {
                 bot: bot.name.clone(),
                 source,
             })?;
+        let journal_dir = self.data_dir().join("journal");
+        let (journal, recovered) =
+            journal::Journal::open(&journal_dir, &bot.name, journal::MAX_DEPTH).map_err(
+                |source| Error::Journal {
+                    bot: bot.name.clone(),
+                    dir: journal_dir.clone(),
+                    source,
+                },
+            )?;
         let (events, rx) = mpsc::unbounded_channel();
         let ctx = Arc::new(BotCtx {
             name: bot.name.clone(),
@@ -317,23 +346,42 @@ impl Fleet {
             restarts: AtomicU64::new(0),
             failed_notify: self.failed_notify.clone(),
             full_polls: AtomicU64::new(0),
+            journal,
         });
         tokio::spawn(bot::actor(ctx.clone(), rx));
+        if recovered.cut > 0 {
+            tracing::warn!(bot = %bot.name, bytes = recovered.cut, "the journal ended in a torn record (a crash in mid-write); cut it off");
+        }
+        if !recovered.pending.is_empty() {
+            tracing::warn!(
+                bot = %bot.name,
+                updates = recovered.pending.len(),
+                "handing out the updates the journal kept from the last run, in chat order"
+            );
+            ctx.send(Event::Batch {
+                updates: recovered.pending,
+            });
+        }
         let (stop_ingest, ingest_rx) = watch::channel(false);
         let (stop_slots, slots_rx) = watch::channel(false);
         let (roll, rolls) = mpsc::unbounded_channel();
-        let grace = bot.supervision.shutdown_grace;
         let ingest = match bot.mode {
             botfleet_config::IngestMode::Webhook => {
-                let server = ingest::webhook(ctx.clone(), ingest_rx, grace)
-                    .await
-                    .map_err(|e| Error::Webhook {
-                        bot: bot.name.clone(),
-                        message: e.to_string(),
-                    })?;
+                let server =
+                    ingest::webhook(ctx.clone(), ingest_rx)
+                        .await
+                        .map_err(|e| Error::Webhook {
+                            bot: bot.name.clone(),
+                            message: e.to_string(),
+                        })?;
                 Ingest::Webhook(server)
             }
-            _ => Ingest::Poll(tokio::spawn(ingest::poll(ctx.clone(), ingest_rx, grace))),
+            // Telegram's offset moves past what the journal has.
+            _ => Ingest::Poll(tokio::spawn(ingest::poll(
+                ctx.clone(),
+                ingest_rx,
+                recovered.high + 1,
+            ))),
         };
         // The bot's autoscaler owns its worker slots.
         let scaler = tokio::spawn(scale::run(
