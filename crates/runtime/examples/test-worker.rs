@@ -14,6 +14,8 @@ use botfleet_worker::{Context, HandlerResult, Update};
 /// - `exit`: exits at once with status 3, before it is ready;
 /// - `hang`: echoes, but stops itself (SIGSTOP) on a message `hang`;
 /// - `panic`: echoes, but panics on a message `panic`;
+/// - `stuck`: echoes, but a handler given the message `stuck` never ends
+///   (the worker goes on heartbeating and handling other chats);
 /// - `crash`: echoes, but exits with status 1 on a message `crash` (a
 ///   process that dies on one update, every time);
 /// - `panic_once`: echoes, but panics the first time it sees `panic`, and
@@ -35,7 +37,7 @@ fn main() {
         )]
         {
             eprintln!(
-                "test-worker: set BOTFLEET_TEST_WORKER (echo, exit, hang, panic, crash, panic_once, cache, state, start_fails or garbage); the runtime's tests start this program"
+                "test-worker: set BOTFLEET_TEST_WORKER (echo, exit, hang, stuck, panic, crash, panic_once, cache, state, start_fails or garbage); the runtime's tests start this program"
             );
         }
         std::process::exit(64);
@@ -129,6 +131,9 @@ async fn handle(update: Update, cx: Context) -> HandlerResult {
     }
     if mode == "panic" && text == "panic" {
         panic!("asked to panic");
+    }
+    if mode == "stuck" && text == "stuck" {
+        std::future::pending::<()>().await;
     }
     if mode == "crash" && text == "crash" {
         std::process::exit(1);

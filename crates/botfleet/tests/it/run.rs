@@ -559,3 +559,57 @@ async fn sighup_adds_removes_and_rolls_bots_and_loses_nothing() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_killed_mid_burst_repeats_only_what_was_in_flight() {
+    let (e, dir) = echo_fleet("run-kill-burst", 30, r#"exec python3 "$0""#).await;
+    let mut supervisor = start(&dir);
+    // A burst of 300: 10 messages in each of 30 chats.
+    for n in 1..=10 {
+        for chat in 1..=30 {
+            e.inject_message(TOKEN, chat, chat, &format!("#{n}"))
+                .unwrap();
+        }
+    }
+    let total = |e: &Emulator| (1..=30).map(|c| replies(e, c).len()).sum::<usize>();
+    assert!(
+        until(Duration::from_secs(60), || total(&e) >= 60).await,
+        "{}",
+        log(&dir, "stderr.log")
+    );
+    supervisor.kill().unwrap();
+    supervisor.wait().unwrap();
+    let before = total(&e);
+    assert!(
+        before < 300,
+        "all answered before the kill; the test proves nothing"
+    );
+    let mut supervisor = start(&dir);
+    let distinct = |e: &Emulator| {
+        (1..=30)
+            .map(|c| {
+                let mut r = replies(e, c);
+                r.dedup();
+                r.len()
+            })
+            .sum::<usize>()
+    };
+    assert!(
+        until(Duration::from_secs(90), || distinct(&e) >= 300).await,
+        "lost: {} of 300 answered\n{}",
+        distinct(&e),
+        log(&dir, "stderr.log")
+    );
+    terminate(&supervisor);
+    assert!(supervisor.wait().unwrap().success());
+    for chat in 1..=30 {
+        let mut got = replies(&e, chat);
+        got.dedup();
+        let expected: Vec<String> = (1..=10).map(|n| format!("echo #{n}")).collect();
+        assert_eq!(got, expected, "chat {chat}");
+    }
+    // A chat has one update in flight at a time: only those can repeat.
+    let repeated = total(&e) - 300;
+    assert!(repeated <= 30, "{repeated} answered twice");
+    assert_eq!(e.pending_updates(TOKEN), 0);
+}

@@ -804,3 +804,58 @@ async fn a_roll_onto_a_broken_command_stops_and_keeps_the_old_workers() {
     let report = fleet.shutdown().await;
     assert_eq!(report.bots[0].acked, 3, "{:?}", report.bots[0]);
 }
+
+/// When each chat of `chats` got its first answer, from `since`.
+fn answered_within(e: &botfleet_emulator::Emulator, chats: impl Iterator<Item = i64>) -> bool {
+    chats.into_iter().all(|c| !replies(e, c).is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_held_by_its_limit_does_not_delay_private_chats() {
+    let e = emulator(10).await;
+    e.add_group(-100, "busy group", botfleet_emulator::ChatKind::Group);
+    let dir = TempDir::new("runtime").unwrap();
+    let fleet = start(&config(&e, "echo", 2), &dir).await;
+    // 30 messages in one group: Telegram allows 20 a minute there, so the
+    // group's answers take more than a minute.
+    for n in 1..=30 {
+        e.inject_message(TOKEN, -100, 1, &format!("g{n}")).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let began = tokio::time::Instant::now();
+    for chat in 1..=10 {
+        e.inject_message(TOKEN, chat, chat, "hi").unwrap();
+    }
+    assert!(
+        until(Duration::from_secs(20), || answered_within(&e, 1..=10)).await,
+        "private chats wait behind the group: {:?}",
+        fleet.status().await
+    );
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        replies(&e, -100).len() < 30,
+        "the group is still held by its limit"
+    );
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_never_acks_holds_only_its_own_chat() {
+    let e = emulator(21).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let fleet = start(&config(&e, "stuck", 1), &dir).await;
+    e.inject_message(TOKEN, 21, 21, "stuck").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for chat in 1..=20 {
+        e.inject_message(TOKEN, chat, chat, "hi").unwrap();
+    }
+    assert!(
+        until(Duration::from_secs(10), || answered_within(&e, 1..=20)).await,
+        "other chats wait behind the stuck one: {:?}",
+        fleet.status().await
+    );
+    let status = fleet.status().await;
+    assert_eq!((status[0].acked, status[0].unacked), (20, 1), "{status:?}");
+    fleet.shutdown().await;
+}
