@@ -63,6 +63,9 @@ enum Command {
     /// Run the Telegram Bot API emulator (limits enforced, control plane
     /// for tests and benchmarks) until Ctrl-C.
     Emulator(commands::emulator::EmulatorArgs),
+    /// The updates a fleet set aside (dead letters): list, show, replay,
+    /// drop.
+    DeadLetters(commands::dead_letters::DeadLettersArgs),
     /// Database tools: the index advisor.
     #[command(subcommand)]
     Db(commands::db::DbCommand),
@@ -138,6 +141,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Bench(command) => command.run(),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Db(command) => commands::db::run(&command),
+        Command::DeadLetters(args) => commands::dead_letters::run(&args),
         Command::Emulator(args) => commands::emulator::run(&args),
     };
     match result {

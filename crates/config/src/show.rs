@@ -100,6 +100,8 @@ fn bot_table(bot: &BotConfig) -> Table {
     t["heartbeat_interval"] = value(format_duration(s.heartbeat_interval));
     t["ready_timeout"] = value(format_duration(s.ready_timeout));
     t["shutdown_grace"] = value(format_duration(s.shutdown_grace));
+    t["handling_deadline"] = value(format_duration(s.handling_deadline));
+    t["max_attempts"] = value(i64::from(s.max_attempts));
     if let Some(webhook) = &bot.webhook {
         let mut w = Table::new();
         w["url"] = value(webhook.url.as_str());

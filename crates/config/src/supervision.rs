@@ -17,6 +17,12 @@ pub struct Supervision {
     /// On shutdown, how long workers have to drain before SIGTERM, and
     /// again after SIGTERM before SIGKILL.
     pub shutdown_grace: Duration,
+    /// How long one update may be handled before it is taken for stuck:
+    /// logged, and its worker restarted.
+    pub handling_deadline: Duration,
+    /// An update that crashed its worker or ran past the deadline this many
+    /// times is set aside as a dead letter.
+    pub max_attempts: u32,
     /// `[bot.restart]`.
     pub restart: RestartPolicy,
     /// `[bot.scaling]`.
@@ -64,6 +70,8 @@ impl Default for Supervision {
             heartbeat_interval: Duration::from_secs(1),
             ready_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            handling_deadline: Duration::from_secs(60),
+            max_attempts: 3,
             restart: RestartPolicy {
                 intensity: 5,
                 period: Duration::from_secs(10),
@@ -172,6 +180,12 @@ pub(crate) fn supervision(cx: &mut Ctx<'_>, t: &mut Table<'_>) -> Supervision {
         shutdown_grace: t
             .duration(cx, "shutdown_grace", Duration::ZERO..=HOUR)
             .map_or(d.shutdown_grace, |v| v.value),
+        handling_deadline: t
+            .duration(cx, "handling_deadline", 100 * MS..=24 * HOUR)
+            .map_or(d.handling_deadline, |v| v.value),
+        max_attempts: t
+            .integer(cx, "max_attempts", 1..=100)
+            .map_or(d.max_attempts, |v| v.value as u32),
         restart,
         scaling,
     }

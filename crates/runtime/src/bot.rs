@@ -25,6 +25,8 @@ pub(crate) enum Event {
         worker: u32,
         conn: u64,
         outbox: mpsc::UnboundedSender<Message>,
+        /// Its slot: to restart it for a stuck update, to read its output.
+        slot: Arc<crate::slot::SlotShared>,
     },
     Ready {
         worker: u32,
@@ -105,6 +107,8 @@ pub struct Status {
     pub failed: u64,
     /// Updates sent again after their worker died.
     pub redelivered: u64,
+    /// Updates set aside as dead letters.
+    pub dead_lettered: u64,
     /// Worker restarts, all reasons.
     pub restarts: u64,
     /// Whether the bot gave up restarting its workers.
@@ -147,6 +151,8 @@ pub(crate) struct BotCtx {
     pub(crate) full_polls: std::sync::atomic::AtomicU64,
     /// Where every update is kept until it is acked.
     pub(crate) journal: crate::journal::Journal,
+    /// The fleet's data directory (the journal, dead letters).
+    pub(crate) data_dir: std::path::PathBuf,
 }
 
 impl BotCtx {
@@ -158,7 +164,9 @@ impl BotCtx {
 /// Runs the actor until every sender of events is gone.
 pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<Event>) {
     let bot = ctx.name.clone();
-    let mut d = Dispatcher::default();
+    let mut d = Dispatcher::new(ctx.config.supervision.max_attempts);
+    // Each worker's slot, while it is connected or until its exit is seen.
+    let mut slots: HashMap<u32, Arc<crate::slot::SlotShared>> = HashMap::new();
     // Each worker's current connection and its outbox.
     let mut outboxes: HashMap<u32, (u64, mpsc::UnboundedSender<Message>)> = HashMap::new();
     let mut drain: Option<(oneshot::Sender<()>, Vec<u32>)> = None;
@@ -179,7 +187,9 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 worker,
                 conn,
                 outbox,
+                slot,
             } => {
+                slots.insert(worker, slot);
                 outboxes.insert(worker, (conn, outbox.clone()));
                 d.connected(worker, conn, outbox);
             }
@@ -203,9 +213,10 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 }
             }
             Event::Gone { worker, conn } => {
-                let held = d.gone(worker, Some(conn));
-                if !held.is_empty() {
-                    held_at_close.insert(worker, held);
+                let gone = d.gone(worker, Some(conn));
+                set_aside(&ctx, slots.get(&worker), worker, gone.dead);
+                if !gone.held.is_empty() {
+                    held_at_close.insert(worker, gone.held);
                 }
                 stats.gone(worker);
                 if let Some((_, left)) = &mut drain {
@@ -226,7 +237,9 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 // The process may end before its connection's close is
                 // seen: what it held goes back to the queues now.
                 let held = if d.is_connected(worker) {
-                    d.gone(worker, None)
+                    let gone = d.gone(worker, None);
+                    set_aside(&ctx, slots.get(&worker), worker, gone.dead);
+                    gone.held
                 } else {
                     held_at_close.remove(&worker).unwrap_or_default()
                 };
@@ -258,6 +271,26 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 }
             }
             Event::Load(reply) => {
+                // Stuck updates: their workers are restarted, and they take
+                // the blame.
+                let deadline = ctx.config.supervision.handling_deadline;
+                for (worker, id, chat, held_for) in d.overdue(tokio::time::Instant::now(), deadline)
+                {
+                    metrics::counter!("botfleet_updates_stuck_total", "bot" => bot.clone())
+                        .increment(1);
+                    tracing::warn!(
+                        bot = %bot,
+                        worker,
+                        update = id,
+                        chat,
+                        "update handled for {} at worker {worker}, past its deadline of {}; restarting the worker",
+                        botfleet_config::duration::format(held_for),
+                        botfleet_config::duration::format(deadline),
+                    );
+                    if let Some(slot) = slots.get(&worker) {
+                        slot.kill.notify_one();
+                    }
+                }
                 let mut latencies = d.take_latencies();
                 latencies.sort_unstable();
                 for l in &latencies {
@@ -275,6 +308,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
             }
             Event::Forget { worker } => {
                 d.forget(worker);
+                slots.remove(&worker);
                 held_at_close.remove(&worker);
                 outboxes.remove(&worker);
             }
@@ -290,6 +324,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                     acked: c.acked,
                     failed: c.failed,
                     redelivered: c.redelivered,
+                    dead_lettered: c.dead,
                     restarts: ctx.restarts.load(Ordering::Relaxed),
                     failed_bot: ctx.failed.load(Ordering::Relaxed),
                     ack_us_total: c.ack_us_total,
@@ -319,6 +354,84 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 .set(ctx.journal.oldest_age().as_secs_f64());
             reported = Some(tokio::time::Instant::now());
         }
+    }
+}
+
+/// Writes each of `dead` as a dead letter (with `worker`'s last output),
+/// then removes it from the journal; says so at ERROR. A letter that
+/// cannot be written stays in the journal, to come back at the next start.
+fn set_aside(
+    ctx: &Arc<BotCtx>,
+    slot: Option<&Arc<crate::slot::SlotShared>>,
+    worker: u32,
+    dead: Vec<crate::dispatcher::DeadLetter>,
+) {
+    if dead.is_empty() {
+        return;
+    }
+    let output: Vec<String> = slot
+        .map(|s| s.output.lock().iter().cloned().collect())
+        .unwrap_or_default();
+    let max = ctx.config.supervision.max_attempts;
+    for letter in dead {
+        let p = &letter.pending;
+        let reason = if letter.stuck {
+            format!(
+                "it ran past its handling deadline ({}); {} strikes in {} attempts",
+                botfleet_config::duration::format(ctx.config.supervision.handling_deadline),
+                p.strikes,
+                p.attempt
+            )
+        } else {
+            format!(
+                "its worker died while handling it, {} times in {} attempts",
+                p.strikes, p.attempt
+            )
+        };
+        let record = crate::dead::DeadLetter {
+            bot: ctx.name.clone(),
+            update_id: p.update_id,
+            chat: letter.chat,
+            attempts: p.attempt,
+            reason,
+            output: output.clone(),
+            dead_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            update: serde_json::from_str(p.update.get()).unwrap_or(serde_json::Value::Null),
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let data_dir = ctx.data_dir.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                crate::dead::write(&data_dir, &record).map(|path| (path, record))
+            })
+            .await;
+            match written {
+                Ok(Ok((path, record))) => {
+                    ctx.journal.ack(record.update_id);
+                    metrics::counter!("botfleet_dead_letters_total", "bot" => ctx.name.clone())
+                        .increment(1);
+                    tracing::error!(
+                        bot = %ctx.name,
+                        worker,
+                        update = record.update_id,
+                        chat = record.chat,
+                        file = %path.display(),
+                        "update set aside as a dead letter after {max} strikes: {}; its chat goes on (botfleet dead-letters show {} {})",
+                        record.reason,
+                        ctx.name,
+                        record.update_id
+                    );
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(bot = %ctx.name, worker, "cannot write a dead letter; the update stays in the journal: {e}")
+                }
+                Err(e) => {
+                    tracing::error!(bot = %ctx.name, worker, "cannot write a dead letter: {e}")
+                }
+            }
+        });
     }
 }
 

@@ -388,6 +388,7 @@ async fn serve(
         worker,
         conn,
         outbox: outbox.clone(),
+        slot: slot.clone(),
     });
     tracing::debug!(bot = %name, worker, pid = hello.pid, "worker connected");
     let mut last_beat = Instant::now();

@@ -14,10 +14,47 @@ use crate::ring::Ring;
 
 /// An update waiting for, or at, a worker.
 #[derive(Debug)]
-struct Pending {
-    update_id: i64,
-    attempt: u32,
-    update: Json,
+pub(crate) struct Pending {
+    pub(crate) update_id: i64,
+    pub(crate) attempt: u32,
+    pub(crate) update: Json,
+    /// Times it crashed its worker (it was held when the worker died) or
+    /// ran past the handling deadline.
+    pub(crate) strikes: u32,
+    /// After a strike it is handled alone on its worker, so the next crash
+    /// tells for sure whether it is to blame.
+    isolate: bool,
+}
+
+impl Pending {
+    fn new(update_id: i64, update: Json) -> Pending {
+        Pending {
+            update_id,
+            attempt: 0,
+            update,
+            strikes: 0,
+            isolate: false,
+        }
+    }
+}
+
+/// An update set aside: it crashed its worker, or ran past the deadline,
+/// `max_attempts` times.
+#[derive(Debug)]
+pub(crate) struct DeadLetter {
+    pub(crate) chat: i64,
+    pub(crate) pending: Pending,
+    /// Whether its last strike was the deadline (else a crash).
+    pub(crate) stuck: bool,
+}
+
+/// What a closed connection left behind.
+#[derive(Debug, Default)]
+pub(crate) struct Gone {
+    /// The ids of the updates the worker held, delivered again (or set
+    /// aside).
+    pub(crate) held: Vec<i64>,
+    pub(crate) dead: Vec<DeadLetter>,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +73,13 @@ struct Worker {
     retiring: bool,
     /// Chats whose update this worker holds.
     chats: HashSet<i64>,
+    /// It holds an update under isolation: it gets nothing else.
+    isolated: bool,
+    /// An isolated update waits for it to be idle: it gets no new update.
+    reserved: bool,
+    /// Updates past their deadline: the worker is being restarted for
+    /// them, and only they are to blame.
+    stuck: HashSet<i64>,
 }
 
 /// What the dispatcher did, for metrics and tests.
@@ -47,13 +91,19 @@ pub(crate) struct Counts {
     pub(crate) failed: u64,
     pub(crate) redelivered: u64,
     pub(crate) stray_acks: u64,
+    /// Updates set aside as dead letters.
+    pub(crate) dead: u64,
     /// Dispatch-to-ack time of every acked update, summed, µs.
     pub(crate) ack_us_total: u64,
 }
 
 /// One bot's routing state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Dispatcher {
+    /// Strikes after which an update is set aside.
+    max_attempts: u32,
+    /// Updates under isolation not acked yet.
+    isolating: HashSet<i64>,
     chats: HashMap<i64, Chat>,
     /// update id -> its chat and when it was sent, while a worker holds it.
     held: HashMap<i64, (i64, Instant)>,
@@ -66,18 +116,39 @@ pub(crate) struct Dispatcher {
     pub(crate) counts: Counts,
 }
 
+impl Default for Dispatcher {
+    fn default() -> Self {
+        Dispatcher::new(3)
+    }
+}
+
 impl Dispatcher {
+    /// A dispatcher that sets an update aside after `max_attempts` strikes.
+    pub(crate) fn new(max_attempts: u32) -> Dispatcher {
+        Dispatcher {
+            max_attempts: max_attempts.max(1),
+            isolating: HashSet::new(),
+            chats: HashMap::new(),
+            held: HashMap::new(),
+            latencies: Vec::new(),
+            workers: HashMap::new(),
+            ring: Ring::default(),
+            retiring: HashSet::new(),
+            counts: Counts::default(),
+        }
+    }
+
     /// Updates from the journal, as `(update id, routing key, update)`,
     /// each appended to its chat's queue.
     pub(crate) fn batch(&mut self, updates: Vec<(i64, i64, Json)>) {
         let mut touched = Vec::new();
         for (update_id, key, update) in updates {
             self.counts.received += 1;
-            self.chats.entry(key).or_default().queue.push_back(Pending {
-                update_id,
-                attempt: 0,
-                update,
-            });
+            self.chats
+                .entry(key)
+                .or_default()
+                .queue
+                .push_back(Pending::new(update_id, update));
             touched.push(key);
         }
         for key in touched {
@@ -104,6 +175,9 @@ impl Dispatcher {
                 ready: false,
                 retiring: self.retiring.contains(&worker),
                 chats: HashSet::new(),
+                isolated: false,
+                reserved: false,
+                stuck: HashSet::new(),
             },
         );
     }
@@ -125,30 +199,82 @@ impl Dispatcher {
     /// A worker's connection closed (its process died or exited). The
     /// updates it held go back to the front of their chats' queues, to be
     /// sent again (`attempt` + 1) to whichever worker owns the chat now.
-    /// `conn` guards against a stale close of an older connection.
-    /// Returns the ids of the updates it held.
-    pub(crate) fn gone(&mut self, worker: u32, conn: Option<u64>) -> Vec<i64> {
+    /// Each is given a strike (only the stuck ones when the worker was
+    /// restarted for its deadline), is isolated from then on, and is set
+    /// aside as a dead letter at `max_attempts` strikes when it was alone
+    /// on its worker or known to be stuck. `conn` guards against a stale
+    /// close of an older connection.
+    pub(crate) fn gone(&mut self, worker: u32, conn: Option<u64>) -> Gone {
         match self.workers.get(&worker) {
             Some(w) if conn.is_none_or(|c| c == w.conn) => {}
-            _ => return Vec::new(),
+            _ => return Gone::default(),
         }
         let w = self.workers.remove(&worker).expect("checked");
         self.ring.remove(worker);
-        let mut held = Vec::with_capacity(w.chats.len());
+        let alone = w.chats.len() == 1;
+        let mut out = Gone::default();
         for key in w.chats {
-            if let Some(chat) = self.chats.get_mut(&key) {
-                if let Some((_, mut pending)) = chat.in_flight.take() {
-                    self.held.remove(&pending.update_id);
-                    held.push(pending.update_id);
-                    pending.attempt += 1;
-                    self.counts.redelivered += 1;
-                    chat.queue.push_front(pending);
+            let Some(chat) = self.chats.get_mut(&key) else {
+                continue;
+            };
+            let Some((_, mut pending)) = chat.in_flight.take() else {
+                continue;
+            };
+            let id = pending.update_id;
+            self.held.remove(&id);
+            out.held.push(id);
+            pending.attempt += 1;
+            let stuck = w.stuck.contains(&id);
+            let guilty = w.stuck.is_empty() || stuck;
+            if guilty {
+                pending.strikes += 1;
+            }
+            if guilty && pending.strikes >= self.max_attempts && (alone || stuck) {
+                self.isolating.remove(&id);
+                self.counts.dead += 1;
+                out.dead.push(DeadLetter {
+                    chat: key,
+                    pending,
+                    stuck,
+                });
+                continue;
+            }
+            if guilty && !pending.isolate {
+                pending.isolate = true;
+                self.isolating.insert(id);
+            }
+            self.counts.redelivered += 1;
+            chat.queue.push_front(pending);
+        }
+        self.kick();
+        out.held.sort_unstable();
+        out
+    }
+
+    /// Updates held longer than `deadline` at `now` and not yet reported:
+    /// `(worker, update id, chat, held for)`. Their workers are to be
+    /// restarted; only these updates take the blame.
+    pub(crate) fn overdue(
+        &mut self,
+        now: Instant,
+        deadline: Duration,
+    ) -> Vec<(u32, i64, i64, Duration)> {
+        let mut out = Vec::new();
+        for (&id, &(key, sent)) in &self.held {
+            let held_for = now.saturating_duration_since(sent);
+            if held_for <= deadline {
+                continue;
+            }
+            let Some((worker, _)) = self.chats.get(&key).and_then(|c| c.in_flight.as_ref()) else {
+                continue;
+            };
+            if let Some(w) = self.workers.get_mut(worker) {
+                if w.stuck.insert(id) {
+                    out.push((*worker, id, key, held_for));
                 }
             }
         }
-        self.kick();
-        held.sort_unstable();
-        held
+        out
     }
 
     /// Whether `worker` has a connection.
@@ -161,6 +287,8 @@ impl Dispatcher {
     /// is counted and ignored).
     pub(crate) fn acks(&mut self, worker: u32, acks: &[Ack]) -> Vec<i64> {
         let mut acked = Vec::with_capacity(acks.len());
+        let mut freed = false;
+        let mut freed_chats = Vec::with_capacity(acks.len());
         for ack in acks {
             let Some(&(key, sent)) = self.held.get(&ack.update_id) else {
                 self.counts.stray_acks += 1;
@@ -187,12 +315,24 @@ impl Dispatcher {
             }
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.chats.remove(&key);
+                // A worker that held an isolated update takes others again.
+                freed |= std::mem::take(&mut w.isolated);
             }
+            self.isolating.remove(&ack.update_id);
             self.counts.acked += 1;
             if ack.outcome == Outcome::Failed {
                 self.counts.failed += 1;
             }
-            self.try_send(key);
+            freed_chats.push(key);
+        }
+        // An isolated update may be waiting for this worker to be idle: it
+        // goes first.
+        if freed || !self.isolating.is_empty() || self.workers.values().any(|w| w.reserved) {
+            self.kick();
+        } else {
+            for key in freed_chats {
+                self.try_send(key);
+            }
         }
         acked
     }
@@ -252,7 +392,7 @@ impl Dispatcher {
         let Some(worker) = self.ring.pick(key) else {
             return;
         };
-        let Some(pending) = chat.queue.pop_front() else {
+        let Some(head) = chat.queue.front() else {
             // Idle and empty: forget the chat.
             self.chats.remove(&key);
             return;
@@ -261,6 +401,20 @@ impl Dispatcher {
             .workers
             .get_mut(&worker)
             .expect("ring members are workers");
+        // An update under isolation goes to an idle worker and keeps it to
+        // itself; the worker it waits for takes nothing new meanwhile.
+        if w.isolated || (w.reserved && !head.isolate) {
+            return;
+        }
+        if head.isolate {
+            if !w.chats.is_empty() {
+                w.reserved = true;
+                return;
+            }
+            w.reserved = false;
+            w.isolated = true;
+        }
+        let pending = chat.queue.pop_front().expect("checked");
         let delivery = Delivery {
             update_id: pending.update_id,
             attempt: pending.attempt,
@@ -274,18 +428,25 @@ impl Dispatcher {
         self.counts.dispatched += 1;
     }
 
-    /// Tries every chat with something queued (after the ring changed).
+    /// Tries every chat with something queued (after the ring changed, an
+    /// ack freed a worker an isolated update waits for...): isolated
+    /// updates first, so they reserve their workers before others take
+    /// them.
     fn kick(&mut self) {
         if self.ring.is_empty() {
             return;
         }
-        let waiting: Vec<i64> = self
+        for w in self.workers.values_mut() {
+            w.reserved = false;
+        }
+        let mut waiting: Vec<(bool, i64)> = self
             .chats
             .iter()
             .filter(|(_, c)| c.in_flight.is_none() && !c.queue.is_empty())
-            .map(|(&k, _)| k)
+            .map(|(&k, c)| (!c.queue.front().is_some_and(|p| p.isolate), k))
             .collect();
-        for key in waiting {
+        waiting.sort_unstable();
+        for (_, key) in waiting {
             self.try_send(key);
         }
     }
@@ -358,7 +519,7 @@ mod tests {
         d.ready(1, 1);
         d.batch(vec![(1, 7, update(1)), (2, 7, update(2))]);
         assert_eq!(received(&mut rx1), [(1, 0)]);
-        assert_eq!(d.gone(1, Some(1)), [1], "the update it held");
+        assert_eq!(d.gone(1, Some(1)).held, [1], "the update it held");
         assert_eq!(d.counts.redelivered, 1);
         // The replacement connects under the same id and gets update 1
         // again, before 2.
@@ -367,7 +528,7 @@ mod tests {
         d.ready(1, 2);
         assert_eq!(received(&mut rx2), [(1, 1)]);
         // A late close of the old connection changes nothing.
-        assert_eq!(d.gone(1, Some(1)), [0_i64; 0]);
+        assert!(d.gone(1, Some(1)).held.is_empty());
         d.acks(1, &[ack(1)]);
         assert_eq!(received(&mut rx2), [(2, 0)]);
     }
@@ -397,5 +558,85 @@ mod tests {
         let to_1 = received(&mut rx1).len();
         assert_eq!(to_1 + to_2, 200);
         assert!((50..=150).contains(&to_2), "{to_2} chats moved");
+    }
+
+    #[test]
+    fn updates_held_at_a_crash_go_alone_and_a_repeat_offender_is_set_aside() {
+        let mut d = Dispatcher::new(2);
+        let (tx1, mut rx1) = mpsc::unbounded_channel();
+        d.connected(1, 1, tx1);
+        d.ready(1, 1);
+        d.batch(vec![
+            (1, 7, update(1)),
+            (2, 8, update(2)),
+            (3, 7, update(3)),
+        ]);
+        assert_eq!(received(&mut rx1).len(), 2);
+        // A crash with two updates held: both take a strike, neither is
+        // set aside (either may be to blame), both are isolated.
+        let gone = d.gone(1, Some(1));
+        assert_eq!(gone.held, [1, 2]);
+        assert!(gone.dead.is_empty());
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        d.connected(1, 2, tx2);
+        d.ready(1, 2);
+        // One at a time on the worker.
+        let first = received(&mut rx2);
+        assert_eq!(first.len(), 1, "{first:?}");
+        let (first_id, attempt) = first[0];
+        assert_eq!(attempt, 1);
+        // The other (isolated too) waits; nothing else goes meanwhile.
+        assert!(received(&mut rx2).is_empty());
+        let other = if first_id == 1 { 2 } else { 1 };
+        assert_eq!(d.acks(1, &[ack(first_id)]), [first_id]);
+        let next = received(&mut rx2);
+        assert_eq!(next, [(other, 1)], "then the other, alone");
+        // It crashes its worker again, alone: the second strike sets it
+        // aside, and its chat goes on.
+        let gone = d.gone(1, Some(2));
+        assert_eq!(gone.dead.len(), 1);
+        assert_eq!(gone.dead[0].pending.update_id, other);
+        assert_eq!(d.counts.dead, 1);
+        let (tx3, mut rx3) = mpsc::unbounded_channel();
+        d.connected(1, 3, tx3);
+        d.ready(1, 3);
+        let rest = received(&mut rx3);
+        if other == 1 {
+            assert_eq!(rest, [(3, 0)], "chat 7 goes on with update 3");
+        } else {
+            assert!(rest.is_empty() || rest == [(3, 0)], "{rest:?}");
+        }
+    }
+
+    #[test]
+    fn an_overdue_update_is_reported_once_and_alone_takes_the_blame() {
+        let mut d = Dispatcher::new(1);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        d.connected(1, 1, tx);
+        d.ready(1, 1);
+        d.batch(vec![(1, 7, update(1))]);
+        assert_eq!(received(&mut rx).len(), 1);
+        let later = Instant::now() + Duration::from_secs(5);
+        assert!(d.overdue(later, Duration::from_secs(10)).is_empty());
+        let stuck = d.overdue(later, Duration::from_secs(1));
+        assert_eq!(
+            stuck.iter().map(|s| (s.0, s.1, s.2)).collect::<Vec<_>>(),
+            [(1, 1, 7)]
+        );
+        assert!(d.overdue(later, Duration::from_secs(1)).is_empty(), "once");
+        // Another update reaches the worker before it is restarted for the
+        // stuck one: only update 1 takes the blame.
+        d.batch(vec![(2, 8, update(2))]);
+        assert_eq!(received(&mut rx).len(), 1);
+        let gone = d.gone(1, Some(1));
+        assert_eq!(gone.held, [1, 2]);
+        assert_eq!(gone.dead.len(), 1);
+        assert_eq!(gone.dead[0].pending.update_id, 1);
+        assert!(gone.dead[0].stuck);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        d.connected(1, 2, tx);
+        d.ready(1, 2);
+        assert_eq!(received(&mut rx), [(2, 1)], "not isolated: no strike");
+        assert!(d.isolating.is_empty());
     }
 }

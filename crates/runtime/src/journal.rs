@@ -50,9 +50,13 @@ const REMEMBER_ACKED: usize = 100_000;
 
 /// What the journal's thread is asked.
 enum Op {
-    /// Write these updates (the ones not already live or recently acked),
-    /// sync, and answer with the ones written.
-    Append(Vec<Entry>, oneshot::Sender<std::io::Result<Vec<Entry>>>),
+    /// Write these updates (the ones not already live, nor recently acked
+    /// unless `force`), sync, and answer with the ones written.
+    Append {
+        updates: Vec<Entry>,
+        force: bool,
+        reply: oneshot::Sender<std::io::Result<Vec<Entry>>>,
+    },
     /// Remove an update.
     Ack(i64),
 }
@@ -134,9 +138,23 @@ impl Journal {
     /// Writes `updates` durably and returns the ones that are new (an
     /// update already live, or acked recently, is dropped).
     pub(crate) async fn append(&self, updates: Vec<Entry>) -> std::io::Result<Vec<Entry>> {
-        let (tx, rx) = oneshot::channel();
+        self.write(updates, false).await
+    }
+
+    /// Writes `updates` durably even if they were acked before (a dead
+    /// letter handed back); returns the ones not live already.
+    pub(crate) async fn replay(&self, updates: Vec<Entry>) -> std::io::Result<Vec<Entry>> {
+        self.write(updates, true).await
+    }
+
+    async fn write(&self, updates: Vec<Entry>, force: bool) -> std::io::Result<Vec<Entry>> {
+        let (reply, rx) = oneshot::channel();
         self.ops
-            .send(Op::Append(updates, tx))
+            .send(Op::Append {
+                updates,
+                force,
+                reply,
+            })
             .map_err(|_| std::io::Error::other("the journal is closed"))?;
         rx.await
             .map_err(|_| std::io::Error::other("the journal stopped"))?
@@ -283,13 +301,18 @@ impl Log {
             let mut freed = false;
             for op in batch {
                 match op {
-                    Op::Append(updates, reply) => {
+                    Op::Append {
+                        updates,
+                        force,
+                        reply,
+                    } => {
                         let mut fresh = Vec::with_capacity(updates.len());
                         for entry in updates {
                             let id = entry.0;
-                            if self.live.contains_key(&id) || self.acked.contains(&id) {
+                            if self.live.contains_key(&id) || (!force && self.acked.contains(&id)) {
                                 continue;
                             }
+                            self.acked.remove(&id);
                             let len = encode(&mut buf, KIND_UPDATE, id, entry.1, entry.2.get());
                             self.live.insert(id, (len, now));
                             self.live_bytes += len;

@@ -16,6 +16,7 @@
 
 mod bot;
 mod conn;
+pub mod dead;
 mod dispatcher;
 mod ingest;
 mod journal;
@@ -347,6 +348,7 @@ impl Fleet {
             failed_notify: self.failed_notify.clone(),
             full_polls: AtomicU64::new(0),
             journal,
+            data_dir: self.data_dir(),
         });
         tokio::spawn(bot::actor(ctx.clone(), rx));
         if recovered.cut > 0 {

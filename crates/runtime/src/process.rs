@@ -44,7 +44,18 @@ pub fn find_program(program: &str, path: Option<&std::ffi::OsStr>) -> Result<Pat
 
 /// Starts `spec` in a process group of its own, stdin closed, stdout and
 /// stderr read line by line into the log.
-pub(crate) fn spawn(spec: &Spec, bot: &str, worker: u32) -> std::io::Result<Child> {
+/// A worker's last lines of output (both streams), for its dead letters.
+pub(crate) type Recent = std::sync::Arc<parking_lot::Mutex<std::collections::VecDeque<String>>>;
+
+/// Lines [`Recent`] keeps.
+const RECENT_LINES: usize = 20;
+
+pub(crate) fn spawn(
+    spec: &Spec,
+    bot: &str,
+    worker: u32,
+    recent: &Recent,
+) -> std::io::Result<Child> {
     let mut command = Command::new(&spec.program);
     command
         .args(&spec.args)
@@ -56,10 +67,22 @@ pub(crate) fn spawn(spec: &Spec, bot: &str, worker: u32) -> std::io::Result<Chil
         .kill_on_drop(true);
     let mut child = command.spawn()?;
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(relay(BufReader::new(out), bot.to_owned(), worker, "stdout"));
+        tokio::spawn(relay(
+            BufReader::new(out),
+            bot.to_owned(),
+            worker,
+            "stdout",
+            recent.clone(),
+        ));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(relay(BufReader::new(err), bot.to_owned(), worker, "stderr"));
+        tokio::spawn(relay(
+            BufReader::new(err),
+            bot.to_owned(),
+            worker,
+            "stderr",
+            recent.clone(),
+        ));
     }
     Ok(child)
 }
@@ -74,9 +97,17 @@ async fn relay<R: tokio::io::AsyncBufRead + Unpin>(
     bot: String,
     worker: u32,
     stream: &'static str,
+    recent: Recent,
 ) {
     let mut budget = LogBudget::new(tokio::time::Instant::now(), LINE_BURST, LINES_PER_SECOND);
     relay_lines(reader, |line| {
+        {
+            let mut recent = recent.lock();
+            if recent.len() == RECENT_LINES {
+                recent.pop_front();
+            }
+            recent.push_back(line.to_owned());
+        }
         match budget.take(tokio::time::Instant::now()) {
             Take::Log { dropped } => report_dropped(&bot, worker, stream, dropped),
             Take::Drop => return,

@@ -74,6 +74,7 @@ pub(crate) async fn run(
         if *stop.borrow() {
             break;
         }
+        replay_dead_letters(&bot).await;
         if bot.failed.load(Ordering::SeqCst) {
             continue;
         }
@@ -136,6 +137,49 @@ pub(crate) async fn run(
     }
     for task in leaving {
         let _ = task.await;
+    }
+}
+
+/// Hands out again the dead letters `botfleet dead-letters replay` put in
+/// the bot's `replay/` directory: journaled first, with fresh attempts. A
+/// letter the journal cannot take goes back among the dead letters.
+async fn replay_dead_letters(bot: &Arc<BotCtx>) {
+    let (dir, name) = (bot.data_dir.clone(), bot.name.clone());
+    let letters =
+        match tokio::task::spawn_blocking(move || crate::dead::take_replays(&dir, &name)).await {
+            Ok(Ok(letters)) if !letters.is_empty() => letters,
+            Ok(Ok(_)) | Err(_) => return,
+            Ok(Err(e)) => {
+                tracing::warn!(bot = %bot.name, "cannot read the dead letters to replay: {e}");
+                return;
+            }
+        };
+    let entries: Vec<crate::journal::Entry> = letters
+        .iter()
+        .filter_map(|l| {
+            botfleet_protocol::Json::parse(l.update.to_string())
+                .ok()
+                .map(|json| (l.update_id, l.chat, json))
+        })
+        .collect();
+    match bot.journal.replay(entries).await {
+        Ok(fresh) => {
+            let ids: Vec<i64> = fresh.iter().map(|e| e.0).collect();
+            tracing::warn!(bot = %bot.name, updates = ?ids, "handing dead letters out again");
+            metrics::counter!("botfleet_dead_letters_replayed_total", "bot" => bot.name.clone())
+                .increment(ids.len() as u64);
+            bot.send(Event::Batch { updates: fresh });
+        }
+        Err(e) => {
+            tracing::error!(bot = %bot.name, "cannot journal the dead letters to replay; they stay dead letters: {e}");
+            let data_dir = bot.data_dir.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for letter in &letters {
+                    let _ = crate::dead::write(&data_dir, letter);
+                }
+            })
+            .await;
+        }
     }
 }
 

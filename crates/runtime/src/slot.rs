@@ -29,6 +29,8 @@ pub(crate) struct SlotShared {
     /// The worker said ready on its live connection (the connection sets
     /// and clears it).
     pub(crate) is_ready: std::sync::atomic::AtomicBool,
+    /// The worker's last lines of output.
+    pub(crate) output: crate::process::Recent,
     /// The worker's live connection (0 when none): one at a time.
     pub(crate) conn: std::sync::atomic::AtomicU64,
 }
@@ -74,7 +76,7 @@ pub(crate) async fn supervise(
         spec.env
             .push((botfleet_protocol::env::WORKER_ID.into(), worker.to_string()));
         let started = Instant::now();
-        let spawned = process::spawn(&spec, &bot.name, worker);
+        let spawned = process::spawn(&spec, &bot.name, worker, &shared.output);
         tracing::debug!(bot = %bot.name, worker, spawn_us = started.elapsed().as_micros() as u64, "spawned");
         // Why the process ended, and how, for the log.
         let (reason, status) = match spawned {

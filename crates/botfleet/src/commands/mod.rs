@@ -4,6 +4,7 @@
 
 pub(crate) mod config;
 pub(crate) mod db;
+pub(crate) mod dead_letters;
 #[cfg(feature = "bench")]
 pub(crate) mod demo;
 pub(crate) mod emulator;

@@ -6,6 +6,7 @@ mod bench;
 #[cfg(feature = "bench")]
 mod bots;
 mod config;
+mod dead_letters;
 mod emulator;
 mod run;
 mod tune;

@@ -183,8 +183,9 @@ async fn a_broken_bot_leaves_the_healthy_bot_answering_and_is_retried() {
         replies(&e, 1)
     );
     assert_eq!(replies(&e, 1), ["echo #1", "echo #2", "echo #3"]);
-    // After `failed_retry` the failed bots' workers are started again, and
-    // fail again.
+    // After `failed_retry` the failed bots' workers are started again: the
+    // typo fails again; the crashing update was set aside as a dead letter
+    // (its third crash), so the other bot answers again.
     let restarts = |status: &[botfleet_runtime::Status], bot: &str| {
         status.iter().find(|s| s.bot == bot).unwrap().restarts
     };
@@ -192,22 +193,23 @@ async fn a_broken_bot_leaves_the_healthy_bot_answering_and_is_retried() {
     let end = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let now = fleet.status().await;
-        if ["typo", "crashy"]
-            .iter()
-            .all(|b| restarts(&now, b) > restarts(&before, b))
-        {
+        if restarts(&now, "typo") > restarts(&before, "typo") {
             break;
         }
         assert!(tokio::time::Instant::now() < end, "no retry: {now:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    e.inject_message(CRASHY, 3, 3, "back").unwrap();
+    assert!(
+        until(Duration::from_secs(30), || replies(&e, 3) == ["echo back"]).await,
+        "{:?}",
+        fleet.status().await
+    );
     let report = fleet.shutdown().await;
     let healthy = report.bots.iter().find(|s| s.bot == "echo").unwrap();
     assert_eq!((healthy.acked, healthy.restarts), (3, 0), "{healthy:?}");
-    // The crashing update was never acked: it waits for a worker that can
-    // take it (the journal of the next issue sets such updates aside).
     let crashy = report.bots.iter().find(|s| s.bot == "crashy").unwrap();
-    assert_eq!(crashy.acked, 0, "{crashy:?}");
+    assert_eq!((crashy.acked, crashy.dead_lettered), (1, 1), "{crashy:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -857,5 +859,92 @@ async fn a_handler_that_never_acks_holds_only_its_own_chat() {
     );
     let status = fleet.status().await;
     assert_eq!((status[0].acked, status[0].unacked), (20, 1), "{status:?}");
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_update_becomes_a_dead_letter_and_its_chat_goes_on() {
+    let e = emulator(2).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let file = fleet_file(&e, "crash", 1, |b| {
+        b.set("restart.intensity", 20)
+            .set("restart.first_backoff", "10ms")
+    });
+    let fleet = start(&file.parse().unwrap(), &dir).await;
+    let poison = e.inject_message(TOKEN, 1, 1, "crash").unwrap();
+    e.inject_message(TOKEN, 1, 1, "#2").unwrap();
+    e.inject_message(TOKEN, 2, 2, "hi").unwrap();
+    assert!(
+        until(Duration::from_secs(30), || replies(&e, 1) == ["echo #2"]).await,
+        "{:?}",
+        fleet.status().await
+    );
+    assert_eq!(replies(&e, 2), ["echo hi"]);
+    let data = dir.path().join("data");
+    let letters = botfleet_runtime::dead::list(&data, Some("echo")).unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(
+        (letter.update_id, letter.chat, letter.attempts),
+        (poison, 1, 3)
+    );
+    assert!(
+        letter
+            .reason
+            .contains("its worker died while handling it, 3 times"),
+        "{letter:?}"
+    );
+    assert_eq!(letter.update["message"]["text"], "crash");
+    let s = &fleet.status().await[0];
+    assert_eq!(
+        (s.dead_lettered, s.restarts, s.failed_bot),
+        (1, 3, false),
+        "{s:?}"
+    );
+    // Replayed, it is handed out again: three more crashes, set aside again.
+    botfleet_runtime::dead::replay(&data, "echo", poison).unwrap();
+    assert!(
+        botfleet_runtime::dead::list(&data, None)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        until(Duration::from_secs(30), || {
+            botfleet_runtime::dead::list(&data, None).is_ok_and(|l| l.len() == 1)
+        })
+        .await
+    );
+    let s = &fleet.status().await[0];
+    assert_eq!((s.dead_lettered, s.restarts), (2, 6), "{s:?}");
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_update_past_its_deadline_restarts_its_worker_then_is_set_aside() {
+    let e = emulator(2).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let file = fleet_file(&e, "stuck", 1, |b| {
+        b.set("handling_deadline", "1s")
+            .set("max_attempts", 2)
+            .set("restart.first_backoff", "10ms")
+            .set("scaling.tick", "200ms")
+    });
+    let fleet = start(&file.parse().unwrap(), &dir).await;
+    let stuck = e.inject_message(TOKEN, 1, 1, "stuck").unwrap();
+    e.inject_message(TOKEN, 1, 1, "#2").unwrap();
+    e.inject_message(TOKEN, 2, 2, "hi").unwrap();
+    assert!(until(Duration::from_secs(10), || replies(&e, 2) == ["echo hi"]).await);
+    assert!(
+        until(Duration::from_secs(30), || replies(&e, 1) == ["echo #2"]).await,
+        "{:?}",
+        fleet.status().await
+    );
+    let letter = botfleet_runtime::dead::show(&dir.path().join("data"), "echo", stuck).unwrap();
+    assert!(
+        letter.reason.contains("past its handling deadline (1s)"),
+        "{letter:?}"
+    );
+    let s = &fleet.status().await[0];
+    assert_eq!((s.dead_lettered, s.restarts), (1, 2), "{s:?}");
     fleet.shutdown().await;
 }
