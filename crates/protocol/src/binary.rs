@@ -71,6 +71,7 @@ fn encode_one(m: &Message, out: &mut Vec<u8>) {
                 out.push(match a.outcome {
                     Outcome::Handled => 0,
                     Outcome::Failed => 1,
+                    Outcome::Retry => 2,
                 });
             }
         }
@@ -207,6 +208,7 @@ impl Reader<'_> {
                     let outcome = match self.u8("acks[].outcome")? {
                         0 => Outcome::Handled,
                         1 => Outcome::Failed,
+                        2 => Outcome::Retry,
                         other => {
                             return Err(DecodeError::new(
                                 at,

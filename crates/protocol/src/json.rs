@@ -63,6 +63,7 @@ fn encode_one(m: &Message, s: &mut String) {
             let outcome = match a.outcome {
                 Outcome::Handled => "handled",
                 Outcome::Failed => "failed",
+                Outcome::Retry => "retry",
             };
             write!(
                 s,
@@ -211,9 +212,10 @@ fn message(v: &Value) -> Result<Message, String> {
                     let outcome = match a.get("outcome").and_then(Value::as_str) {
                         None | Some("handled") => Outcome::Handled,
                         Some("failed") => Outcome::Failed,
+                        Some("retry") => Outcome::Retry,
                         Some(other) => {
                             return Err(format!(
-                                "acks: outcome `{other}` is neither \"handled\" nor \"failed\""
+                                "acks: outcome `{other}` is not \"handled\", \"failed\" or \"retry\""
                             ));
                         }
                     };

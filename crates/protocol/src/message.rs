@@ -135,6 +135,10 @@ pub enum Outcome {
     Handled,
     /// The handler failed or panicked; the update is not retried.
     Failed,
+    /// The handler could not finish because a dependency is unavailable
+    /// (the database, Redis, Telegram): the supervisor keeps the update and
+    /// hands it out again later, in its chat's order.
+    Retry,
 }
 
 /// A worker is done with an update.

@@ -14,6 +14,8 @@ use botfleet_worker::{Context, HandlerResult, Update};
 /// - `exit`: exits at once with status 3, before it is ready;
 /// - `hang`: echoes, but stops itself (SIGSTOP) on a message `hang`;
 /// - `panic`: echoes, but panics on a message `panic`;
+/// - `db`: runs `SELECT 1` on the bot's database, then echoes (a database
+///   that is down makes the update go again later);
 /// - `stuck`: echoes, but a handler given the message `stuck` never ends
 ///   (the worker goes on heartbeating and handling other chats);
 /// - `crash`: echoes, but exits with status 1 on a message `crash` (a
@@ -37,7 +39,7 @@ fn main() {
         )]
         {
             eprintln!(
-                "test-worker: set BOTFLEET_TEST_WORKER (echo, exit, hang, stuck, panic, crash, panic_once, cache, state, start_fails or garbage); the runtime's tests start this program"
+                "test-worker: set BOTFLEET_TEST_WORKER (echo, exit, hang, db, stuck, panic, crash, panic_once, cache, state, start_fails or garbage); the runtime's tests start this program"
             );
         }
         std::process::exit(64);
@@ -131,6 +133,10 @@ async fn handle(update: Update, cx: Context) -> HandlerResult {
     }
     if mode == "panic" && text == "panic" {
         panic!("asked to panic");
+    }
+    if mode == "db" {
+        let db = cx.db().ok_or("the fleet has no database")?;
+        db.query("SELECT 1").execute().await?;
     }
     if mode == "stuck" && text == "stuck" {
         std::future::pending::<()>().await;

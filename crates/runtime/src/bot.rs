@@ -109,6 +109,9 @@ pub struct Status {
     pub redelivered: u64,
     /// Updates set aside as dead letters.
     pub dead_lettered: u64,
+    /// Updates handed back by a worker because a dependency was down, and
+    /// given out again after a backoff.
+    pub retried: u64,
     /// Worker restarts, all reasons.
     pub restarts: u64,
     /// Whether the bot gave up restarting its workers.
@@ -271,6 +274,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 }
             }
             Event::Load(reply) => {
+                d.wake();
                 // Stuck updates: their workers are restarted, and they take
                 // the blame.
                 let deadline = ctx.config.supervision.handling_deadline;
@@ -297,8 +301,10 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                     metrics::histogram!("botfleet_update_handling_seconds", "bot" => bot.clone())
                         .record(l.as_secs_f64());
                 }
+                // Updates waiting out a dependency's outage are no work
+                // more workers could do.
                 let _ = reply.send(Load {
-                    queued: d.unacked(),
+                    queued: d.unacked().saturating_sub(d.backing_off()),
                     latencies,
                 });
             }
@@ -325,6 +331,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                     failed: c.failed,
                     redelivered: c.redelivered,
                     dead_lettered: c.dead,
+                    retried: c.retried,
                     restarts: ctx.restarts.load(Ordering::Relaxed),
                     failed_bot: ctx.failed.load(Ordering::Relaxed),
                     ack_us_total: c.ack_us_total,
@@ -410,8 +417,6 @@ fn set_aside(
             match written {
                 Ok(Ok((path, record))) => {
                     ctx.journal.ack(record.update_id);
-                    metrics::counter!("botfleet_dead_letters_total", "bot" => ctx.name.clone())
-                        .increment(1);
                     tracing::error!(
                         bot = %ctx.name,
                         worker,
@@ -488,6 +493,8 @@ fn report(bot: &str, d: &Dispatcher, last: &mut Counts) {
     );
     bump("botfleet_updates_acked_total", c.acked, last.acked);
     bump("botfleet_updates_failed_total", c.failed, last.failed);
+    bump("botfleet_updates_retried_total", c.retried, last.retried);
+    bump("botfleet_dead_letters_total", c.dead, last.dead);
     bump(
         "botfleet_updates_redelivered_total",
         c.redelivered,

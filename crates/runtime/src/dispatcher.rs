@@ -24,6 +24,10 @@ pub(crate) struct Pending {
     /// After a strike it is handled alone on its worker, so the next crash
     /// tells for sure whether it is to blame.
     isolate: bool,
+    /// Times a worker handed it back because a dependency was down.
+    retries: u32,
+    /// Not sent again before this (after a retry).
+    not_before: Option<Instant>,
 }
 
 impl Pending {
@@ -34,6 +38,8 @@ impl Pending {
             update,
             strikes: 0,
             isolate: false,
+            retries: 0,
+            not_before: None,
         }
     }
 }
@@ -93,9 +99,17 @@ pub(crate) struct Counts {
     pub(crate) stray_acks: u64,
     /// Updates set aside as dead letters.
     pub(crate) dead: u64,
+    /// Updates handed back for a retry (a dependency was down).
+    pub(crate) retried: u64,
     /// Dispatch-to-ack time of every acked update, summed, µs.
     pub(crate) ack_us_total: u64,
 }
+
+/// The wait before an update handed back for a retry goes again; it
+/// doubles with each retry of the same update...
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// ...up to this.
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// One bot's routing state.
 #[derive(Debug)]
@@ -104,6 +118,8 @@ pub(crate) struct Dispatcher {
     max_attempts: u32,
     /// Updates under isolation not acked yet.
     isolating: HashSet<i64>,
+    /// Chats whose next update waits for its retry time.
+    backing_off: HashSet<i64>,
     chats: HashMap<i64, Chat>,
     /// update id -> its chat and when it was sent, while a worker holds it.
     held: HashMap<i64, (i64, Instant)>,
@@ -128,6 +144,7 @@ impl Dispatcher {
         Dispatcher {
             max_attempts: max_attempts.max(1),
             isolating: HashSet::new(),
+            backing_off: HashSet::new(),
             chats: HashMap::new(),
             held: HashMap::new(),
             latencies: Vec::new(),
@@ -305,8 +322,26 @@ impl Dispatcher {
                     continue;
                 }
             }
-            chat.in_flight = None;
+            let (_, mut pending) = chat.in_flight.take().expect("checked");
             self.held.remove(&ack.update_id);
+            if ack.outcome == Outcome::Retry {
+                // A dependency is down: the update stays (in the journal
+                // too) and goes again, first in its chat, after a backoff.
+                pending.retries += 1;
+                pending.attempt += 1;
+                let wait = RETRY_FIRST
+                    .saturating_mul(1 << (pending.retries - 1).min(10))
+                    .min(RETRY_MAX);
+                pending.not_before = Some(Instant::now() + wait);
+                chat.queue.push_front(pending);
+                self.backing_off.insert(key);
+                self.counts.retried += 1;
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.chats.remove(&key);
+                    freed |= std::mem::take(&mut w.isolated);
+                }
+                continue;
+            }
             acked.push(ack.update_id);
             let took = sent.elapsed();
             self.counts.ack_us_total += took.as_micros() as u64;
@@ -335,6 +370,21 @@ impl Dispatcher {
             }
         }
         acked
+    }
+
+    /// Sends the updates whose retry time has come.
+    pub(crate) fn wake(&mut self) {
+        if self.backing_off.is_empty() {
+            return;
+        }
+        for key in self.backing_off.clone() {
+            self.try_send(key);
+        }
+    }
+
+    /// Updates waiting for their retry time.
+    pub(crate) fn backing_off(&self) -> usize {
+        self.backing_off.len()
     }
 
     /// Updates received and not yet acked.
@@ -395,8 +445,13 @@ impl Dispatcher {
         let Some(head) = chat.queue.front() else {
             // Idle and empty: forget the chat.
             self.chats.remove(&key);
+            self.backing_off.remove(&key);
             return;
         };
+        if head.not_before.is_some_and(|t| t > Instant::now()) {
+            return;
+        }
+        self.backing_off.remove(&key);
         let w = self
             .workers
             .get_mut(&worker)
@@ -638,5 +693,33 @@ mod tests {
         d.ready(1, 2);
         assert_eq!(received(&mut rx), [(2, 1)], "not isolated: no strike");
         assert!(d.isolating.is_empty());
+    }
+
+    #[test]
+    fn an_update_handed_back_for_a_retry_goes_again_first_after_its_backoff() {
+        let mut d = Dispatcher::default();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        d.connected(1, 1, tx);
+        d.ready(1, 1);
+        d.batch(vec![(1, 7, update(1)), (2, 7, update(2))]);
+        assert_eq!(received(&mut rx), [(1, 0)]);
+        let retry = Ack {
+            update_id: 1,
+            outcome: Outcome::Retry,
+        };
+        assert!(d.acks(1, &[retry]).is_empty(), "not acked: it stays");
+        assert_eq!((d.counts.retried, d.counts.acked), (1, 0));
+        assert_eq!(d.unacked(), 2);
+        // Its chat waits, in order: nothing goes before the backoff.
+        d.wake();
+        assert!(received(&mut rx).is_empty());
+        assert_eq!(d.backing_off(), 1);
+        // Once its time has come, it goes again, before update 2.
+        d.chats.get_mut(&7).unwrap().queue[0].not_before = Some(Instant::now());
+        d.wake();
+        assert_eq!(received(&mut rx), [(1, 1)]);
+        assert_eq!(d.backing_off(), 0);
+        assert_eq!(d.acks(1, &[ack(1)]), [1]);
+        assert_eq!(received(&mut rx), [(2, 0)]);
     }
 }

@@ -70,6 +70,39 @@ use dedupe::Dedupe;
 /// failed.
 pub type HandlerResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
+/// A handler's error that asks for the update to be handed out again
+/// later, in its chat's order (a dependency the handler needs is down).
+/// Errors of the database that say it is unavailable, and Bot API calls that
+/// failed for the network or a 5xx, are taken the same way without it.
+#[derive(Debug, thiserror::Error)]
+#[error("retry later: {0}")]
+pub struct Retry(pub String);
+
+/// Whether `e`, or an error that caused it, says a dependency is
+/// unavailable rather than that the update is wrong: [`Retry`], a database
+/// error that [`botfleet_db::Error::is_unavailable`], a Bot API call that
+/// failed without an answer from Telegram, with a 5xx, or with 429.
+pub fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if e.is::<Retry>() {
+            return true;
+        }
+        if let Some(db) = e.downcast_ref::<botfleet_db::Error>() {
+            if db.is_unavailable() {
+                return true;
+            }
+        }
+        if let Some(api) = e.downcast_ref::<ApiError>() {
+            if api.code == 0 || api.code == 429 || api.code >= 500 {
+                return true;
+            }
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// Why a worker stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -193,6 +226,8 @@ struct Shared {
     idle: Notify,
     handled: AtomicU64,
     failed: AtomicU64,
+    /// Updates handed back for a retry (a dependency was unavailable).
+    retried: AtomicU64,
     /// Handling time of every update, summed, µs.
     handler_us: AtomicU64,
     /// Handling times (µs) since the last metrics message; their quantiles
@@ -352,7 +387,14 @@ where
             welcome,
             first,
         } = Link::open(&env).await?;
-        let (db, redis) = open_services(&env).await?;
+        // Heartbeats from the handshake on: opening the database (which may
+        // be down, and is then retried) is start-up, bounded by the
+        // supervisor's `ready_timeout`, not a hang.
+        let every = Duration::from_millis(u64::from(welcome.heartbeat_ms.max(10)));
+        let early_beats = tokio::spawn(bare_heartbeats(outbox.clone(), every));
+        let services = open_services_retrying(&env).await;
+        early_beats.abort();
+        let (db, redis) = services?;
         let shared = Arc::new(Shared {
             bot: env.bot,
             worker_id: env.worker_id,
@@ -365,6 +407,7 @@ where
             idle: Notify::new(),
             handled: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
             handler_us: AtomicU64::new(0),
             // 1 µs to an hour; longer handlers count as an hour.
             times: Mutex::new(Vec::new()),
@@ -459,6 +502,40 @@ impl Link {
             welcome,
             first,
         })
+    }
+}
+
+/// Heartbeats alone (no metrics yet), until aborted.
+async fn bare_heartbeats(outbox: mpsc::UnboundedSender<Message>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    let mut seq = 0;
+    loop {
+        tick.tick().await;
+        seq += 1;
+        if outbox.send(Message::Heartbeat(seq)).is_err() {
+            return;
+        }
+    }
+}
+
+/// [`open_services`], again every second while the database is
+/// unavailable (an outage at start-up waits it out; the supervisor's
+/// `ready_timeout` bounds the wait).
+async fn open_services_retrying(
+    env: &WorkerEnv,
+) -> Result<(Option<Database>, Option<botfleet_cache::Redis>), Error> {
+    let mut said = false;
+    loop {
+        match open_services(env).await {
+            Err(Error::Database(e)) if e.is_unavailable() => {
+                if !said {
+                    tracing::warn!("the database is unavailable; trying again every second: {e}");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -730,6 +807,13 @@ where
             .map_err(|payload| panic_message(&*payload));
         match caught {
             Ok(Ok(())) => return Outcome::Handled,
+            Ok(Err(e)) if is_outage(&*e) => {
+                tracing::warn!(
+                    update_id = id,
+                    "a dependency is unavailable; the update goes again later: {e}"
+                );
+                return Outcome::Retry;
+            }
             Ok(Err(e)) => {
                 tracing::warn!(update_id = id, "the handler failed: {e}");
                 return Outcome::Failed;
@@ -758,11 +842,15 @@ fn finish(shared: &Shared, id: i64, outcome: Outcome, micros: u64) -> Ack {
     let counter = match outcome {
         Outcome::Handled => &shared.handled,
         Outcome::Failed => &shared.failed,
+        Outcome::Retry => &shared.retried,
     };
     counter.fetch_add(1, Ordering::Relaxed);
     shared.handler_us.fetch_add(micros, Ordering::Relaxed);
     lock(&shared.times).push(micros);
-    lock(&shared.dedupe).insert(id);
+    // An update to retry comes again, and must then be handled.
+    if outcome != Outcome::Retry {
+        lock(&shared.dedupe).insert(id);
+    }
     Ack {
         update_id: id,
         outcome,

@@ -56,15 +56,15 @@ fn message() -> impl Strategy<Value = Message> {
                     .collect(),
             )
         }),
-        prop::collection::vec((any::<i64>(), any::<bool>()), 0..4).prop_map(|l| {
+        prop::collection::vec((any::<i64>(), 0..3u8), 0..4).prop_map(|l| {
             Message::Acks(
                 l.into_iter()
-                    .map(|(update_id, failed)| Ack {
+                    .map(|(update_id, outcome)| Ack {
                         update_id,
-                        outcome: if failed {
-                            Outcome::Failed
-                        } else {
-                            Outcome::Handled
+                        outcome: match outcome {
+                            0 => Outcome::Handled,
+                            1 => Outcome::Failed,
+                            _ => Outcome::Retry,
                         },
                     })
                     .collect(),

@@ -948,3 +948,77 @@ async fn a_stuck_update_past_its_deadline_restarts_its_worker_then_is_set_aside(
     assert_eq!((s.dead_lettered, s.restarts), (1, 2), "{s:?}");
     fleet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_loses_nothing_and_restarts_no_worker() {
+    let e = emulator(20).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let server = botfleet_testkit::PostgresServer::start().unwrap();
+    let file = fleet_file(&e, "db", 1, |b| b).database(server.url("postgres"));
+    let fleet = start(&file.parse().unwrap(), &dir).await;
+    for chat in 1..=10 {
+        e.inject_message(TOKEN, chat, chat, "#1").unwrap();
+    }
+    assert!(
+        until(Duration::from_secs(30), || (1..=10)
+            .all(|c| replies(&e, c).len() == 1))
+        .await
+    );
+    // PostgreSQL stops for 10 s while messages come in.
+    server.stop().unwrap();
+    for chat in 1..=20 {
+        e.inject_message(TOKEN, chat, chat, "#2").unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let during = fleet.status().await;
+    assert!(during[0].retried > 0, "{during:?}");
+    server.start_again().unwrap();
+    // Every user is answered once it is back, each chat in order.
+    assert!(
+        until(Duration::from_secs(60), || (1..=20)
+            .all(|c| replies(&e, c).contains(&"echo #2".to_owned())))
+        .await,
+        "{:?}",
+        fleet.status().await
+    );
+    for chat in 1..=10 {
+        assert_eq!(replies(&e, chat), ["echo #1", "echo #2"], "chat {chat}");
+    }
+    let report = fleet.shutdown().await;
+    let s = &report.bots[0];
+    assert_eq!((s.acked, s.failed, s.restarts), (30, 0, 0), "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_during_a_database_outage_heartbeats_until_it_is_back() {
+    let e = emulator(2).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let server = botfleet_testkit::PostgresServer::start().unwrap();
+    let file = fleet_file(&e, "db", 1, |b| b).database(server.url("postgres"));
+    let fleet = start(&file.parse().unwrap(), &dir).await;
+    e.inject_message(TOKEN, 1, 1, "#1").unwrap();
+    assert!(until(Duration::from_secs(30), || replies(&e, 1).len() == 1).await);
+    server.stop().unwrap();
+    // Its replacement starts while the database is down: it waits for it
+    // (heartbeats go on, 200 ms apart), within `ready_timeout` (20 s).
+    let (_, _, pid) = fleet.workers()[0];
+    rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    server.start_again().unwrap();
+    e.inject_message(TOKEN, 2, 2, "#2").unwrap();
+    assert!(
+        until(Duration::from_secs(30), || replies(&e, 2) == ["echo #2"]).await,
+        "{:?}",
+        fleet.status().await
+    );
+    let report = fleet.shutdown().await;
+    assert_eq!(
+        report.bots[0].restarts, 1,
+        "only the kill: {:?}",
+        report.bots[0]
+    );
+}
