@@ -165,6 +165,8 @@ fn show_prints_the_resolved_config_without_secrets() {
         heartbeat_interval = "1s"
         ready_timeout = "10s"
         shutdown_grace = "10s"
+        handling_deadline = "1m"
+        max_attempts = 3
 
         [bot.worker]
         command = "dating-bot"
