@@ -31,7 +31,7 @@ fn unknown_keys_with_and_without_suggestion() {
         fleet.toml:1:1: enviroment: unknown key `enviroment` (did you mean `environment`?)
         fleet.toml:2:2: databse: unknown key `databse` (did you mean `database`?)
         fleet.toml:7:1: bot[0].min_worker: unknown key `min_worker` (did you mean `min_workers`?)
-        fleet.toml:8:1: bot[0].colour: unknown key `colour`; the keys here are `db_weight`, `heartbeat_interval`, `max_workers`, `min_workers`, `mode`, `name`, `ready_timeout`, `restart`, `scaling`, `shutdown_grace`, `token`, `webhook`, `worker`
+        fleet.toml:8:1: bot[0].colour: unknown key `colour`; the keys here are `db_weight`, `handling_deadline`, `heartbeat_interval`, `max_attempts`, `max_workers`, `min_workers`, `mode`, `name`, `ready_timeout`, `restart`, `scaling`, `shutdown_grace`, `token`, `webhook`, `worker`
         fleet.toml:11:13: bot[0].worker.opts: unknown key `opts`; the keys here are `args`, `command`, `env`"#]]
     .assert_eq(&errors(&text));
 }
