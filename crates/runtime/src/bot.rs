@@ -261,6 +261,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 }
             }
             Event::Drain(done) => {
+                d.stop_sending();
                 let left: Vec<u32> = outboxes
                     .iter()
                     .filter(|(_, (_, o))| o.send(Message::Drain).is_ok())

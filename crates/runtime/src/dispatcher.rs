@@ -120,6 +120,8 @@ pub(crate) struct Dispatcher {
     isolating: HashSet<i64>,
     /// Chats whose next update waits for its retry time.
     backing_off: HashSet<i64>,
+    /// Stopping: nothing more is sent; what is queued stays in the journal.
+    stopping: bool,
     chats: HashMap<i64, Chat>,
     /// update id -> its chat and when it was sent, while a worker holds it.
     held: HashMap<i64, (i64, Instant)>,
@@ -145,6 +147,7 @@ impl Dispatcher {
             max_attempts: max_attempts.max(1),
             isolating: HashSet::new(),
             backing_off: HashSet::new(),
+            stopping: false,
             chats: HashMap::new(),
             held: HashMap::new(),
             latencies: Vec::new(),
@@ -431,8 +434,17 @@ impl Dispatcher {
         self.retiring.remove(&worker);
     }
 
+    /// Sends nothing more: the workers drain what they hold, and what is
+    /// queued stays in the journal for the next start.
+    pub(crate) fn stop_sending(&mut self) {
+        self.stopping = true;
+    }
+
     /// Sends `key`'s next update if the chat is idle and a worker is ready.
     fn try_send(&mut self, key: i64) {
+        if self.stopping {
+            return;
+        }
         let Some(chat) = self.chats.get_mut(&key) else {
             return;
         };
