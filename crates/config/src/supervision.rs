@@ -54,9 +54,12 @@ pub struct RestartPolicy {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Scaling {
-    /// Queued updates per worker the autoscaler aims at.
+    /// Runnable chats per worker the autoscaler aims at (chats with an
+    /// update at a worker or ready to go, less the Bot API calls in
+    /// progress).
     pub target_queue_per_worker: u32,
-    /// The 95th percentile of handling time it aims at.
+    /// The handlers' mean busy time per update it aims at (their time less
+    /// their time in Bot API calls).
     pub target_latency: Duration,
     /// How often it decides.
     pub tick: Duration,

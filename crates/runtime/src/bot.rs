@@ -76,13 +76,22 @@ pub(crate) enum Event {
     },
 }
 
-/// What the autoscaler decides on.
+/// What the autoscaler decides on: the work more workers could do.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Load {
-    /// Updates received and not acked yet (waiting or being handled).
-    pub(crate) queued: usize,
-    /// Dispatch-to-ack times since the last ask, sorted.
-    pub(crate) latencies: Vec<std::time::Duration>,
+    /// Chats with an update being handled or ready to go, less the Bot API
+    /// calls in progress (a chat whose update waits for Telegram's limits
+    /// or answer is not work for another worker).
+    pub(crate) runnable: usize,
+    /// The handlers' mean busy time per update since the last ask: their
+    /// time less the time in Bot API calls (`None` when none finished).
+    pub(crate) busy: Option<std::time::Duration>,
+    /// Updates waiting for Telegram's limits or answer (in Bot API calls).
+    pub(crate) calling: usize,
+    /// Updates waiting out a dependency's outage.
+    pub(crate) backing_off: usize,
+    /// Updates received and not acked.
+    pub(crate) unacked: usize,
 }
 
 /// A snapshot of one bot.
@@ -150,8 +159,8 @@ pub(crate) struct BotCtx {
     pub(crate) restarts: std::sync::atomic::AtomicU64,
     /// Told when the bot is marked failed (shared by the fleet's bots).
     pub(crate) failed_notify: Arc<Notify>,
-    /// Polls that came back full (more updates wait at Telegram).
-    pub(crate) full_polls: std::sync::atomic::AtomicU64,
+    /// Bot API calls of its workers in progress.
+    pub(crate) calling: std::sync::atomic::AtomicUsize,
     /// Where every update is kept until it is acked.
     pub(crate) journal: crate::journal::Journal,
     /// The fleet's data directory (the journal, dead letters).
@@ -176,6 +185,9 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     let mut retiring: Vec<(u32, oneshot::Sender<()>)> = Vec::new();
     let mut last = Counts::default();
     let mut stats = WorkerStats::default();
+    // The workers' handler time, Bot API time and updates handled, summed,
+    // at the autoscaler's last ask.
+    let mut busy_seen = (0.0, 0.0, 0.0);
     // What each worker whose connection closed held, until its process's
     // exit is reported (only workers that held something).
     let mut held_at_close: HashMap<u32, Vec<i64>> = HashMap::new();
@@ -276,6 +288,15 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
             }
             Event::Load(reply) => {
                 d.wake();
+                let sums = stats.sums();
+                let sum = |stat: Stat| sums.get(stat.name()).copied().unwrap_or(0.0);
+                let now = (sum(Stat::HandlerUs), sum(Stat::ApiUs), sum(Stat::Handled));
+                let handled = now.2 - busy_seen.2;
+                let busy = (handled > 0.0).then(|| {
+                    let us = ((now.0 - busy_seen.0) - (now.1 - busy_seen.1)).max(0.0) / handled;
+                    std::time::Duration::from_micros(us as u64)
+                });
+                busy_seen = now;
                 // Stuck updates: their workers are restarted, and they take
                 // the blame.
                 let deadline = ctx.config.supervision.handling_deadline;
@@ -296,17 +317,17 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                         slot.kill.notify_one();
                     }
                 }
-                let mut latencies = d.take_latencies();
-                latencies.sort_unstable();
-                for l in &latencies {
+                for l in d.take_latencies() {
                     metrics::histogram!("botfleet_update_handling_seconds", "bot" => bot.clone())
                         .record(l.as_secs_f64());
                 }
-                // Updates waiting out a dependency's outage are no work
-                // more workers could do.
+                let calling = ctx.calling.load(Ordering::Relaxed);
                 let _ = reply.send(Load {
-                    queued: d.unacked().saturating_sub(d.backing_off()),
-                    latencies,
+                    runnable: d.active_chats().saturating_sub(calling),
+                    busy,
+                    calling,
+                    backing_off: d.backing_off(),
+                    unacked: d.unacked(),
                 });
             }
             Event::Retire { worker, done } => {

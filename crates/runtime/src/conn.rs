@@ -424,10 +424,15 @@ async fn serve(
                         Message::Acks(acks) => bot.send(Event::Acks { worker, acks }),
                         Message::Actions(actions) => {
                             for action in actions {
-                                let client = bot.client.clone();
+                                let bot = bot.clone();
                                 let outbox = outbox.clone();
                                 tokio::spawn(async move {
-                                    let result = crate::sender::perform(&client, action).await;
+                                    // Calls in progress: time that waits for
+                                    // Telegram (its limits, its answer), which
+                                    // more workers cannot shorten.
+                                    bot.calling.fetch_add(1, Ordering::Relaxed);
+                                    let result = crate::sender::perform(&bot.client, action).await;
+                                    bot.calling.fetch_sub(1, Ordering::Relaxed);
                                     let _ = outbox.send(Message::Results(vec![result]));
                                 });
                             }

@@ -385,6 +385,17 @@ impl Dispatcher {
         }
     }
 
+    /// Chats with an update at a worker or ready to go (not waiting out a
+    /// retry): the work that more workers could share.
+    pub(crate) fn active_chats(&self) -> usize {
+        self.chats
+            .iter()
+            .filter(|(k, c)| {
+                c.in_flight.is_some() || (!c.queue.is_empty() && !self.backing_off.contains(k))
+            })
+            .count()
+    }
+
     /// Updates waiting for their retry time.
     pub(crate) fn backing_off(&self) -> usize {
         self.backing_off.len()

@@ -68,10 +68,6 @@ pub(crate) async fn poll(
         if raw.is_empty() {
             continue;
         }
-        if raw.len() >= POLL_LIMIT as usize {
-            bot.full_polls
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
         let mut updates = Vec::with_capacity(raw.len());
         let mut next = offset;
         for r in raw {

@@ -346,7 +346,7 @@ impl Fleet {
             failure: Mutex::default(),
             restarts: AtomicU64::new(0),
             failed_notify: self.failed_notify.clone(),
-            full_polls: AtomicU64::new(0),
+            calling: std::sync::atomic::AtomicUsize::new(0),
             journal,
             data_dir: self.data_dir(),
         });

@@ -2,15 +2,20 @@
 //! `min_workers` of them, and every tick compares the load with the
 //! targets, HPA-style.
 //!
-//! desired = clamp(ceil(current × max(queued per worker / target,
-//! p95 handling time / target)), min, max), left alone within a 10 %
-//! tolerance. "Queued" counts every update received and not acked, plus a
-//! poll's worth when polls came back full since the last tick (a backlog
-//! at Telegram the dispatcher cannot see); the handling time is from
-//! dispatch to ack. Up at once, at most doubling per tick; down one worker at a
-//! time, only after the load stayed low for the stabilization window, and
-//! only once the leaving worker's chats were handed over (it gets no new
-//! chat, and is stopped when it holds no update).
+//! desired = clamp(ceil(current × max(runnable per worker / target,
+//! busy time / target)), min, max), left alone within a 10 % tolerance.
+//! It scales on what more workers can fix. "Runnable" counts the chats with
+//! an update at a worker or ready to go, less the Bot API calls in progress:
+//! a chat's updates go one at a time, so a chat is one unit of work, and a
+//! chat waiting for Telegram's limits or answer, or for a dependency's
+//! outage to pass, is no work for another worker. "Busy time" is the
+//! handlers' mean time per update less their time in Bot API calls, from
+//! the workers' stats. Up at once, at most doubling per tick; down one
+//! worker at a time, only after the load stayed low for the stabilization
+//! window, and only once the leaving worker's chats were handed over (it
+//! gets no new chat, and is stopped when it holds no update). When the
+//! updates waiting are many but more workers would not help, it says so
+//! once.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -60,6 +65,7 @@ pub(crate) async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut low_since: Option<Instant> = None;
     let mut capped = false;
+    let mut declined = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -80,16 +86,27 @@ pub(crate) async fn run(
         }
         let (tx, rx) = oneshot::channel();
         bot.send(Event::Load(tx));
-        let Ok(mut load) = rx.await else { break };
-        // A full poll means more updates wait at Telegram: a backlog the
-        // dispatcher cannot see, counted as another poll's worth.
-        let full = bot.full_polls.swap(0, Ordering::Relaxed);
-        if full > 0 {
-            load.queued += crate::ingest::POLL_LIMIT as usize;
-        }
+        let Ok(load) = rx.await else { break };
         let current = slots.len() as u32;
         let want = desired(current, &load, s.target_queue_per_worker, s.target_latency);
         let name = bot.name.clone();
+        // Many updates wait, but not for workers: say why nothing is added.
+        let waiting_elsewhere = load.calling + load.backing_off;
+        let many = load.unacked > (current.max(1) * s.target_queue_per_worker) as usize;
+        if want <= current && many && waiting_elsewhere > 0 {
+            if !declined {
+                tracing::info!(
+                    bot = %name,
+                    unacked = load.unacked,
+                    waiting_for_telegram = load.calling,
+                    waiting_out_an_outage = load.backing_off,
+                    "not scaling up: the updates wait for Telegram's limits or answer, or for a dependency to come back, which more workers cannot speed up"
+                );
+                declined = true;
+            }
+        } else if !many {
+            declined = false;
+        }
         metrics::gauge!("botfleet_workers_desired", "bot" => name.clone()).set(f64::from(
             want.clamp(config.min_workers, config.max_workers),
         ));
@@ -108,7 +125,7 @@ pub(crate) async fn run(
                 capped = false;
             }
             if target > current {
-                tracing::info!(bot = %name, from = current, to = target, queued = load.queued, "scaling up");
+                tracing::info!(bot = %name, from = current, to = target, runnable = load.runnable, busy = ?load.busy, "scaling up");
                 for _ in current..target {
                     slots.push(start(&bot, &registry));
                 }
@@ -186,13 +203,9 @@ async fn replay_dead_letters(bot: &Arc<BotCtx>) {
 /// The worker count the load asks for (not yet clamped).
 fn desired(current: u32, load: &Load, target_queue: u32, target_latency: Duration) -> u32 {
     let current = current.max(1);
-    let queue = load.queued as f64 / f64::from(current) / f64::from(target_queue.max(1));
-    let p95 = load
-        .latencies
-        .get(((load.latencies.len() as f64 - 1.0) * 0.95).round() as usize)
-        .copied()
-        .unwrap_or_default();
-    let latency = p95.as_secs_f64() / target_latency.as_secs_f64().max(1e-6);
+    let queue = load.runnable as f64 / f64::from(current) / f64::from(target_queue.max(1));
+    let latency =
+        load.busy.unwrap_or_default().as_secs_f64() / target_latency.as_secs_f64().max(1e-6);
     let ratio = queue.max(latency);
     if (ratio - 1.0).abs() <= TOLERANCE {
         current
@@ -319,10 +332,11 @@ async fn retire(bot: Arc<BotCtx>, registry: Registry, slot: Slot) {
 mod tests {
     use super::*;
 
-    fn load(queued: usize, p95_ms: u64) -> Load {
+    fn load(runnable: usize, busy_ms: u64) -> Load {
         Load {
-            queued,
-            latencies: vec![Duration::from_millis(p95_ms); 20],
+            runnable,
+            busy: Some(Duration::from_millis(busy_ms)),
+            ..Load::default()
         }
     }
 

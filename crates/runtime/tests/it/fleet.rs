@@ -8,7 +8,9 @@ use tokio::io::AsyncWriteExt;
 
 use botfleet_config::BotFile;
 
-use crate::{BOT_ID, TOKEN, config, emulator, fleet_file, replies, start, test_worker, until};
+use crate::{
+    BOT_ID, TOKEN, config, emulator, emulator_with, fleet_file, replies, start, test_worker, until,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_chat_is_answered_in_order_across_workers() {
@@ -503,18 +505,27 @@ async fn a_webhook_bot_gets_its_updates_and_refuses_strangers() {
 /// chats handed over, and nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_autoscaler_follows_the_queue_up_and_down() {
-    let e = emulator(40).await;
+    // No send limits: the handlers' own time is the work.
+    let e = emulator_with(
+        botfleet_emulator::EmulatorConfig::default().limits(botfleet_emulator::Limits::unlimited()),
+        40,
+    )
+    .await;
     let dir = TempDir::new("runtime").unwrap();
-    let mut config = config(&e, "echo", 1);
+    let mut config: botfleet_config::FleetConfig = fleet_file(&e, "echo", 1, |b| b)
+        .unlimited_sends()
+        .parse()
+        .unwrap();
     config.bots[0].max_workers = 4;
     let s = &mut config.bots[0].supervision.scaling;
     s.target_queue_per_worker = 2;
     s.target_latency = Duration::from_secs(10);
+    // Each handler sleeps 300 ms: busy time, which more workers share.
     s.tick = Duration::from_millis(200);
     s.scale_down_window = Duration::from_millis(600);
     config.bots[0].worker.env.push((
         "BOTFLEET_TEST_DELAY_MS".into(),
-        botfleet_config::WorkerValue::plain("50"),
+        botfleet_config::WorkerValue::plain("300"),
     ));
     let fleet = start(&config, &dir).await;
     for n in 1..=5 {
@@ -1028,4 +1039,33 @@ async fn a_worker_started_during_a_database_outage_heartbeats_until_it_is_back()
         "only the kill: {:?}",
         report.bots[0]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_autoscaler_does_not_chase_a_backlog_of_telegrams_limits() {
+    let e = emulator(3).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let file = fleet_file(&e, "echo", 1, |b| {
+        b.workers(1, 4)
+            .set("scaling.target_queue_per_worker", 2)
+            .set("scaling.tick", "200ms")
+    });
+    let fleet = start(&file.parse().unwrap(), &dir).await;
+    // 30 messages to 3 chats: Telegram allows each chat one a second, so
+    // they wait for the limiter, which more workers cannot speed up.
+    for n in 1..=10 {
+        for chat in 1..=3 {
+            e.inject_message(TOKEN, chat, chat, &format!("#{n}"))
+                .unwrap();
+        }
+    }
+    let mut most = 0;
+    for _ in 0..30 {
+        most = most.max(fleet.workers().len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = &fleet.status().await[0];
+    assert!(s.unacked > 10, "the backlog is there: {s:?}");
+    assert_eq!(most, 1, "scaled up on a limiter backlog: {s:?}");
+    fleet.shutdown().await;
 }

@@ -62,7 +62,12 @@ pub(crate) fn test_worker() -> std::path::PathBuf {
 
 /// An emulator with users 1..=`users`.
 pub(crate) async fn emulator(users: i64) -> Emulator {
-    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    emulator_with(EmulatorConfig::default(), users).await
+}
+
+/// An emulator of `config` with users 1..=`users`.
+pub(crate) async fn emulator_with(config: EmulatorConfig, users: i64) -> Emulator {
+    let e = Emulator::start(config).await.unwrap();
     e.add_bot(TOKEN, "echo_bot").unwrap();
     for u in 1..=users {
         e.add_user(u, "user");
