@@ -25,6 +25,10 @@ use tokio::time::Instant;
 use super::Machine;
 use crate::world::{World, WorldOptions};
 
+/// Where the fleet's ingest journal lives (`bench journal` measured the
+/// choice).
+const JOURNAL: &str = "file: <data dir>/journal/<bot>.journal, synced per batch";
+
 /// The p99 the search keeps under.
 const TARGET_P99_MS: f64 = 100.0;
 
@@ -105,6 +109,8 @@ struct Step {
 struct Report {
     machine: Machine,
     storage: String,
+    /// Where the ingest journal lives.
+    journal: &'static str,
     rate: f64,
     duration_s: f64,
     sent: u64,
@@ -381,6 +387,7 @@ async fn measure(args: &FleetBench, options: &WorldOptions) -> anyhow::Result<Re
             Storage::Sqlite => "sqlite+memory".to_owned(),
             Storage::Servers => "postgres+redis".to_owned(),
         },
+        journal: JOURNAL,
         rate,
         duration_s: args.duration.as_secs_f64(),
         sent: run.sent,
@@ -449,6 +456,7 @@ fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms
     )?;
     let b = &r.breakdown_ms;
+    writeln!(out, "ingest journal: {}", r.journal)?;
     writeln!(out, "\nwhere the time goes, per update (ms):")?;
     writeln!(out, "  ipc (both ways)          {:>8.3}", b.ipc)?;
     writeln!(out, "  handler                  {:>8.3}", b.handler)?;

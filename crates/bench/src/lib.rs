@@ -21,6 +21,7 @@ pub mod db;
 pub mod fleet;
 mod harness;
 pub mod ipc;
+pub mod journal;
 mod machine;
 mod peers;
 pub mod scaling;
@@ -63,6 +64,10 @@ pub enum BenchCommand {
     /// against synthetic users at an open-loop rate; the highest rate with
     /// p99 under 100 ms, p50/p99 at half of it, where the time goes.
     Fleet(fleet::FleetBench),
+    /// Where the ingest journal lives: its append-only file against a
+    /// SQLite and a PostgreSQL table doing the same durable appends and
+    /// acks.
+    Journal(journal::JournalBench),
 }
 
 impl BenchCommand {
@@ -78,6 +83,7 @@ impl BenchCommand {
             BenchCommand::Scaling(args) => scaling::run(args),
             BenchCommand::Supervisor(args) => supervisor::run(args),
             BenchCommand::Fleet(args) => fleet::run(args),
+            BenchCommand::Journal(args) => journal::run(args),
         }
     }
 }

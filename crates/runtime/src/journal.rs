@@ -29,7 +29,7 @@ use botfleet_protocol::Json;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// An update as ingest hands it on: `(update id, routing key, update)`.
-pub(crate) type Entry = (i64, i64, Json);
+pub type Entry = (i64, i64, Json);
 
 const KIND_UPDATE: u8 = 1;
 const KIND_ACK: u8 = 2;
@@ -43,7 +43,7 @@ const COMPACT_OVER: u64 = 16 << 20;
 /// ...and this many times the bytes that are live.
 const COMPACT_RATIO: u64 = 4;
 /// Updates a bot's journal holds, at most, before ingest waits for acks.
-pub(crate) const MAX_DEPTH: usize = 10_000;
+pub const MAX_DEPTH: usize = 10_000;
 /// Update ids acked recently, remembered to drop a second delivery of one
 /// (a webhook retry, the first poll after a crash).
 const REMEMBER_ACKED: usize = 100_000;
@@ -63,7 +63,7 @@ enum Op {
 
 /// A bot's journal (cheap to share: the file is the thread's).
 #[derive(Clone)]
-pub(crate) struct Journal {
+pub struct Journal {
     ops: mpsc::UnboundedSender<Op>,
     state: Arc<Shared>,
 }
@@ -93,24 +93,20 @@ impl std::fmt::Debug for Journal {
 }
 
 /// What a journal held when it was opened.
-pub(crate) struct Recovered {
+pub struct Recovered {
     /// Updates written and never acked, in update id order.
-    pub(crate) pending: Vec<Entry>,
+    pub pending: Vec<Entry>,
     /// The highest update id ever journaled: ingest asks Telegram for what
     /// comes after it.
-    pub(crate) high: i64,
+    pub high: i64,
     /// Bytes of a torn tail cut off.
-    pub(crate) cut: u64,
+    pub cut: u64,
 }
 
 impl Journal {
     /// Opens (or creates) `bot`'s journal in `dir`, reads back what it
     /// holds, and starts its thread.
-    pub(crate) fn open(
-        dir: &Path,
-        bot: &str,
-        max_depth: usize,
-    ) -> std::io::Result<(Journal, Recovered)> {
+    pub fn open(dir: &Path, bot: &str, max_depth: usize) -> std::io::Result<(Journal, Recovered)> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{bot}.journal"));
         let (log, recovered) = Log::open(&path)?;
@@ -137,7 +133,7 @@ impl Journal {
 
     /// Writes `updates` durably and returns the ones that are new (an
     /// update already live, or acked recently, is dropped).
-    pub(crate) async fn append(&self, updates: Vec<Entry>) -> std::io::Result<Vec<Entry>> {
+    pub async fn append(&self, updates: Vec<Entry>) -> std::io::Result<Vec<Entry>> {
         self.write(updates, false).await
     }
 
@@ -161,12 +157,12 @@ impl Journal {
     }
 
     /// Removes an acked update (not waited for).
-    pub(crate) fn ack(&self, update_id: i64) {
+    pub fn ack(&self, update_id: i64) {
         let _ = self.ops.send(Op::Ack(update_id));
     }
 
     /// Updates written and not acked.
-    pub(crate) fn depth(&self) -> usize {
+    pub fn depth(&self) -> usize {
         self.state.depth.load(Ordering::Relaxed)
     }
 

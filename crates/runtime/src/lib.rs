@@ -19,7 +19,7 @@ mod conn;
 pub mod dead;
 mod dispatcher;
 mod ingest;
-mod journal;
+pub mod journal;
 mod process;
 mod ring;
 mod route;

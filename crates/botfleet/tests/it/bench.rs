@@ -283,3 +283,36 @@ fn scaling_stays_within_the_connection_budget() {
         "{peak} connections, budget {budget}"
     );
 }
+
+#[test]
+fn bench_journal_measures_the_three_stores_as_json() {
+    let dir = scratch("bench-journal");
+    let output = botfleet(
+        &dir,
+        &[
+            "bench",
+            "journal",
+            "--updates",
+            "200",
+            "--batch",
+            "20",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let stores: Vec<&str> = report["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["store"].as_str().unwrap())
+        .collect();
+    assert_eq!(stores, ["file", "sqlite", "postgres"]);
+    for s in report["stores"].as_array().unwrap() {
+        assert!(s["updates_per_s"].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["append_p99_us"].as_f64().unwrap() >= s["append_p50_us"].as_f64().unwrap());
+    }
+}
