@@ -215,7 +215,13 @@ async fn measure(args: &JournalBench) -> anyhow::Result<Report> {
     for round in 0..args.rounds {
         for (i, store) in stores.iter_mut().enumerate() {
             if progress {
-                eprint!("\rround {}/{}: {:<8}", round + 1, args.rounds, store.name());
+                let _ = write!(
+                    std::io::stderr(),
+                    "\rround {}/{}: {:<8}",
+                    round + 1,
+                    args.rounds,
+                    store.name()
+                );
             }
             let began = Instant::now();
             let mut previous: Vec<i64> = Vec::new();
@@ -233,7 +239,7 @@ async fn measure(args: &JournalBench) -> anyhow::Result<Report> {
         }
     }
     if progress {
-        eprintln!();
+        let _ = writeln!(std::io::stderr());
     }
     Ok(Report {
         machine: Machine::current(),
