@@ -57,6 +57,9 @@ pub(crate) enum Event {
         worker: u32,
         pid: u32,
         status: String,
+        /// Whether the updates it held are to blame (not when it was killed
+        /// from outside).
+        blame: bool,
     },
     /// Send `drain` to every worker; answer when all said `drained`.
     Drain(oneshot::Sender<()>),
@@ -188,9 +191,10 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     // The workers' handler time, Bot API time and updates handled, summed,
     // at the autoscaler's last ask.
     let mut busy_seen = (0.0, 0.0, 0.0);
-    // What each worker whose connection closed held, until its process's
-    // exit is reported (only workers that held something).
-    let mut held_at_close: HashMap<u32, Vec<i64>> = HashMap::new();
+    // Workers whose connection closed: what they held waits for their
+    // exit (which tells whether those updates are to blame), or for
+    // CLOSE_WAIT.
+    let mut closing: HashMap<u32, (u64, tokio::time::Instant)> = HashMap::new();
     // Metrics go out at most every REPORT_EVERY, not on every ack: the
     // gauges walk every chat. The autoscaler's tick is an event too, so
     // they stay fresh while the bot is idle.
@@ -228,10 +232,8 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 }
             }
             Event::Gone { worker, conn } => {
-                let gone = d.gone(worker, Some(conn));
-                set_aside(&ctx, slots.get(&worker), worker, gone.dead);
-                if !gone.held.is_empty() {
-                    held_at_close.insert(worker, gone.held);
+                if d.pause(worker, conn) {
+                    closing.insert(worker, (conn, tokio::time::Instant::now()));
                 }
                 stats.gone(worker);
                 if let Some((_, left)) = &mut drain {
@@ -248,16 +250,18 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 worker,
                 pid,
                 status,
+                blame,
             } => {
-                // The process may end before its connection's close is
-                // seen: what it held goes back to the queues now.
-                let held = if d.is_connected(worker) {
-                    let gone = d.gone(worker, None);
-                    set_aside(&ctx, slots.get(&worker), worker, gone.dead);
-                    gone.held
+                // What it held goes back to the queues now, with a strike
+                // each unless it was killed from outside.
+                let conn = closing.remove(&worker).map(|(c, _)| c);
+                let gone = if conn.is_some() || d.is_connected(worker) {
+                    d.gone(worker, conn, blame)
                 } else {
-                    held_at_close.remove(&worker).unwrap_or_default()
+                    crate::dispatcher::Gone::default()
                 };
+                set_aside(&ctx, slots.get(&worker), worker, gone.dead);
+                let held = gone.held;
                 if held.is_empty() {
                     tracing::warn!(bot = %bot, worker, pid, "worker exited ({status})");
                 } else {
@@ -288,6 +292,18 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
             }
             Event::Load(reply) => {
                 d.wake();
+                // A connection closed without its process's exit (a worker
+                // that closed its socket and lives on, or a retired one).
+                let waited: Vec<(u32, u64)> = closing
+                    .iter()
+                    .filter(|(_, (_, at))| at.elapsed() >= CLOSE_WAIT)
+                    .map(|(&w, &(c, _))| (w, c))
+                    .collect();
+                for (worker, conn) in waited {
+                    closing.remove(&worker);
+                    let gone = d.gone(worker, Some(conn), true);
+                    set_aside(&ctx, slots.get(&worker), worker, gone.dead);
+                }
                 let sums = stats.sums();
                 let sum = |stat: Stat| sums.get(stat.name()).copied().unwrap_or(0.0);
                 let now = (sum(Stat::HandlerUs), sum(Stat::ApiUs), sum(Stat::Handled));
@@ -335,9 +351,11 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 retiring.push((worker, done));
             }
             Event::Forget { worker } => {
+                if let Some((conn, _)) = closing.remove(&worker) {
+                    d.gone(worker, Some(conn), true);
+                }
                 d.forget(worker);
                 slots.remove(&worker);
-                held_at_close.remove(&worker);
                 outboxes.remove(&worker);
             }
             Event::Status(reply) => {
@@ -495,6 +513,10 @@ impl WorkerStats {
         sum
     }
 }
+
+/// How long the updates of a closed connection wait for its process's exit
+/// before they go to another worker anyway.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often the actor publishes its metrics at most.
 const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);

@@ -185,7 +185,7 @@ impl Dispatcher {
     ) {
         if self.workers.contains_key(&worker) {
             // A reconnect: whatever the old connection held goes again.
-            self.gone(worker, None);
+            self.gone(worker, None, false);
         }
         self.workers.insert(
             worker,
@@ -224,7 +224,7 @@ impl Dispatcher {
     /// aside as a dead letter at `max_attempts` strikes when it was alone
     /// on its worker or known to be stuck. `conn` guards against a stale
     /// close of an older connection.
-    pub(crate) fn gone(&mut self, worker: u32, conn: Option<u64>) -> Gone {
+    pub(crate) fn gone(&mut self, worker: u32, conn: Option<u64>, blame: bool) -> Gone {
         match self.workers.get(&worker) {
             Some(w) if conn.is_none_or(|c| c == w.conn) => {}
             _ => return Gone::default(),
@@ -245,7 +245,7 @@ impl Dispatcher {
             out.held.push(id);
             pending.attempt += 1;
             let stuck = w.stuck.contains(&id);
-            let guilty = w.stuck.is_empty() || stuck;
+            let guilty = blame && (w.stuck.is_empty() || stuck);
             if guilty {
                 pending.strikes += 1;
             }
@@ -269,6 +269,19 @@ impl Dispatcher {
         self.kick();
         out.held.sort_unstable();
         out
+    }
+
+    /// `worker`'s connection `conn` closed: it gets nothing more, and what
+    /// it holds waits for [`Dispatcher::gone`]. False for a stale close.
+    pub(crate) fn pause(&mut self, worker: u32, conn: u64) -> bool {
+        match self.workers.get_mut(&worker) {
+            Some(w) if w.conn == conn => {
+                w.ready = false;
+                self.ring.remove(worker);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Updates held longer than `deadline` at `now` and not yet reported:
@@ -597,7 +610,7 @@ mod tests {
         d.ready(1, 1);
         d.batch(vec![(1, 7, update(1)), (2, 7, update(2))]);
         assert_eq!(received(&mut rx1), [(1, 0)]);
-        assert_eq!(d.gone(1, Some(1)).held, [1], "the update it held");
+        assert_eq!(d.gone(1, Some(1), true).held, [1], "the update it held");
         assert_eq!(d.counts.redelivered, 1);
         // The replacement connects under the same id and gets update 1
         // again, before 2.
@@ -606,7 +619,7 @@ mod tests {
         d.ready(1, 2);
         assert_eq!(received(&mut rx2), [(1, 1)]);
         // A late close of the old connection changes nothing.
-        assert!(d.gone(1, Some(1)).held.is_empty());
+        assert!(d.gone(1, Some(1), true).held.is_empty());
         d.acks(1, &[ack(1)]);
         assert_eq!(received(&mut rx2), [(2, 0)]);
     }
@@ -652,7 +665,7 @@ mod tests {
         assert_eq!(received(&mut rx1).len(), 2);
         // A crash with two updates held: both take a strike, neither is
         // set aside (either may be to blame), both are isolated.
-        let gone = d.gone(1, Some(1));
+        let gone = d.gone(1, Some(1), true);
         assert_eq!(gone.held, [1, 2]);
         assert!(gone.dead.is_empty());
         let (tx2, mut rx2) = mpsc::unbounded_channel();
@@ -671,7 +684,7 @@ mod tests {
         assert_eq!(next, [(other, 1)], "then the other, alone");
         // It crashes its worker again, alone: the second strike sets it
         // aside, and its chat goes on.
-        let gone = d.gone(1, Some(2));
+        let gone = d.gone(1, Some(2), true);
         assert_eq!(gone.dead.len(), 1);
         assert_eq!(gone.dead[0].pending.update_id, other);
         assert_eq!(d.counts.dead, 1);
@@ -706,7 +719,7 @@ mod tests {
         // stuck one: only update 1 takes the blame.
         d.batch(vec![(2, 8, update(2))]);
         assert_eq!(received(&mut rx).len(), 1);
-        let gone = d.gone(1, Some(1));
+        let gone = d.gone(1, Some(1), true);
         assert_eq!(gone.held, [1, 2]);
         assert_eq!(gone.dead.len(), 1);
         assert_eq!(gone.dead[0].pending.update_id, 1);
@@ -744,5 +757,31 @@ mod tests {
         assert_eq!(d.backing_off(), 0);
         assert_eq!(d.acks(1, &[ack(1)]), [1]);
         assert_eq!(received(&mut rx), [(2, 0)]);
+    }
+
+    #[test]
+    fn a_worker_killed_from_outside_gives_its_updates_no_strike() {
+        let mut d = Dispatcher::new(1);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        d.connected(1, 1, tx);
+        d.ready(1, 1);
+        d.batch(vec![(1, 7, update(1))]);
+        assert_eq!(received(&mut rx).len(), 1);
+        // Its connection closes first: nothing more goes to it.
+        assert!(d.pause(1, 1));
+        d.batch(vec![(2, 8, update(2))]);
+        assert!(received(&mut rx).is_empty());
+        // Then its exit: SIGKILL from outside, so with max_attempts = 1 the
+        // update is still not set aside, nor isolated.
+        let gone = d.gone(1, Some(1), false);
+        assert_eq!(gone.held, [1]);
+        assert!(gone.dead.is_empty());
+        assert!(d.isolating.is_empty());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        d.connected(1, 2, tx);
+        d.ready(1, 2);
+        let mut got = received(&mut rx);
+        got.sort_unstable();
+        assert_eq!(got, [(1, 1), (2, 0)]);
     }
 }

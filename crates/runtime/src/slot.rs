@@ -40,6 +40,9 @@ pub(crate) struct SlotShared {
 enum Reason {
     Exit,
     Crash,
+    /// SIGKILL or SIGTERM from outside (the OOM killer, an operator): not
+    /// the fault of the updates it held.
+    Killed,
     NotReady,
     Heartbeat,
     SpawnFailed,
@@ -50,6 +53,7 @@ impl Reason {
         match self {
             Reason::Exit => "exit",
             Reason::Crash => "crash",
+            Reason::Killed => "killed",
             Reason::NotReady => "ready_timeout",
             Reason::Heartbeat => "heartbeat",
             Reason::SpawnFailed => "spawn_failed",
@@ -116,7 +120,7 @@ pub(crate) async fn supervise(
                             () = shared.kill.notified() => {
                                 process::signal_group(pid, Signal::KILL);
                                 let _ = child.wait().await;
-                                (Reason::Heartbeat, "killed: its heartbeats stopped".to_owned())
+                                (Reason::Heartbeat, "killed by the supervisor: its heartbeats stopped, or an update ran past its deadline".to_owned())
                             }
                             _ = stop.changed() => {
                                 stop_child(&mut child, pid, supervision.shutdown_grace).await;
@@ -130,6 +134,7 @@ pub(crate) async fn supervise(
                     worker,
                     pid,
                     status: ended.1.clone(),
+                    blame: ended.0 != Reason::Killed,
                 });
                 ended
             }
@@ -171,8 +176,12 @@ pub(crate) async fn supervise(
 
 /// The reason and the words for a process that ended `when`.
 fn exited(status: std::io::Result<std::process::ExitStatus>, when: &str) -> (Reason, String) {
+    use std::os::unix::process::ExitStatusExt;
     match status {
         Ok(s) if s.success() => (Reason::Exit, format!("{s} {when}")),
+        // Only the supervisor's own kills go through `kill`; these came
+        // from outside.
+        Ok(s) if matches!(s.signal(), Some(9 | 15)) => (Reason::Killed, format!("{s} {when}")),
         Ok(s) => (Reason::Crash, format!("{s} {when}")),
         Err(e) => (Reason::Crash, format!("cannot wait for it {when}: {e}")),
     }
