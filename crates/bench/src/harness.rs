@@ -47,10 +47,11 @@ pub(crate) fn read_log(log: &Path) -> Vec<Handled> {
         .collect()
 }
 
-/// Runs a benchmark worker: for each update, `work`, then its log line.
+/// Runs a benchmark worker: for each update, `work` (given the message's
+/// text), then its log line.
 pub(crate) async fn logging_worker<F, Fut>(log: PathBuf, work: F) -> anyhow::Result<ExitCode>
 where
-    F: Fn(botfleet_worker::Context) -> Fut + Send + Sync + 'static,
+    F: Fn(String, botfleet_worker::Context) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = HandlerResult> + Send + 'static,
 {
     let file = std::fs::OpenOptions::new()
@@ -64,11 +65,13 @@ where
         let file = file.clone();
         let work = work.clone();
         async move {
-            work(cx).await?;
-            let chat = match update.content()? {
-                botfleet_telegram::updates::UpdateContent::Message(m) => m.chat.id,
-                _ => 0,
+            let (chat, text) = match update.content()? {
+                botfleet_telegram::updates::UpdateContent::Message(m) => {
+                    (m.chat.id, m.text.clone().unwrap_or_default())
+                }
+                _ => (0, String::new()),
             };
+            work(text, cx).await?;
             let line = format!("{} {chat} {}\n", update.id(), now_ns());
             (&*file).write_all(line.as_bytes())?;
             Ok(())

@@ -79,11 +79,14 @@ pub fn run(args: &ScalingBench) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     if let Some(log) = &args.worker {
         // Each update is a 5 ms query on the worker's pool.
-        return runtime.block_on(harness::logging_worker(log.clone(), |cx| async move {
-            let db = cx.db().ok_or("the benchmark's worker has no database")?;
-            db.query("SELECT pg_sleep(0.005)").execute().await?;
-            Ok(())
-        }));
+        return runtime.block_on(harness::logging_worker(
+            log.clone(),
+            |_text, cx| async move {
+                let db = cx.db().ok_or("the benchmark's worker has no database")?;
+                db.query("SELECT pg_sleep(0.005)").execute().await?;
+                Ok(())
+            },
+        ));
     }
     if args.low == 0 || args.high <= args.low || args.max_workers == 0 {
         bail!("need 0 < --low < --high and --max-workers at least 1");

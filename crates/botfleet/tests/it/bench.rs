@@ -217,7 +217,7 @@ fn ipc_reports_both_modes_as_json() {
 /// `bench chaos`, short: workers killed while traffic flows, nothing lost,
 /// nothing reordered.
 #[test]
-fn chaos_loses_nothing_while_workers_are_killed() {
+fn chaos_loses_nothing_and_sets_aside_exactly_the_poison_and_the_stuck() {
     let dir = scratch("bench-chaos");
     let output = botfleet(
         &dir,
@@ -234,6 +234,10 @@ fn chaos_loses_nothing_while_workers_are_killed() {
             "2",
             "--kill-every",
             "400ms",
+            "--poison",
+            "1",
+            "--stuck",
+            "1",
             "--json",
         ],
         &[],
@@ -241,6 +245,19 @@ fn chaos_loses_nothing_while_workers_are_killed() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert!(json["kills"].as_u64().unwrap() >= 3, "{json}");
+    let faults = json["faults"].as_array().unwrap();
+    let injected = |kind: &str| {
+        faults.iter().find(|f| f["kind"] == kind).unwrap()["injected"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        (injected("poison"), injected("stuck_chat")),
+        (1, 1),
+        "{json}"
+    );
+    assert_eq!(json["dead_lettered"], 2, "{json}");
+    assert!(json["p99_ms_untouched"].is_number(), "{json}");
     assert!(json["sent"].as_u64().unwrap() >= 800, "{json}");
     assert_eq!(json["lost"], 0, "{json}");
     assert_eq!(json["order_violations"], 0, "{json}");
