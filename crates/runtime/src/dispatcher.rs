@@ -259,7 +259,10 @@ impl Dispatcher {
                 });
                 continue;
             }
-            if guilty && !pending.isolate {
+            // A crash may be any held update's doing: the suspect goes
+            // alone next time. A stuck update is known; it needs no
+            // isolation (which would hold its worker for the deadline).
+            if guilty && !stuck && !pending.isolate {
                 pending.isolate = true;
                 self.isolating.insert(id);
             }
@@ -354,7 +357,7 @@ impl Dispatcher {
                 self.counts.retried += 1;
                 if let Some(w) = self.workers.get_mut(&worker) {
                     w.chats.remove(&key);
-                    freed |= std::mem::take(&mut w.isolated);
+                    freed |= w.isolated;
                 }
                 continue;
             }
@@ -366,8 +369,7 @@ impl Dispatcher {
             }
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.chats.remove(&key);
-                // A worker that held an isolated update takes others again.
-                freed |= std::mem::take(&mut w.isolated);
+                freed |= w.isolated;
             }
             self.isolating.remove(&ack.update_id);
             self.counts.acked += 1;
@@ -376,8 +378,12 @@ impl Dispatcher {
             }
             freed_chats.push(key);
         }
-        // An isolated update may be waiting for this worker to be idle: it
-        // goes first.
+        // A worker that held an isolated update takes others again; an
+        // isolated update may be waiting for a worker to be idle: it goes
+        // first.
+        if freed {
+            self.restore(worker);
+        }
         if freed || !self.isolating.is_empty() || self.workers.values().any(|w| w.reserved) {
             self.kick();
         } else {
@@ -475,9 +481,6 @@ impl Dispatcher {
         if chat.in_flight.is_some() {
             return;
         }
-        let Some(worker) = self.ring.pick(key) else {
-            return;
-        };
         let Some(head) = chat.queue.front() else {
             // Idle and empty: forget the chat.
             self.chats.remove(&key);
@@ -488,22 +491,44 @@ impl Dispatcher {
             return;
         }
         self.backing_off.remove(&key);
+        // An update under isolation goes to an idle worker, which is taken
+        // off the ring while it runs (its chats go to the others meanwhile,
+        // each between two of its updates); without an idle one, the least
+        // busy worker is taken off the ring until it is idle.
+        let isolate = head.isolate;
+        let worker = if isolate {
+            let candidates = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.ready && !w.retiring && !w.isolated);
+            let Some((&worker, w)) = candidates.min_by_key(|(id, w)| (w.chats.len(), **id)) else {
+                return;
+            };
+            if !w.chats.is_empty() {
+                if !w.reserved {
+                    self.workers.get_mut(&worker).expect("found").reserved = true;
+                    self.ring.remove(worker);
+                }
+                return;
+            }
+            worker
+        } else {
+            let Some(worker) = self.ring.pick(key) else {
+                return;
+            };
+            worker
+        };
+        let Some(chat) = self.chats.get_mut(&key) else {
+            return;
+        };
         let w = self
             .workers
             .get_mut(&worker)
             .expect("ring members are workers");
-        // An update under isolation goes to an idle worker and keeps it to
-        // itself; the worker it waits for takes nothing new meanwhile.
-        if w.isolated || (w.reserved && !head.isolate) {
-            return;
-        }
-        if head.isolate {
-            if !w.chats.is_empty() {
-                w.reserved = true;
-                return;
-            }
+        if isolate {
             w.reserved = false;
             w.isolated = true;
+            self.ring.remove(worker);
         }
         let pending = chat.queue.pop_front().expect("checked");
         let delivery = Delivery {
@@ -519,6 +544,18 @@ impl Dispatcher {
         self.counts.dispatched += 1;
     }
 
+    /// Puts `worker` back on the ring after an isolation or a reservation
+    /// (when it is ready and staying).
+    fn restore(&mut self, worker: u32) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.reserved = false;
+            w.isolated = false;
+            if w.ready && !w.retiring {
+                self.ring.add(worker);
+            }
+        }
+    }
+
     /// Tries every chat with something queued (after the ring changed, an
     /// ack freed a worker an isolated update waits for...): isolated
     /// updates first, so they reserve their workers before others take
@@ -527,8 +564,14 @@ impl Dispatcher {
         if self.ring.is_empty() {
             return;
         }
-        for w in self.workers.values_mut() {
-            w.reserved = false;
+        let reserved: Vec<u32> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.reserved)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in reserved {
+            self.restore(id);
         }
         let mut waiting: Vec<(bool, i64)> = self
             .chats
