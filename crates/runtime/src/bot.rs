@@ -65,6 +65,9 @@ pub(crate) enum Event {
     Drain(oneshot::Sender<()>),
     /// Send `shutdown` to every worker.
     Shutdown,
+    /// The bot is stopped: the actor ends (and with it the bot's journal,
+    /// once nothing else holds the bot).
+    Stop,
     Status(oneshot::Sender<Status>),
     /// The autoscaler's inputs since its last ask.
     Load(oneshot::Sender<Load>),
@@ -290,6 +293,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                     let _ = o.send(Message::Shutdown);
                 }
             }
+            Event::Stop => break,
             Event::Load(reply) => {
                 d.wake();
                 // A connection closed without its process's exit (a worker

@@ -631,8 +631,9 @@ async fn stop_bots(runs: Vec<BotRun>) -> Vec<Status> {
     for (_, stop, _) in &rest {
         let _ = stop.send(true);
     }
-    for (_, _, scaler) in rest {
+    for (ctx, _, scaler) in rest {
         let _ = scaler.await;
+        ctx.send(Event::Stop);
     }
     statuses
 }

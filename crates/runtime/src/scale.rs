@@ -151,6 +151,7 @@ pub(crate) async fn run(
     }
     for slot in slots {
         let _ = slot.task.await;
+        registry.lock().remove(&slot.id);
     }
     for task in leaving {
         let _ = task.await;

@@ -1069,3 +1069,40 @@ async fn the_autoscaler_does_not_chase_a_backlog_of_telegrams_limits() {
     assert_eq!(most, 1, "scaled up on a limiter backlog: {s:?}");
     fleet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_removed_by_a_reload_keeps_its_queue_in_the_journal_for_its_return() {
+    let e = emulator(1).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let with_bot = fleet_file(&e, "echo", 1, |b| b.env("BOTFLEET_TEST_DELAY_MS", "300"));
+    let mut fleet = start(&with_bot.parse().unwrap(), &dir).await;
+    for n in 1..=8 {
+        e.inject_message(TOKEN, 1, 1, &format!("#{n}")).unwrap();
+    }
+    assert!(until(Duration::from_secs(30), || !replies(&e, 1).is_empty()).await);
+    // The bot goes: what it holds is finished, the rest waits in its
+    // journal (Telegram has confirmed it all).
+    let mut without: botfleet_config::FleetConfig = with_bot.parse().unwrap();
+    without.bots.clear();
+    let done = fleet.reload(&without).await;
+    assert_eq!(done.removed, ["echo"], "{done:?}");
+    let answered = replies(&e, 1).len();
+    assert!(
+        answered < 8,
+        "all answered before the reload; the test proves nothing"
+    );
+    assert_eq!(e.pending_updates(TOKEN), 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        replies(&e, 1).len(),
+        answered,
+        "nothing answered while it is away"
+    );
+    // It comes back: the rest, in order.
+    let done = fleet.reload(&with_bot.parse().unwrap()).await;
+    assert_eq!(done.added, ["echo"], "{done:?}");
+    assert!(until(Duration::from_secs(30), || replies(&e, 1).len() >= 8).await);
+    let expected: Vec<String> = (1..=8).map(|n| format!("echo #{n}")).collect();
+    assert_eq!(replies(&e, 1), expected);
+    fleet.shutdown().await;
+}
