@@ -74,9 +74,11 @@ def main():
                         "request_id": request_id, "method": "sendMessage",
                         "params": {"chat_id": msg["chat"]["id"], "text": "echo " + msg["text"]}}]})
             elif kind == "results":
-                # The reply was sent (or failed for good): the update is done.
+                # The reply was sent, failed for good, or could not reach
+                # Telegram (no answer, 429, 5xx): then the supervisor keeps
+                # the update and hands it out again later ("retry").
                 acks = [{"update_id": waiting.pop(r["request_id"]),
-                         "outcome": "handled" if r["ok"] else "failed"}
+                         "outcome": outcome(r)}
                         for r in message["results"] if r["request_id"] in waiting]
                 send(sock, lock, {"type": "acks", "acks": acks})
                 if draining and not waiting:
@@ -87,6 +89,14 @@ def main():
                     send(sock, lock, {"type": "drained"})
             elif kind in ("shutdown", "error"):
                 return
+
+def outcome(result):
+    """The ack's outcome for an update whose one Bot API call gave `result`."""
+    if result["ok"]:
+        return "handled"
+    code = result["body"].get("error_code", 0)
+    return "retry" if code == 0 or code == 429 or code >= 500 else "failed"
+
 
 if __name__ == "__main__":
     main()

@@ -1106,3 +1106,37 @@ async fn a_bot_removed_by_a_reload_keeps_its_queue_in_the_journal_for_its_return
     assert_eq!(replies(&e, 1), expected);
     fleet.shutdown().await;
 }
+
+/// The Python example acks "retry" when its call got no answer from
+/// Telegram, a 429 or a 5xx, and "failed" for other errors.
+#[test]
+fn the_python_worker_example_asks_for_a_retry_when_telegram_is_away() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-worker");
+    let check = r#"
+import worker
+cases = [({"ok": True, "body": {}}, "handled"),
+         ({"ok": False, "body": {"error_code": 0}}, "retry"),
+         ({"ok": False, "body": {"error_code": 502}}, "retry"),
+         ({"ok": False, "body": {"error_code": 429}}, "retry"),
+         ({"ok": False, "body": {"error_code": 400}}, "failed"),
+         ({"ok": False, "body": {"error_code": 403}}, "failed")]
+for result, want in cases:
+    got = worker.outcome(result)
+    assert got == want, (result, got, want)
+print("ok")
+"#;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "runs the example with the system's Python"
+    )]
+    let output = std::process::Command::new("python3")
+        .args(["-c", check])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
