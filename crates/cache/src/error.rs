@@ -35,4 +35,21 @@ pub enum Error {
         /// The configured maximum.
         max: usize,
     },
+    /// A required write ([`TieredCache::set_required`](crate::TieredCache::set_required))
+    /// did not reach Redis: it is down or its breaker is open.
+    #[error("{namespace}:{key}: Redis is unavailable; the required write was not made")]
+    Unavailable {
+        /// The cache's namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+    },
+}
+
+impl Error {
+    /// Whether the error says a dependency is unavailable (Redis), rather
+    /// than that the call was wrong: worth retrying later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
 }

@@ -72,15 +72,17 @@ pub type HandlerResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// A handler's error that asks for the update to be handed out again
 /// later, in its chat's order (a dependency the handler needs is down).
-/// Errors of the database that say it is unavailable, and Bot API calls that
-/// failed for the network or a 5xx, are taken the same way without it.
+/// Errors of the database that say it is unavailable, required cache writes
+/// that did not reach Redis, and Bot API calls that failed for the network
+/// or a 5xx, are taken the same way without it.
 #[derive(Debug, thiserror::Error)]
 #[error("retry later: {0}")]
 pub struct Retry(pub String);
 
 /// Whether `e`, or an error that caused it, says a dependency is
 /// unavailable rather than that the update is wrong: [`Retry`], a database
-/// error that [`botfleet_db::Error::is_unavailable`], a Bot API call that
+/// error that [`botfleet_db::Error::is_unavailable`], a required cache write
+/// that did not reach Redis (`TieredCache::set_required`), a Bot API call that
 /// failed without an answer from Telegram, with a 5xx, or with 429.
 pub fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(e);
@@ -90,6 +92,11 @@ pub fn is_outage(e: &(dyn std::error::Error + 'static)) -> bool {
         }
         if let Some(db) = e.downcast_ref::<botfleet_db::Error>() {
             if db.is_unavailable() {
+                return true;
+            }
+        }
+        if let Some(cache) = e.downcast_ref::<botfleet_cache::Error>() {
+            if cache.is_unavailable() {
                 return true;
             }
         }
@@ -1029,5 +1036,40 @@ mod tests {
         assert!((4_990_000..=5_010_000).contains(&p50), "{p50}");
         assert!((9_890_000..=9_910_000).contains(&p99), "{p99}");
         assert_eq!(take_quantiles(&mut h), (0, 0));
+    }
+
+    /// A handler error that wraps another.
+    #[derive(Debug, thiserror::Error)]
+    #[error("handling failed")]
+    struct Wrapped(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+    #[test]
+    fn outages_are_told_from_wrong_updates_through_their_causes() {
+        let api = |code| ApiError {
+            method: "sendMessage".into(),
+            code,
+            description: String::new(),
+            migrate_to_chat_id: None,
+        };
+        let redis_down = botfleet_cache::Error::Unavailable {
+            namespace: "sessions".into(),
+            key: "42".into(),
+        };
+        let too_large = botfleet_cache::Error::TooLarge {
+            namespace: "sessions".into(),
+            key: "42".into(),
+            size: 10,
+            max: 1,
+        };
+        assert!(is_outage(&Retry("redis".into())));
+        assert!(is_outage(&redis_down));
+        assert!(is_outage(&Wrapped(Box::new(redis_down))));
+        for code in [0, 429, 500, 502] {
+            assert!(is_outage(&api(code)), "{code}");
+        }
+        assert!(!is_outage(&api(400)));
+        assert!(!is_outage(&api(403)));
+        assert!(!is_outage(&too_large));
+        assert!(!is_outage(&Wrapped("a bug".into())));
     }
 }

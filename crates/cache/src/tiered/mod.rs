@@ -134,7 +134,7 @@ where
                 let loaded = loader().await;
                 crate::metrics::record_load(&inner.bot, &inner.namespace, started.elapsed());
                 let stored = match &loaded {
-                    Ok(value) => self.store(key.clone(), value.clone(), None, false).await,
+                    Ok(value) => self.store(key.clone(), value.clone(), None, false, false).await,
                     Err(_) => Ok(()),
                 };
                 // Released after the value is in Redis, so the processes
@@ -227,12 +227,22 @@ where
     /// Caches `value` for `key` with the cache's TTL, in L1 and Redis.
     /// Other processes drop their L1 copy of `key`.
     pub async fn set(&self, key: K, value: V) -> Result<(), Error> {
-        self.store(key, Some(value), None, true).await
+        self.store(key, Some(value), None, true, false).await
+    }
+
+    /// Like [`set`](Self::set), for a write the caller cannot do without
+    /// (a session, a counter other workers read): when the cache has Redis
+    /// and the write did not reach it (Redis down, its breaker open), it
+    /// fails with [`Error::Unavailable`] and L1 is left as it was. A worker's
+    /// handler that returns the error has its update handed out again later,
+    /// in its chat's order.
+    pub async fn set_required(&self, key: K, value: V) -> Result<(), Error> {
+        self.store(key, Some(value), None, true, true).await
     }
 
     /// Caches `value` for `key` for `ttl` (jitter applies).
     pub async fn set_with_ttl(&self, key: K, value: V, ttl: Duration) -> Result<(), Error> {
-        self.store(key, Some(value), Some(ttl), true).await
+        self.store(key, Some(value), Some(ttl), true, false).await
     }
 
     /// Drops `key` from L1 and Redis, and from the L1 of other processes.
@@ -417,7 +427,7 @@ where
         Counters::add(&self.inner.counters.refreshes, 1);
         match loader().await {
             Ok(value) => {
-                if let Err(error) = self.store(key, value, None, true).await {
+                if let Err(error) = self.store(key, value, None, true, false).await {
                     tracing::debug!(namespace = %self.inner.namespace, %error, "Refresh not stored.");
                 }
             }

@@ -120,12 +120,15 @@ where
 
     /// Writes one entry to Redis and L1. With `publish` (writes, not loads
     /// of what the source already had), other processes drop their L1 copy.
+    /// With `required`, a write that did not reach Redis fails with
+    /// [`Error::Unavailable`] and leaves L1 as it was.
     pub(super) async fn store(
         &self,
         key: K,
         value: Option<V>,
         ttl: Option<Duration>,
         publish: bool,
+        required: bool,
     ) -> Result<(), Error> {
         let inner = &self.inner;
         let (value, ttl) = match value {
@@ -160,6 +163,12 @@ where
                 .await;
             if done.is_none() {
                 Counters::add(&inner.counters.l2_unavailable, 1);
+                if required {
+                    return Err(Error::Unavailable {
+                        namespace: inner.namespace.clone(),
+                        key: key.to_string(),
+                    });
+                }
             }
         }
         self.l1_insert(key, value, ttl);

@@ -209,6 +209,17 @@ async fn a_dead_redis_degrades_and_recovery_clears_l1() {
         200,
         "key 1 from L1, the rest loaded"
     );
+    // A write the caller cannot do without says so, and leaves L1 alone;
+    // an ordinary one carries on in L1.
+    let refused = cache.set_required(5000, profile(5000)).await.unwrap_err();
+    assert!(refused.is_unavailable(), "{refused}");
+    assert!(
+        refused.to_string().contains("profiles:5000"),
+        "what and where: {refused}"
+    );
+    assert_eq!(cache.get(&5000), None);
+    cache.set(5001, profile(5001)).await.unwrap();
+    assert_eq!(cache.get(&5001), Some(Some(profile(5001))));
 
     let s = Arc::clone(&server);
     tokio::task::spawn_blocking(move || s.start_again().unwrap())
@@ -222,6 +233,7 @@ async fn a_dead_redis_degrades_and_recovery_clears_l1() {
         .await
         .unwrap();
     assert!(!redis.is_unavailable());
+    cache.set_required(5000, profile(5000)).await.unwrap();
     // Cleared by the breaker's recovery, and again when the invalidation
     // subscriber reconnects: both are right, messages may have been lost.
     assert!(cache.stats().l1_clears >= 1);
