@@ -23,7 +23,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Machine;
-use crate::world::{World, WorldOptions};
+use super::stats::quantile;
+use crate::world::{ANALYTICS_TOKEN, World, WorldOptions};
+use botfleet_emulator::{ChatKind, Replies, Traffic};
 
 /// Where the fleet's ingest journal lives (`bench journal` measured the
 /// choice).
@@ -76,6 +78,38 @@ pub struct FleetBench {
     /// Synthetic users.
     #[arg(long, default_value_t = 5000)]
     users: u32,
+    /// The head-of-line scenario: private chats of the analytics bot served
+    /// while one of its groups is held at Telegram's 20-per-minute limit
+    /// (0 skips the scenario).
+    #[arg(long, default_value_t = 1000)]
+    hol_chats: u32,
+    /// Commands sent to the held group at the scenario's start, each
+    /// answered in the group.
+    #[arg(long, default_value_t = 30)]
+    hol_group: u32,
+    /// Private updates per second in the scenario (each user writes at most
+    /// once every 2 s).
+    #[arg(long, default_value_t = 200.0)]
+    hol_rate: f64,
+    /// How long the private chats write in the scenario.
+    #[arg(long, default_value = "15s", value_parser = botfleet_config::duration::positive_arg)]
+    hol_duration: Duration,
+}
+
+/// The head-of-line scenario's figures.
+#[derive(Debug, Serialize)]
+struct Hol {
+    /// Private chats answered while the group was held.
+    private_chats: u64,
+    /// Private updates sent.
+    private_updates: u64,
+    private_p50_ms: f64,
+    private_p99_ms: f64,
+    /// Commands sent to the held group.
+    group_updates: u64,
+    /// Of them, answered while the private chats wrote (the rest waited for
+    /// the group's limit).
+    group_replies: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -132,12 +166,17 @@ struct Report {
     latency_distribution: Vec<(f64, u64)>,
     users: u32,
     workers: Vec<(String, usize)>,
+    /// The head-of-line scenario (`None` with `--hol-chats 0`).
+    hol: Option<Hol>,
 }
 
 /// Runs `botfleet bench fleet` (or its hidden worker role) and prints its report.
 pub fn run(args: &FleetBench) -> anyhow::Result<ExitCode> {
     if args.rate.is_some_and(|r| !r.is_finite() || r <= 0.0) || args.start_rate <= 0.0 {
         bail!("--rate and --start-rate must be above 0");
+    }
+    if !args.hol_rate.is_finite() || args.hol_rate <= 0.0 {
+        bail!("--hol-rate must be above 0");
     }
     if args.users < 100 {
         bail!("--users must be at least 100 (got {})", args.users);
@@ -179,6 +218,7 @@ pub fn run(args: &FleetBench) -> anyhow::Result<ExitCode> {
             .clone()
             .or_else(|| redis.as_ref().map(botfleet_testkit::RedisServer::url)),
         no_limits: true,
+        chat_limits: false,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -367,6 +407,12 @@ async fn measure(args: &FleetBench, options: &WorldOptions) -> anyhow::Result<Re
         .collect();
     world.shutdown().await;
     world.db.close().await;
+    drop(world);
+    let hol = if args.hol_chats > 0 {
+        Some(head_of_line(args, options).await?)
+    } else {
+        None
+    };
 
     let (b, a) = (&run.before, &run.after);
     let handled = (a.handled - b.handled).max(1.0);
@@ -410,6 +456,95 @@ async fn measure(args: &FleetBench, options: &WorldOptions) -> anyhow::Result<Re
         latency_distribution,
         users: args.users,
         workers,
+        hol,
+    })
+}
+
+/// The held group, and the member who writes there.
+const HELD_GROUP: i64 = -1_002_000_000_001;
+const GROUP_MEMBER: i64 = 300_000_001;
+
+/// A fleet that keeps Telegram's per-chat and per-group limits (the
+/// token's is lifted, as everywhere in this benchmark): `--hol-group`
+/// `/stats` in one group, whose answers the group's limit holds, then the
+/// analytics bot's private chats write `/start` for `--hol-duration`. Their
+/// latency is what a held group must not touch.
+async fn head_of_line(args: &FleetBench, options: &WorldOptions) -> anyhow::Result<Hol> {
+    let mut world = World::start(&WorldOptions {
+        users: 100,
+        chat_limits: true,
+        ..options.clone()
+    })
+    .await?;
+    let e = &world.emulator;
+    e.add_group(HELD_GROUP, "held group", ChatKind::Group);
+    e.add_user(GROUP_MEMBER, "member");
+    for _ in 0..args.hol_group {
+        e.inject_message(ANALYTICS_TOKEN, HELD_GROUP, GROUP_MEMBER, "/stats")
+            .map_err(|m| anyhow::anyhow!("cannot write to the held group: {m}"))?;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "head of line: {} commands to one group (20 answers a minute), {} private chats at {} updates/s for {:?} ...",
+        args.hol_group,
+        args.hol_chats,
+        args.hol_rate,
+        args.hol_duration
+    );
+    let skip = e.latencies_ms().len();
+    let log_from = e.log().len();
+    let traffic = e.start_traffic(
+        ANALYTICS_TOKEN,
+        Traffic {
+            users: args.hol_chats,
+            groups: 0,
+            rate: args.hol_rate,
+            zipf: 0.0,
+            commands: 1.0,
+            buttons: 0.0,
+            in_groups: 0.0,
+            command_list: vec!["/start".to_owned()],
+            first_user: 200_000_001,
+            user_gap: Duration::from_secs(2),
+            replies: Replies::Commands,
+            seed: 13,
+            ..Traffic::default()
+        },
+    );
+    tokio::time::sleep(args.hol_duration).await;
+    let private_updates = traffic.stop().await.updates;
+    // Every private update answered (the group may still be held).
+    let until = Instant::now() + Duration::from_secs(30);
+    while (e.latencies_ms().len() - skip) < private_updates as usize && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let latencies = e.latencies_ms_from(skip);
+    let sends: Vec<_> = e
+        .log()
+        .into_iter()
+        .skip(log_from)
+        .filter(|l| l.status == 200 && l.method == "sendmessage")
+        .collect();
+    let private_chats = sends
+        .iter()
+        .filter_map(|l| l.chat_id)
+        .filter(|&c| c > 0)
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64;
+    let group_replies = sends
+        .iter()
+        .filter(|l| l.chat_id == Some(HELD_GROUP))
+        .count() as u64;
+    world.shutdown().await;
+    world.db.close().await;
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    Ok(Hol {
+        private_chats,
+        private_updates,
+        private_p50_ms: round(quantile(&latencies, 0.5)),
+        private_p99_ms: round(quantile(&latencies, 0.99)),
+        group_updates: u64::from(args.hol_group),
+        group_replies,
     })
 }
 
@@ -465,5 +600,18 @@ fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     writeln!(out, "    cache and own code     {:>8.3}", b.cache)?;
     let workers: Vec<String> = r.workers.iter().map(|(b, n)| format!("{b} {n}")).collect();
     writeln!(out, "workers at the end: {}", workers.join(", "))?;
+    if let Some(h) = &r.hol {
+        writeln!(
+            out,
+            "\nhead of line: {} private chats ({} updates) answered while a group was held at 20 a minute \
+             ({} of its {} commands answered meanwhile): private p50 {:.2} ms, p99 {:.2} ms",
+            h.private_chats,
+            h.private_updates,
+            h.group_replies,
+            h.group_updates,
+            h.private_p50_ms,
+            h.private_p99_ms
+        )?;
+    }
     Ok(())
 }

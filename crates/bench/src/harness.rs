@@ -1,7 +1,7 @@
 //! What the runtime's benchmarks share: a fleet of benchmark workers against
 //! an emulator without limits, each worker logging every update it handled
-//! as a line `update_id chat ns` (one `write` per line; O_APPEND keeps lines
-//! whole across processes).
+//! as a line `update_id chat ns pid` (one `write` per line; O_APPEND keeps
+//! lines whole across processes).
 
 use std::future::Future;
 use std::io::Write;
@@ -30,6 +30,8 @@ pub(crate) struct Handled {
     pub(crate) id: i64,
     pub(crate) chat: i64,
     pub(crate) at_ns: u128,
+    /// The worker process that handled it.
+    pub(crate) pid: u32,
 }
 
 /// The log's lines, in the order they were written.
@@ -42,6 +44,7 @@ pub(crate) fn read_log(log: &Path) -> Vec<Handled> {
                 id: parts.next()?.parse().ok()?,
                 chat: parts.next()?.parse().ok()?,
                 at_ns: parts.next()?.parse().ok()?,
+                pid: parts.next()?.parse().ok()?,
             })
         })
         .collect()
@@ -72,7 +75,12 @@ where
                 _ => (0, String::new()),
             };
             work(text, cx).await?;
-            let line = format!("{} {chat} {}\n", update.id(), now_ns());
+            let line = format!(
+                "{} {chat} {} {}\n",
+                update.id(),
+                now_ns(),
+                std::process::id()
+            );
             (&*file).write_all(line.as_bytes())?;
             Ok(())
         }

@@ -33,6 +33,10 @@ pub struct WorldOptions {
     pub redis: Option<String>,
     /// The emulator accepts every send at once.
     pub no_limits: bool,
+    /// With `no_limits`, the fleet still keeps Telegram's limits per chat
+    /// and per group (one send a second, 20 a minute); only the token's is
+    /// lifted.
+    pub chat_limits: bool,
 }
 
 /// The running world.
@@ -56,6 +60,7 @@ fn fleet_file(
     database: &str,
     redis: Option<&str>,
     no_limits: bool,
+    chat_limits: bool,
 ) -> FleetFile {
     let mut file = FleetFile::new()
         .set("environment", "dev")
@@ -68,6 +73,12 @@ fn fleet_file(
     // too (throughput runs).
     if no_limits {
         file = file.unlimited_sends();
+        if chat_limits {
+            let telegram = botfleet_config::SendLimits::default();
+            file = file
+                .set("telegram.limits.chat", telegram.chat.to_config_string())
+                .set("telegram.limits.group", telegram.group.to_config_string());
+        }
     }
     file.bot(
         BotFile::new("dating", DATING_TOKEN)
@@ -178,6 +189,7 @@ impl World {
             &database,
             o.redis.as_deref(),
             o.no_limits,
+            o.chat_limits,
         );
         std::fs::write(dir.path().join("fleet.toml"), file.to_toml())
             .context("cannot write the fleet.toml")?;

@@ -188,6 +188,8 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     // Each worker's current connection and its outbox.
     let mut outboxes: HashMap<u32, (u64, mpsc::UnboundedSender<Message>)> = HashMap::new();
     let mut drain: Option<(oneshot::Sender<()>, Vec<u32>)> = None;
+    // Workers were told to stop: their exits are expected.
+    let mut shutting_down = false;
     let mut retiring: Vec<(u32, oneshot::Sender<()>)> = Vec::new();
     let mut last = Counts::default();
     let mut stats = WorkerStats::default();
@@ -265,7 +267,9 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 };
                 set_aside(&ctx, slots.get(&worker), worker, gone.dead);
                 let held = gone.held;
-                if held.is_empty() {
+                if held.is_empty() && shutting_down {
+                    tracing::info!(bot = %bot, worker, pid, "worker stopped ({status})");
+                } else if held.is_empty() {
                     tracing::warn!(bot = %bot, worker, pid, "worker exited ({status})");
                 } else {
                     tracing::warn!(
@@ -289,6 +293,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 drain = Some((done, left));
             }
             Event::Shutdown => {
+                shutting_down = true;
                 for (_, o) in outboxes.values() {
                     let _ = o.send(Message::Shutdown);
                 }

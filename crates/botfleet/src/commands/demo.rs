@@ -89,6 +89,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         postgres: args.postgres.clone(),
         redis: args.redis.clone(),
         no_limits: args.no_limits,
+        chat_limits: false,
     })
     .await?;
     let storage = world.storage;

@@ -214,10 +214,13 @@ fn ipc_reports_both_modes_as_json() {
     assert!(json["frames_batched"].as_u64().unwrap() < 100, "{json}");
 }
 
-/// `bench chaos`, short: workers killed while traffic flows, nothing lost,
-/// nothing reordered.
+/// `bench chaos`, short, with every fault: workers killed while traffic
+/// flows, a poison and a stuck update, PostgreSQL and Redis killed and
+/// started again, the supervisor killed and started again. Nothing lost,
+/// nothing reordered, exactly the poison and the stuck set aside, and
+/// every duplicate explained by an ack in flight at a kill.
 #[test]
-fn chaos_loses_nothing_and_sets_aside_exactly_the_poison_and_the_stuck() {
+fn chaos_with_every_fault_loses_nothing_and_sets_aside_exactly_the_poison_and_the_stuck() {
     let dir = scratch("bench-chaos");
     let output = botfleet(
         &dir,
@@ -225,7 +228,7 @@ fn chaos_loses_nothing_and_sets_aside_exactly_the_poison_and_the_stuck() {
             "bench",
             "chaos",
             "--duration",
-            "3s",
+            "6s",
             "--rate",
             "300",
             "--chats",
@@ -238,13 +241,15 @@ fn chaos_loses_nothing_and_sets_aside_exactly_the_poison_and_the_stuck() {
             "1",
             "--stuck",
             "1",
+            "--outage",
+            "1s",
             "--json",
         ],
         &[],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-    assert!(json["kills"].as_u64().unwrap() >= 3, "{json}");
+    assert!(json["kills"].as_u64().unwrap() >= 5, "{json}");
     let faults = json["faults"].as_array().unwrap();
     let injected = |kind: &str| {
         faults.iter().find(|f| f["kind"] == kind).unwrap()["injected"]
@@ -252,16 +257,34 @@ fn chaos_loses_nothing_and_sets_aside_exactly_the_poison_and_the_stuck() {
             .unwrap()
     };
     assert_eq!(
-        (injected("poison"), injected("stuck_chat")),
-        (1, 1),
+        [
+            "poison",
+            "stuck_chat",
+            "postgres_restart",
+            "redis_kill",
+            "supervisor_kill"
+        ]
+        .map(injected),
+        [1; 5],
         "{json}"
     );
     assert_eq!(json["dead_lettered"], 2, "{json}");
-    assert!(json["p99_ms_untouched"].is_number(), "{json}");
-    assert!(json["sent"].as_u64().unwrap() >= 800, "{json}");
+    assert!(json["sent"].as_u64().unwrap() >= 1_700, "{json}");
     assert_eq!(json["lost"], 0, "{json}");
     assert_eq!(json["order_violations"], 0, "{json}");
-    assert!(json["p99_ms"].is_number(), "{json}");
+    assert_eq!(
+        json["duplicates_to_handlers"], json["duplicates_in_flight"],
+        "a duplicate no kill explains: {json}"
+    );
+    // Every handled update wrote its row through the outages.
+    assert!(
+        json["rows"].as_u64().unwrap() >= json["handled"].as_u64().unwrap(),
+        "{json}"
+    );
+    assert!(json["untouched"].as_u64().unwrap() > 0, "{json}");
+    for key in ["p99_ms", "p99_ms_untouched"] {
+        assert!(json[key].is_number(), "{key}: {json}");
+    }
 }
 
 /// `bench scaling`, short, on its own PostgreSQL: the contract's keys, and
@@ -332,4 +355,52 @@ fn bench_journal_measures_the_three_stores_as_json() {
         assert!(s["updates_per_s"].as_f64().unwrap() > 0.0, "{s}");
         assert!(s["append_p99_us"].as_f64().unwrap() >= s["append_p50_us"].as_f64().unwrap());
     }
+}
+
+/// `bench fleet` at one rate, short, and its head-of-line scenario: the
+/// contract's keys, nothing lost, and private chats answered while a group
+/// is held at its limit.
+#[test]
+fn fleet_answers_private_chats_while_a_group_is_held_at_its_limit() {
+    let dir = scratch("bench-fleet");
+    let output = botfleet(
+        &dir,
+        &[
+            "bench",
+            "fleet",
+            "--rate",
+            "50",
+            "--duration",
+            "2s",
+            "--ramp",
+            "1s",
+            "--users",
+            "100",
+            "--hol-chats",
+            "200",
+            "--hol-rate",
+            "50",
+            "--hol-duration",
+            "4s",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    for key in ["p50_ms", "p99_ms", "p999_ms", "rate"] {
+        assert!(json[key].is_number(), "{key}: {json}");
+    }
+    assert!(
+        json["journal"].as_str().unwrap().contains("journal"),
+        "{json}"
+    );
+    assert_eq!(json["lost"], 0, "{json}");
+    let hol = &json["hol"];
+    assert!(hol["private_chats"].as_u64().unwrap() >= 100, "{hol}");
+    // The group was held: most of its 30 commands wait for its limit...
+    assert!(hol["group_replies"].as_u64().unwrap() < 20, "{hol}");
+    // ...and no private chat waited behind it (a held group holds its
+    // answers for tens of seconds).
+    assert!(hol["private_p99_ms"].as_f64().unwrap() < 5_000.0, "{hol}");
 }

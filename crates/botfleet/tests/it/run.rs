@@ -602,6 +602,12 @@ async fn a_supervisor_killed_mid_burst_repeats_only_what_was_in_flight() {
     );
     terminate(&supervisor);
     assert!(supervisor.wait().unwrap().success());
+    // Workers told to stop are not reported as exits.
+    let stderr = log(&dir, "stderr.log");
+    assert!(
+        !stderr.contains("worker exited (exit status: 0"),
+        "{stderr}"
+    );
     for chat in 1..=30 {
         let mut got = replies(&e, chat);
         got.dedup();

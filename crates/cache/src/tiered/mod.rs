@@ -134,7 +134,10 @@ where
                 let loaded = loader().await;
                 crate::metrics::record_load(&inner.bot, &inner.namespace, started.elapsed());
                 let stored = match &loaded {
-                    Ok(value) => self.store(key.clone(), value.clone(), None, false, false).await,
+                    Ok(value) => {
+                        self.store(key.clone(), value.clone(), None, false, false)
+                            .await
+                    }
                     Err(_) => Ok(()),
                 };
                 // Released after the value is in Redis, so the processes
