@@ -21,6 +21,12 @@ pub(crate) enum Event {
     Batch {
         updates: Vec<(i64, i64, Json)>,
     },
+    /// What the journal held at start, with the strikes of the updates that
+    /// had any.
+    Recovered {
+        updates: Vec<(i64, i64, Json)>,
+        strikes: HashMap<i64, u32>,
+    },
     Connected {
         worker: u32,
         conn: u64,
@@ -207,6 +213,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     while let Some(event) = events.recv().await {
         match event {
             Event::Batch { updates } => d.batch(updates),
+            Event::Recovered { updates, strikes } => d.recovered(updates, &strikes),
             Event::Connected {
                 worker,
                 conn,
@@ -265,8 +272,8 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 } else {
                     crate::dispatcher::Gone::default()
                 };
-                set_aside(&ctx, slots.get(&worker), worker, gone.dead);
-                let held = gone.held;
+                let held = gone.held.clone();
+                set_aside(&ctx, slots.get(&worker), worker, gone);
                 if held.is_empty() && shutting_down {
                     tracing::info!(bot = %bot, worker, pid, "worker stopped ({status})");
                 } else if held.is_empty() {
@@ -311,7 +318,7 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 for (worker, conn) in waited {
                     closing.remove(&worker);
                     let gone = d.gone(worker, Some(conn), true);
-                    set_aside(&ctx, slots.get(&worker), worker, gone.dead);
+                    set_aside(&ctx, slots.get(&worker), worker, gone);
                 }
                 let sums = stats.sums();
                 let sum = |stat: Stat| sums.get(stat.name()).copied().unwrap_or(0.0);
@@ -361,7 +368,8 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
             }
             Event::Forget { worker } => {
                 if let Some((conn, _)) = closing.remove(&worker) {
-                    d.gone(worker, Some(conn), true);
+                    let gone = d.gone(worker, Some(conn), true);
+                    set_aside(&ctx, slots.get(&worker), worker, gone);
                 }
                 d.forget(worker);
                 slots.remove(&worker);
@@ -413,15 +421,20 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     }
 }
 
-/// Writes each of `dead` as a dead letter (with `worker`'s last output),
-/// then removes it from the journal; says so at ERROR. A letter that
-/// cannot be written stays in the journal, to come back at the next start.
+/// What `worker`'s end left: the strikes go to the journal, and each dead
+/// letter is written (with the worker's last output), then removed from
+/// the journal; says so at ERROR. A letter that cannot be written stays in
+/// the journal, to come back at the next start.
 fn set_aside(
     ctx: &Arc<BotCtx>,
     slot: Option<&Arc<crate::slot::SlotShared>>,
     worker: u32,
-    dead: Vec<crate::dispatcher::DeadLetter>,
+    gone: crate::dispatcher::Gone,
 ) {
+    for &(id, strikes) in &gone.struck {
+        ctx.journal.strike(id, strikes);
+    }
+    let dead = gone.dead;
     if dead.is_empty() {
         return;
     }

@@ -61,6 +61,9 @@ pub(crate) struct Gone {
     /// aside).
     pub(crate) held: Vec<i64>,
     pub(crate) dead: Vec<DeadLetter>,
+    /// `(update id, strikes)` of those given a strike and kept, for the
+    /// journal.
+    pub(crate) struck: Vec<(i64, u32)>,
 }
 
 #[derive(Debug, Default)]
@@ -161,14 +164,28 @@ impl Dispatcher {
     /// Updates from the journal, as `(update id, routing key, update)`,
     /// each appended to its chat's queue.
     pub(crate) fn batch(&mut self, updates: Vec<(i64, i64, Json)>) {
+        self.recovered(updates, &HashMap::new());
+    }
+
+    /// Updates read back from the journal at start, with the strikes they
+    /// had: a struck one is handled alone, and is set aside at
+    /// `max_attempts` strikes in all.
+    pub(crate) fn recovered(
+        &mut self,
+        updates: Vec<(i64, i64, Json)>,
+        strikes: &HashMap<i64, u32>,
+    ) {
         let mut touched = Vec::new();
         for (update_id, key, update) in updates {
             self.counts.received += 1;
-            self.chats
-                .entry(key)
-                .or_default()
-                .queue
-                .push_back(Pending::new(update_id, update));
+            let mut pending = Pending::new(update_id, update);
+            if let Some(&n) = strikes.get(&update_id) {
+                pending.strikes = n;
+                pending.attempt = n;
+                pending.isolate = true;
+                self.isolating.insert(update_id);
+            }
+            self.chats.entry(key).or_default().queue.push_back(pending);
             touched.push(key);
         }
         for key in touched {
@@ -265,6 +282,9 @@ impl Dispatcher {
             if guilty && !stuck && !pending.isolate {
                 pending.isolate = true;
                 self.isolating.insert(id);
+            }
+            if guilty {
+                out.struck.push((id, pending.strikes));
             }
             self.counts.redelivered += 1;
             chat.queue.push_front(pending);
@@ -740,6 +760,35 @@ mod tests {
         } else {
             assert!(rest.is_empty() || rest == [(3, 0)], "{rest:?}");
         }
+    }
+
+    #[test]
+    fn strikes_read_back_from_the_journal_count_toward_max_attempts() {
+        let mut d = Dispatcher::new(3);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        d.connected(1, 1, tx);
+        d.ready(1, 1);
+        // Update 1 had two strikes before the supervisor's crash.
+        d.recovered(
+            vec![(1, 7, update(1)), (2, 8, update(2))],
+            &HashMap::from([(1, 2)]),
+        );
+        // It goes alone, as a redelivery.
+        let first = received(&mut rx);
+        assert_eq!(first, [(1, 2)], "alone first, attempt 2: {first:?}");
+        // One more crash sets it aside; the strike went to the journal
+        // with the others.
+        let gone = d.gone(1, Some(1), true);
+        assert_eq!(gone.dead.len(), 1);
+        assert_eq!(gone.dead[0].pending.update_id, 1);
+        assert!(gone.struck.is_empty(), "set aside, not kept");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        d.connected(1, 2, tx);
+        d.ready(1, 2);
+        assert_eq!(received(&mut rx), [(2, 0)]);
+        // A crash with update 2 alone: one strike, kept, for the journal.
+        let gone = d.gone(1, Some(2), true);
+        assert_eq!(gone.struck, [(2, 1)]);
     }
 
     #[test]

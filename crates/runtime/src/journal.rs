@@ -6,7 +6,10 @@
 //! records `[length u32][crc32 u32][kind u8][update id i64][key i64][JSON]`
 //! (big-endian; the length counts what follows the checksum). An `update`
 //! record holds an update; an `ack` record (no JSON) removes it; a `mark`
-//! record carries the highest update id ever journaled across compactions.
+//! record carries the highest update id ever journaled across compactions;
+//! a `strike` record (its key the count) says how many times a live update
+//! crashed its worker or ran past its deadline, so a supervisor's crash
+//! does not give a poison update its attempts back.
 //! A torn or corrupt tail (a crash in mid-write) is cut off at the first
 //! record whose length or checksum does not hold.
 //!
@@ -18,7 +21,7 @@
 //! When the file is four times what is live and over 16 MiB, the thread
 //! rewrites the live records into a new file and renames it over the old.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -34,6 +37,7 @@ pub type Entry = (i64, i64, Json);
 const KIND_UPDATE: u8 = 1;
 const KIND_ACK: u8 = 2;
 const KIND_MARK: u8 = 3;
+const KIND_STRIKE: u8 = 4;
 /// Kind, update id and key.
 const FIXED: usize = 1 + 8 + 8;
 /// The largest record read back (an update is at most a few MiB).
@@ -59,6 +63,8 @@ enum Op {
     },
     /// Remove an update.
     Ack(i64),
+    /// A live update's strikes so far.
+    Strike(i64, u32),
 }
 
 /// A bot's journal (cheap to share: the file is the thread's).
@@ -101,6 +107,8 @@ pub struct Recovered {
     pub high: i64,
     /// Bytes of a torn tail cut off.
     pub cut: u64,
+    /// The strikes of pending updates that have any.
+    pub strikes: HashMap<i64, u32>,
 }
 
 impl Journal {
@@ -161,6 +169,12 @@ impl Journal {
         let _ = self.ops.send(Op::Ack(update_id));
     }
 
+    /// Records that a live update has `strikes` strikes (not waited for: a
+    /// strike lost in a crash costs one more attempt, nothing else).
+    pub(crate) fn strike(&self, update_id: i64, strikes: u32) {
+        let _ = self.ops.send(Op::Strike(update_id, strikes));
+    }
+
     /// Updates written and not acked.
     pub fn depth(&self) -> usize {
         self.state.depth.load(Ordering::Relaxed)
@@ -204,6 +218,8 @@ struct Log {
     acked: HashSet<i64>,
     acked_order: VecDeque<i64>,
     high: i64,
+    /// Strikes of live updates.
+    strikes: HashMap<i64, u32>,
 }
 
 impl Log {
@@ -215,6 +231,7 @@ impl Log {
             .open(path)?;
         let mut pending: BTreeMap<i64, (u64, Entry)> = BTreeMap::new();
         let mut acked = Vec::new();
+        let mut strikes = HashMap::new();
         let mut high = 0;
         let mut good = 0u64;
         let total = file.metadata()?.len();
@@ -233,7 +250,13 @@ impl Log {
                         })?;
                         pending.insert(id, (len, (id, key, json)));
                     }
-                    KIND_ACK if pending.remove(&id).is_some() => acked.push(id),
+                    KIND_ACK if pending.remove(&id).is_some() => {
+                        strikes.remove(&id);
+                        acked.push(id);
+                    }
+                    KIND_STRIKE if pending.contains_key(&id) => {
+                        strikes.insert(id, u32::try_from(key).unwrap_or(u32::MAX));
+                    }
                     _ => {}
                 }
             }
@@ -252,6 +275,7 @@ impl Log {
             acked: HashSet::new(),
             acked_order: VecDeque::new(),
             high,
+            strikes: strikes.clone(),
         };
         for id in acked {
             log.remember_acked(id);
@@ -268,6 +292,7 @@ impl Log {
                 pending: out,
                 high,
                 cut: total - good,
+                strikes,
             },
         ))
     }
@@ -319,10 +344,17 @@ impl Log {
                     }
                     Op::Ack(id) => {
                         if let Some((len, _)) = self.live.remove(&id) {
+                            self.strikes.remove(&id);
                             self.live_bytes -= len;
                             encode(&mut buf, KIND_ACK, id, 0, "");
                             self.remember_acked(id);
                             freed = true;
+                        }
+                    }
+                    Op::Strike(id, strikes) => {
+                        if self.live.contains_key(&id) {
+                            self.strikes.insert(id, strikes);
+                            encode(&mut buf, KIND_STRIKE, id, i64::from(strikes), "");
                         }
                     }
                 }
@@ -385,6 +417,9 @@ impl Log {
                 buf.clear();
                 let text = String::from_utf8_lossy(&body);
                 size += encode(&mut buf, KIND_UPDATE, id, key, &text);
+                if let Some(&n) = self.strikes.get(&id) {
+                    size += encode(&mut buf, KIND_STRIKE, id, i64::from(n), "");
+                }
                 out.write_all(&buf)?;
             }
         }
@@ -546,6 +581,8 @@ mod tests {
             for acked in id - 99..id {
                 j.ack(acked);
             }
+            // The live one of each batch has a strike; it must survive.
+            j.strike(id, 2);
         }
         j.append(vec![update(id + 1)]).await.unwrap();
         drop(j);
@@ -560,6 +597,26 @@ mod tests {
         want.push(id + 1);
         assert_eq!(ids(&r.pending), want);
         assert_eq!(r.high, id + 1);
+        assert_eq!(r.strikes.len(), 60);
+        assert!(r.strikes.values().all(|&n| n == 2));
+    }
+
+    #[tokio::test]
+    async fn strikes_of_live_updates_survive_a_restart_and_leave_with_the_ack() {
+        let dir = botfleet_testkit::TempDir::new("journal").unwrap();
+        let (j, _) = Journal::open(dir.path(), "echo", 100).unwrap();
+        j.append((1..=3).map(update).collect()).await.unwrap();
+        j.strike(1, 1);
+        j.strike(1, 2);
+        j.strike(2, 1);
+        j.ack(2);
+        // Not live: nothing to remember.
+        j.strike(9, 1);
+        drop(j);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (_, r) = Journal::open(dir.path(), "echo", 100).unwrap();
+        assert_eq!(ids(&r.pending), [1, 3]);
+        assert_eq!(r.strikes, HashMap::from([(1, 2)]));
     }
 
     #[tokio::test]

@@ -360,8 +360,9 @@ impl Fleet {
                 updates = recovered.pending.len(),
                 "handing out the updates the journal kept from the last run, in chat order"
             );
-            ctx.send(Event::Batch {
+            ctx.send(Event::Recovered {
                 updates: recovered.pending,
+                strikes: recovered.strikes,
             });
         }
         let (stop_ingest, ingest_rx) = watch::channel(false);

@@ -619,3 +619,54 @@ async fn a_supervisor_killed_mid_burst_repeats_only_what_was_in_flight() {
     assert!(repeated <= 30, "{repeated} answered twice");
     assert_eq!(e.pending_updates(TOKEN), 0);
 }
+
+/// A poison update's strikes are in the journal: a supervisor killed with
+/// SIGKILL between two of its crashes gives it no attempts back, and it is
+/// set aside at its third crash in all. The worker is `bench chaos`'s,
+/// which kills itself on "poison" and says so in `crashes.log`.
+#[cfg(feature = "bench")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_updates_strikes_survive_a_supervisor_kill() {
+    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    e.add_bot(TOKEN, "echo_bot").unwrap();
+    e.add_user(1, "user");
+    let dir = scratch("run-strikes");
+    let handled = dir.join("handled.log");
+    let file = FleetFile::new().telegram_api(e.base_url()).bot(
+        BotFile::new("echo", TOKEN)
+            .workers(1, 1)
+            // The first restart is at once, the second waits 2 to 4 s: the
+            // supervisor is killed in that gap.
+            .set("restart.first_backoff", "4s")
+            .set("restart.max_backoff", "4s")
+            .command(
+                env!("CARGO_BIN_EXE_botfleet"),
+                ["bench", "chaos", "--worker", &handled.display().to_string()],
+            ),
+    );
+    std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
+    let crashes = || log(&dir, "crashes.log").lines().count();
+    let mut supervisor = start(&dir);
+    let poison = e.inject_message(TOKEN, 1, 1, "poison").unwrap();
+    assert!(
+        until(Duration::from_secs(60), || crashes() >= 2).await,
+        "{}",
+        log(&dir, "stderr.log")
+    );
+    // Its second strike reaches the journal; then the supervisor dies.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    supervisor.kill().unwrap();
+    supervisor.wait().unwrap();
+    assert_eq!(crashes(), 2, "{}", log(&dir, "stderr.log"));
+    let mut supervisor = start(&dir);
+    let letter = dir.join(format!("data/dead-letters/echo/{poison}.json"));
+    assert!(
+        until(Duration::from_secs(60), || letter.exists()).await,
+        "never set aside: {} crashes\n{}",
+        crashes(),
+        log(&dir, "stderr.log")
+    );
+    assert_eq!(crashes(), 3, "one attempt after the restart, not three");
+    terminate(&supervisor);
+    assert!(supervisor.wait().unwrap().success());
+}
