@@ -37,6 +37,9 @@ pub struct WorldOptions {
     /// and per group (one send a second, 20 a minute); only the token's is
     /// lifted.
     pub chat_limits: bool,
+    /// Where the fleet file's monitor listens (`None`: a port the system
+    /// picks).
+    pub monitor: Option<std::net::SocketAddr>,
 }
 
 /// The running world.
@@ -50,6 +53,8 @@ pub struct World {
     pub storage: &'static str,
     /// Users given a dating profile before the start.
     pub seeded: u64,
+    /// The fleet file's `[monitor]`.
+    pub monitor: botfleet_config::MonitorConfig,
     _dir: botfleet_testkit::TempDir,
 }
 
@@ -183,7 +188,7 @@ impl World {
         };
         let exe = std::env::current_exe().context("cannot find botfleet's own program")?;
         // Written out, so a user can see and run what the demo ran.
-        let file = fleet_file(
+        let mut file = fleet_file(
             &emulator.base_url(),
             &exe.display().to_string(),
             &database,
@@ -191,6 +196,9 @@ impl World {
             o.no_limits,
             o.chat_limits,
         );
+        if let Some(bind) = o.monitor {
+            file = file.set("monitor.bind", bind.to_string());
+        }
         std::fs::write(dir.path().join("fleet.toml"), file.to_toml())
             .context("cannot write the fleet.toml")?;
         let config = file
@@ -212,6 +220,7 @@ impl World {
             db,
             storage,
             seeded,
+            monitor: config.monitor.clone(),
             _dir: dir,
         })
     }

@@ -130,6 +130,15 @@ pub(crate) fn run() -> ExitCode {
     if let Some(warning) = logging::init(cli.global.verbose, cli.global.quiet) {
         tracing::warn!("{warning}.");
     }
+    // The monitor's recorder, before anything records: components cache
+    // their metric handles (the database at connect).
+    #[cfg(feature = "bench")]
+    let monitored = matches!(cli.command, Command::Run(_) | Command::Demo(_));
+    #[cfg(not(feature = "bench"))]
+    let monitored = matches!(cli.command, Command::Run(_));
+    if monitored {
+        botfleet_monitor::install(botfleet_monitor::registry::DEFAULT_SERIES_CAP);
+    }
     let result = match cli.command {
         Command::Config(command) => commands::config::run(&command),
         Command::Run(args) => commands::run::run(&args),

@@ -37,9 +37,11 @@ pub struct FleetFile {
 }
 
 impl FleetFile {
-    /// An empty fleet file (the `dev` preset, no bots yet).
+    /// An empty fleet file (the `dev` preset, no bots yet) whose monitor
+    /// listens on a port the system picks: generated fleets (tests,
+    /// benchmarks, the demo) run side by side.
     pub fn new() -> Self {
-        FleetFile::default()
+        FleetFile::default().set("monitor.bind", "127.0.0.1:0")
     }
 
     /// Sets the key at the dotted `path` (`"environment"`,

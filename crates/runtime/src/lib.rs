@@ -143,6 +143,39 @@ pub struct Fleet {
     accept: JoinHandle<()>,
     socket_dir: PathBuf,
     owns_socket_dir: bool,
+    view: FleetView,
+}
+
+/// A handle on a running fleet's bots for readers elsewhere (the
+/// monitor): cheap to clone, it follows reloads, and sees no bot once the
+/// fleet has stopped.
+#[derive(Clone, Default)]
+pub struct FleetView {
+    bots: Arc<Mutex<Vec<Arc<bot::BotCtx>>>>,
+}
+
+impl std::fmt::Debug for FleetView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetView")
+            .field("bots", &self.bots.lock().len())
+            .finish()
+    }
+}
+
+impl FleetView {
+    /// Each bot's status now.
+    pub async fn status(&self) -> Vec<Status> {
+        let bots = self.bots.lock().clone();
+        let mut out = Vec::with_capacity(bots.len());
+        for ctx in bots {
+            let (tx, rx) = oneshot::channel();
+            ctx.send(Event::Status(tx));
+            if let Ok(s) = rx.await {
+                out.push(s);
+            }
+        }
+        out
+    }
 }
 
 impl std::fmt::Debug for Fleet {
@@ -271,6 +304,7 @@ impl Fleet {
             accept,
             socket_dir,
             owns_socket_dir,
+            view: FleetView::default(),
         };
         for bot in &config.bots {
             match fleet.start_bot(bot).await {
@@ -282,6 +316,7 @@ impl Fleet {
                 }
             }
         }
+        fleet.publish();
         tracing::info!(bots = fleet.bots.len(), socket = %fleet.socket.display(), "fleet started");
         Ok(fleet)
     }
@@ -428,15 +463,17 @@ impl Fleet {
 
     /// Each bot's status now.
     pub async fn status(&self) -> Vec<Status> {
-        let mut out = Vec::new();
-        for run in &self.bots {
-            let (tx, rx) = oneshot::channel();
-            run.ctx.send(Event::Status(tx));
-            if let Ok(s) = rx.await {
-                out.push(s);
-            }
-        }
-        out
+        self.view.status().await
+    }
+
+    /// A handle that reads the fleet's status from elsewhere.
+    pub fn view(&self) -> FleetView {
+        self.view.clone()
+    }
+
+    /// Tells the view which bots run now.
+    fn publish(&self) {
+        *self.view.bots.lock() = self.bots.iter().map(|b| b.ctx.clone()).collect();
     }
 
     /// The bots failed now (their restart intensity was exceeded; each is
@@ -553,6 +590,7 @@ impl Fleet {
                 },
             }
         }
+        self.publish();
         done
     }
 
@@ -561,6 +599,7 @@ impl Fleet {
     /// workers are told to drain, then to shut down; a worker still running
     /// after the grace period gets SIGTERM, and SIGKILL after another.
     pub async fn shutdown(mut self) -> Report {
+        self.view.bots.lock().clear();
         let bots = stop_bots(std::mem::take(&mut self.bots)).await;
         self.accept.abort();
         if self.owns_socket_dir {

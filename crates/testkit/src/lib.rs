@@ -38,6 +38,7 @@ mod error;
 mod port;
 mod postgres;
 mod process;
+mod prometheus;
 mod redis;
 mod tempdir;
 mod wait;
@@ -46,6 +47,7 @@ use std::sync::OnceLock;
 
 pub use error::{Error, Result};
 pub use postgres::{PostgresBuilder, PostgresServer, SUPERUSER, TestDatabase};
+pub use prometheus::{check_metrics, promtool};
 pub use redis::{RedisBuilder, RedisServer, TestRedis};
 pub use tempdir::{BOTFLEET_TEST_TMPDIR, TempDir};
 
@@ -102,13 +104,14 @@ fn shared_redis() -> Result<&'static SharedRedis> {
 }
 
 /// Checks that the server programs the tests need are installed: the
-/// PostgreSQL server programs, `psql` and `redis-server`. Every missing one
-/// is listed with what to install.
+/// PostgreSQL server programs, `psql`, `redis-server` and `promtool`. Every
+/// missing one is listed with what to install.
 pub fn preflight() -> std::result::Result<(), Vec<Error>> {
     let bins = postgres::PgBins::find();
     let psql = postgres::PgBins::psql(bins.as_ref().ok());
     let redis = redis::find_redis_server();
-    let errors: Vec<Error> = [bins.err(), psql.err(), redis.err()]
+    let promtool = prometheus::promtool();
+    let errors: Vec<Error> = [bins.err(), psql.err(), redis.err(), promtool.err()]
         .into_iter()
         .flatten()
         .collect();

@@ -37,6 +37,10 @@ pub(crate) struct DemoArgs {
     /// limits (to see the fleet's own speed).
     #[arg(long)]
     no_limits: bool,
+    /// Where the fleet's monitor listens (metrics for Prometheus, /ready);
+    /// port 0 lets the system pick one.
+    #[arg(long, value_name = "ADDR", default_value = botfleet_config::DEFAULT_MONITOR_BIND)]
+    monitor: std::net::SocketAddr,
 }
 
 /// `botfleet demo-worker BOT`: be one of the demo's workers.
@@ -90,8 +94,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         redis: args.redis.clone(),
         no_limits: args.no_limits,
         chat_limits: false,
+        monitor: Some(args.monitor),
     })
     .await?;
+    let monitor = super::monitor::start(&world.monitor, world.fleet().view()).await;
     let storage = world.storage;
     writeln!(
         out,
@@ -103,6 +109,17 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         },
         world.emulator.base_url()
     )?;
+    match &monitor {
+        Some(m) => writeln!(
+            out,
+            "the fleet's monitor at http://{}/ (/metrics for Prometheus, /ready, /health)",
+            m.addr()
+        )?,
+        None => writeln!(
+            out,
+            "the fleet's monitor is off (it could not listen; see the log)"
+        )?,
+    }
     writeln!(
         out,
         "{} users, {} of them with a dating profile; the synthetic users start writing",
@@ -212,6 +229,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // The fleet answers what is still queued before it stops.
     world.settle(Duration::from_secs(10)).await;
     let report = world.shutdown().await;
+    if let Some(m) = monitor {
+        m.stop().await;
+    }
     summary(
         &mut out,
         &world,

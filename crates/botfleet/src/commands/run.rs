@@ -49,10 +49,22 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let mut fleet = Fleet::start(&config, options)
             .await
             .context("cannot start the fleet")?;
+        let monitor = super::monitor::start(&config.monitor, fleet.view()).await;
         let mut out = std::io::stdout().lock();
         writeln!(out, "botfleet: {}", config.summary())?;
         for bot in &config.bots {
             writeln!(out, "{}", bot_line(bot))?;
+        }
+        match &monitor {
+            Some(m) => writeln!(
+                out,
+                "botfleet: monitor at http://{}/ (/metrics for Prometheus, /ready, /health)",
+                m.addr()
+            )?,
+            None => writeln!(
+                out,
+                "botfleet: monitor off (it could not listen; see the log)"
+            )?,
         }
         writeln!(
             out,
@@ -77,6 +89,9 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
         drop(out);
         let report = fleet.shutdown().await;
+        if let Some(m) = monitor {
+            m.stop().await;
+        }
         let mut out = std::io::stdout().lock();
         for s in &report.bots {
             writeln!(out, "{}", summary_line(s))?;

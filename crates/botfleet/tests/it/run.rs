@@ -670,3 +670,62 @@ async fn a_poison_updates_strikes_survive_a_supervisor_kill() {
     terminate(&supervisor);
     assert!(supervisor.wait().unwrap().success());
 }
+
+/// The monitor's address, from `run`'s start lines.
+fn monitor_url(dir: &std::path::Path) -> Option<String> {
+    log(dir, "stdout.log")
+        .lines()
+        .find_map(|l| l.strip_prefix("botfleet: monitor at "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|url| url.trim_end_matches('/').to_owned())
+}
+
+/// `botfleet run` starts its monitor: `/ready` follows the workers,
+/// `/metrics` has the supervisor's series, and `promtool check metrics`
+/// finds nothing wrong with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_its_metrics_and_readiness() {
+    let (e, dir) = echo_fleet("run-monitor", 3, r#"exec python3 "$0""#).await;
+    let mut supervisor = start(&dir);
+    assert!(
+        until(Duration::from_secs(30), || monitor_url(&dir).is_some()).await,
+        "{}{}",
+        log(&dir, "stdout.log"),
+        log(&dir, "stderr.log")
+    );
+    let base = monitor_url(&dir).unwrap();
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..300 {
+        let r = client.get(format!("{base}/ready")).send().await.unwrap();
+        if r.status() == 200 {
+            ready = true;
+            break;
+        }
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["ready"], false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "{}", log(&dir, "stderr.log"));
+    answered(&e, &dir, 1, "hello").await;
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "botfleet_journal_depth{bot=\"echo\"} ",
+        "botfleet_worker_ready_seconds_bucket{bot=\"echo\",le=\"+Inf\"} ",
+        "botfleet_monitor_series_dropped_total 0\n",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+    assert!(!text.contains(TOKEN), "the bot's token leaked");
+    let (ok, said) = botfleet_testkit::check_metrics(&text).unwrap();
+    assert!(ok, "promtool: {said}\n{text}");
+    terminate(&supervisor);
+    assert!(supervisor.wait().unwrap().success());
+}

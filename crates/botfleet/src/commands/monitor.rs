@@ -1,0 +1,75 @@
+//! The monitor that `run` and `demo` start: its readiness from the fleet's
+//! status, and a clear line when it cannot start (the fleet runs on
+//! without it: its users' answers matter more than its metrics).
+
+use std::sync::Arc;
+
+use botfleet_monitor::{Monitor, Readiness, ReadyCheck};
+use botfleet_runtime::{FleetView, Status};
+
+/// Starts the monitor on `config.bind` over the installed registry; `None`
+/// (and an ERROR line) when it cannot listen.
+pub(crate) async fn start(
+    config: &botfleet_config::MonitorConfig,
+    view: FleetView,
+) -> Option<Monitor> {
+    let registry = botfleet_monitor::installed().unwrap_or_else(|| {
+        botfleet_monitor::install(botfleet_monitor::registry::DEFAULT_SERIES_CAP)
+    });
+    let ready: ReadyCheck = Arc::new(move || {
+        let view = view.clone();
+        Box::pin(async move { readiness(&view.status().await) })
+    });
+    match Monitor::start(config, registry, ready).await {
+        Ok(monitor) => Some(monitor),
+        Err(e) => {
+            tracing::error!("{e}; the fleet runs without its monitor");
+            None
+        }
+    }
+}
+
+/// Ready when every bot has a ready worker and none is failed.
+fn readiness(bots: &[Status]) -> Readiness {
+    let mut reasons = Vec::new();
+    for s in bots {
+        if s.failed_bot {
+            reasons.push(format!(
+                "bot {} is failed: its workers exceeded their restart intensity (it is retried after restart.failed_retry)",
+                s.bot
+            ));
+        } else if s.ready_workers == 0 {
+            reasons.push(format!("bot {} has no ready worker yet", s.bot));
+        }
+    }
+    if bots.is_empty() {
+        reasons.push("no bot runs".to_owned());
+    }
+    Readiness {
+        ready: reasons.is_empty(),
+        reasons,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_bot_or_one_without_workers_makes_the_fleet_not_ready() {
+        let bot = |name: &str, ready: usize, failed: bool| {
+            let mut s = Status::default();
+            s.bot = name.to_owned();
+            s.ready_workers = ready;
+            s.failed_bot = failed;
+            s
+        };
+        assert!(readiness(&[bot("a", 2, false), bot("b", 1, false)]).ready);
+        let r = readiness(&[bot("a", 2, false), bot("b", 0, true), bot("c", 0, false)]);
+        assert!(!r.ready);
+        assert_eq!(r.reasons.len(), 2);
+        assert!(r.reasons[0].starts_with("bot b is failed"), "{r:?}");
+        assert_eq!(r.reasons[1], "bot c has no ready worker yet");
+        assert!(!readiness(&[]).ready);
+    }
+}

@@ -1,0 +1,150 @@
+//! The monitor's HTTP server on a real socket.
+
+use std::sync::Arc;
+
+use botfleet_config::{BotFile, FleetFile};
+use botfleet_monitor::{Monitor, Readiness, ReadyCheck, Registry};
+
+const TOKEN: &str = "a-monitor-token-of-32-characters";
+
+fn config(bind: &str, token: Option<&str>) -> botfleet_config::MonitorConfig {
+    let mut file = FleetFile::new().set("monitor.bind", bind).bot(
+        BotFile::new("echo", "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1")
+            .command("true", [""; 0]),
+    );
+    if let Some(token) = token {
+        file = file.set("monitor.token", token);
+    }
+    file.parse().unwrap().monitor
+}
+
+fn ready(ready: bool) -> ReadyCheck {
+    Arc::new(move || {
+        Box::pin(async move {
+            Readiness {
+                ready,
+                reasons: if ready {
+                    Vec::new()
+                } else {
+                    vec!["bot dating is failed".to_owned()]
+                },
+            }
+        })
+    })
+}
+
+fn registry() -> Registry {
+    let r = Registry::new(100);
+    metrics::with_local_recorder(&r, || {
+        metrics::counter!("botfleet_test_updates_total", "bot" => "dating").increment(7);
+    });
+    r
+}
+
+#[tokio::test]
+async fn metrics_health_and_ready_are_served() {
+    let m = Monitor::start(&config("127.0.0.1:0", None), registry(), ready(false))
+        .await
+        .unwrap();
+    let base = format!("http://{}", m.addr());
+    let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("botfleet_test_updates_total{bot=\"dating\"} 7\n"),
+        "{text}"
+    );
+    let om = reqwest::Client::new()
+        .get(format!("{base}/metrics/all"))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert_eq!(
+        reqwest::get(format!("{base}/health"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = reqwest::get(format!("{base}/ready")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["reasons"][0], "bot dating is failed");
+    let r = reqwest::get(format!("{base}/nothing")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("/metrics"));
+    m.stop().await;
+    assert!(reqwest::get(format!("{base}/health")).await.is_err());
+}
+
+#[tokio::test]
+async fn off_loopback_every_page_but_health_wants_the_token() {
+    let m = Monitor::start(&config("0.0.0.0:0", Some(TOKEN)), registry(), ready(true))
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", m.addr().port());
+    let client = reqwest::Client::new();
+    for path in ["/metrics", "/metrics/all", "/ready", "/nothing"] {
+        let r = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains(TOKEN), "the token leaked: {body}");
+        let r = client
+            .get(format!("{base}{path}"))
+            .bearer_auth("a-monitor-token-of-32-characterZ")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}, a wrong token");
+    }
+    let r = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .get(format!("{base}/ready"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn a_taken_port_is_a_clear_error() {
+    let first = Monitor::start(&config("127.0.0.1:0", None), registry(), ready(true))
+        .await
+        .unwrap();
+    let taken = first.addr().to_string();
+    let err = Monitor::start(&config(&taken, None), registry(), ready(true))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!("cannot listen on {taken} (monitor.bind): ")),
+        "{err}"
+    );
+    first.stop().await;
+}
