@@ -48,12 +48,20 @@ def main():
         raise SystemExit(f"refused: {welcome}")
     send(sock, lock, {"type": "ready"})
 
+    # The worker's own metrics, as totals since it started: the supervisor
+    # serves them on its monitor with `bot` and `worker` labels added
+    # (docs/protocol.md, "Worker metrics").
+    echoed = {"total": 0}
+
     def heartbeat():
         seq = 0
         while True:
             time.sleep(welcome["heartbeat_ms"] / 1000)
             seq += 1
-            send(sock, lock, {"type": "heartbeat", "seq": seq})
+            send(sock, lock, {"type": "heartbeat", "seq": seq},
+                 {"type": "series", "series": [
+                     {"name": "echo_replies_total", "labels": {"language": "python"},
+                      "counter": echoed["total"]}]})
 
     threading.Thread(target=heartbeat, daemon=True).start()
     request_id = 0
@@ -80,6 +88,7 @@ def main():
                 acks = [{"update_id": waiting.pop(r["request_id"]),
                          "outcome": outcome(r)}
                         for r in message["results"] if r["request_id"] in waiting]
+                echoed["total"] += sum(1 for a in acks if a["outcome"] == "handled")
                 send(sock, lock, {"type": "acks", "acks": acks})
                 if draining and not waiting:
                     send(sock, lock, {"type": "drained"})

@@ -34,27 +34,32 @@ pub mod registry;
 pub use expo::Format;
 pub use registry::{Registry, Snapshot};
 
-/// The process's registry, once [`install`]ed.
-static INSTALLED: OnceLock<Registry> = OnceLock::new();
+/// The process's registry, once [`install`]ed (`None`: another recorder
+/// was there first).
+static INSTALLED: OnceLock<Option<Registry>> = OnceLock::new();
 
 /// Installs a [`Registry`] of `cap` series as the process's metrics
-/// recorder (once: later calls return the first) and returns it. Call it
-/// before anything records: components cache their handles.
-pub fn install(cap: usize) -> Registry {
+/// recorder (once: later calls return the first) and returns it; `None`
+/// when the program installed a recorder of its own first. Call it before
+/// anything records: components cache their handles.
+pub fn install(cap: usize) -> Option<Registry> {
     INSTALLED
         .get_or_init(|| {
             let registry = Registry::new(cap);
-            if metrics::set_global_recorder(registry.clone()).is_err() {
-                tracing::warn!("a metrics recorder was installed before the monitor's; the monitor shows nothing");
+            match metrics::set_global_recorder(registry.clone()) {
+                Ok(()) => Some(registry),
+                Err(_) => {
+                    tracing::warn!("a metrics recorder was installed before botfleet's; the monitor does not see its metrics");
+                    None
+                }
             }
-            registry
         })
         .clone()
 }
 
 /// The registry [`install`] installed, if any.
 pub fn installed() -> Option<Registry> {
-    INSTALLED.get().cloned()
+    INSTALLED.get().cloned().flatten()
 }
 
 /// Whether the fleet is ready to serve, and if not, why.

@@ -75,7 +75,7 @@ impl metrics::GaugeFn for GaugeCell {
 /// count. Values above the last bound count in the overflow bucket.
 #[derive(Debug)]
 struct HistogramCell {
-    bounds: &'static [f64],
+    bounds: Arc<[f64]>,
     /// One per bound, and the overflow.
     buckets: Box<[AtomicU64]>,
     sum: AtomicU64,
@@ -83,10 +83,10 @@ struct HistogramCell {
 }
 
 impl HistogramCell {
-    fn new(bounds: &'static [f64]) -> HistogramCell {
+    fn new(bounds: Arc<[f64]>) -> HistogramCell {
         HistogramCell {
-            bounds,
             buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            bounds,
             sum: AtomicU64::new(0f64.to_bits()),
             count: AtomicU64::new(0),
         }
@@ -245,9 +245,9 @@ impl Registry {
         self.len() == 0
     }
 
-    /// The handle of `key`'s series of `kind`, made on first use; `None`
-    /// past the cap.
-    fn cell(&self, kind: Kind, key: &Key) -> Option<Cell> {
+    /// The handle of `key`'s series of `kind`, made on first use (a
+    /// histogram with `bounds`, or those of its name); `None` past the cap.
+    fn cell(&self, kind: Kind, key: &Key, bounds: Option<Arc<[f64]>>) -> Option<Cell> {
         let wanted = (kind, key.clone());
         if let Some(cell) = self.inner.series.read().get(&wanted) {
             return Some(cell.clone());
@@ -270,9 +270,9 @@ impl Registry {
         let cell = match kind {
             Kind::Counter => Cell::Counter(Arc::default()),
             Kind::Gauge => Cell::Gauge(Arc::default()),
-            Kind::Histogram => {
-                Cell::Histogram(Arc::new(HistogramCell::new(buckets_for(key.name()))))
-            }
+            Kind::Histogram => Cell::Histogram(Arc::new(HistogramCell::new(
+                bounds.unwrap_or_else(|| Arc::from(buckets_for(key.name()))),
+            ))),
         };
         series.insert(wanted, cell.clone());
         Some(cell)
@@ -286,6 +286,70 @@ impl Registry {
                 unit,
             },
         );
+    }
+
+    /// Adds `delta` to the counter `name{labels}` (another process's
+    /// series, merged: a worker's, forwarded to its supervisor).
+    pub fn add_counter(&self, name: &str, labels: &[(String, String)], delta: u64) {
+        if let Some(Cell::Counter(c)) = self.cell(Kind::Counter, &key(name, labels), None) {
+            c.0.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the gauge `name{labels}`.
+    pub fn set_gauge(&self, name: &str, labels: &[(String, String)], value: f64) {
+        if let Some(Cell::Gauge(g)) = self.cell(Kind::Gauge, &key(name, labels), None) {
+            g.0.store(value.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// Adds observations to the histogram `name{labels}`: `counts` per
+    /// bucket of `bounds` and above them (one more than `bounds`), and
+    /// their sum. False, and nothing added, when the series has other
+    /// bounds (or the counts do not fit them).
+    pub fn add_histogram(
+        &self,
+        name: &str,
+        labels: &[(String, String)],
+        bounds: &[f64],
+        counts: &[u64],
+        sum: f64,
+    ) -> bool {
+        if counts.len() != bounds.len() + 1 {
+            return false;
+        }
+        let Some(Cell::Histogram(h)) =
+            self.cell(Kind::Histogram, &key(name, labels), Some(Arc::from(bounds)))
+        else {
+            return false;
+        };
+        if *h.bounds != *bounds {
+            return false;
+        }
+        for (bucket, n) in h.buckets.iter().zip(counts) {
+            bucket.fetch_add(*n, Ordering::Relaxed);
+        }
+        let _ = h
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + sum).to_bits())
+            });
+        h.count
+            .fetch_add(counts.iter().sum::<u64>(), Ordering::Relaxed);
+        true
+    }
+
+    /// Drops every series that has all of `labels` (a worker slot's, when
+    /// the slot goes); returns how many.
+    pub fn remove_labelled(&self, labels: &[(&str, &str)]) -> usize {
+        let mut series = self.inner.series.write();
+        let before = series.len();
+        series.retain(|(_, key), _| {
+            !labels
+                .iter()
+                .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
+        });
+        before - series.len()
     }
 
     /// Every series now, sorted by name and labels.
@@ -360,16 +424,32 @@ impl Registry {
                 (name.clone(), format!("{}{unit}", d.help))
             })
             .collect();
-        // What was not described in code, the catalogue describes.
+        // What was not described in code, the catalogue describes; a
+        // metric of a bot's own (a worker's, not botfleet's) says where it
+        // comes from. botfleet's own must be in the catalogue.
         for s in &series {
             if !help.contains_key(&s.name) {
                 if let Some(text) = crate::help::of(&s.name) {
                     help.insert(s.name.clone(), text.to_owned());
+                } else if !s.name.starts_with("botfleet_") {
+                    help.insert(
+                        s.name.clone(),
+                        "a metric of the bot's own, from its workers (not described)".to_owned(),
+                    );
                 }
             }
         }
         Snapshot { series, help }
     }
+}
+
+/// The key of `name{labels}`.
+fn key(name: &str, labels: &[(String, String)]) -> Key {
+    let labels: Vec<metrics::Label> = labels
+        .iter()
+        .map(|(k, v)| metrics::Label::new(k.clone(), v.clone()))
+        .collect();
+    Key::from_parts(name.to_owned(), labels)
 }
 
 impl metrics::Recorder for Registry {
@@ -386,21 +466,21 @@ impl metrics::Recorder for Registry {
     }
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        match self.cell(Kind::Counter, key) {
+        match self.cell(Kind::Counter, key, None) {
             Some(Cell::Counter(c)) => Counter::from_arc(c),
             _ => Counter::noop(),
         }
     }
 
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        match self.cell(Kind::Gauge, key) {
+        match self.cell(Kind::Gauge, key, None) {
             Some(Cell::Gauge(g)) => Gauge::from_arc(g),
             _ => Gauge::noop(),
         }
     }
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        match self.cell(Kind::Histogram, key) {
+        match self.cell(Kind::Histogram, key, None) {
             Some(Cell::Histogram(h)) => Histogram::from_arc(h),
             _ => Histogram::noop(),
         }
@@ -446,6 +526,42 @@ mod tests {
         assert_eq!(buckets[3], (0.005, 3));
         assert_eq!(buckets[buckets.len() - 2], (60.0, 3));
         assert_eq!(*buckets.last().unwrap(), (f64::INFINITY, 4));
+    }
+
+    #[test]
+    fn another_processs_series_merge_in() {
+        let r = Registry::new(100);
+        let labels = [("bot".to_owned(), "a".to_owned())];
+        r.add_counter("botfleet_w_total", &labels, 3);
+        r.add_counter("botfleet_w_total", &labels, 2);
+        r.set_gauge("botfleet_w_depth", &labels, 4.0);
+        assert!(r.add_histogram("botfleet_w_seconds", &labels, &[0.1, 1.0], &[1, 2, 3], 9.5));
+        assert!(r.add_histogram("botfleet_w_seconds", &labels, &[0.1, 1.0], &[1, 0, 0], 0.05));
+        // Other bounds, or counts that do not fit: refused.
+        assert!(!r.add_histogram("botfleet_w_seconds", &labels, &[0.5], &[1, 1], 1.0));
+        assert!(!r.add_histogram("botfleet_w_seconds", &labels, &[0.1, 1.0], &[1], 1.0));
+        r.add_counter("botfleet_w_total", &[("bot".to_owned(), "b".to_owned())], 1);
+        let s = r.snapshot();
+        let get = |name: &str| {
+            s.series
+                .iter()
+                .find(|x| x.name == name)
+                .unwrap()
+                .value
+                .clone()
+        };
+        assert_eq!(get("botfleet_w_total"), Value::Counter(5));
+        assert_eq!(get("botfleet_w_depth"), Value::Gauge(4.0));
+        assert_eq!(r.remove_labelled(&[("bot", "a")]), 3);
+        assert_eq!(r.len(), 1, "bot b's stays");
+        assert_eq!(
+            get("botfleet_w_seconds"),
+            Value::Histogram {
+                buckets: vec![(0.1, 2), (1.0, 4), (f64::INFINITY, 7)],
+                sum: 9.55,
+                count: 7
+            }
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use crate::error::DecodeError;
 use crate::message::{
-    Ack, Action, ActionResult, Delivery, Hello, Json, Message, Outcome, Welcome, WorkerMetrics,
+    Ack, Action, ActionResult, Delivery, Hello, Json, Message, Outcome, Series, SeriesValue,
+    Welcome, WorkerMetrics,
 };
 
 /// The first byte of a binary payload.
@@ -24,6 +25,7 @@ mod tag {
     pub(super) const SHUTDOWN: u8 = 12;
     pub(super) const ERROR: u8 = 13;
     pub(super) const STATS: u8 = 14;
+    pub(super) const SERIES: u8 = 15;
 }
 
 /// Appends the messages, after the magic byte, to `out`.
@@ -111,6 +113,44 @@ fn encode_one(m: &Message, out: &mut Vec<u8>) {
             for (name, value) in values {
                 bytes(out, name.as_bytes());
                 out.extend_from_slice(&value.to_bits().to_be_bytes());
+            }
+        }
+        Message::Series(list) => {
+            out.push(tag::SERIES);
+            count(out, list.len());
+            for series in list {
+                bytes(out, series.name.as_bytes());
+                count(out, series.labels.len());
+                for (k, v) in &series.labels {
+                    bytes(out, k.as_bytes());
+                    bytes(out, v.as_bytes());
+                }
+                match &series.value {
+                    SeriesValue::Counter(n) => {
+                        out.push(0);
+                        out.extend_from_slice(&n.to_be_bytes());
+                    }
+                    SeriesValue::Gauge(v) => {
+                        out.push(1);
+                        out.extend_from_slice(&v.to_bits().to_be_bytes());
+                    }
+                    SeriesValue::Histogram {
+                        bounds,
+                        counts,
+                        sum,
+                    } => {
+                        out.push(2);
+                        count(out, bounds.len());
+                        for b in bounds {
+                            out.extend_from_slice(&b.to_bits().to_be_bytes());
+                        }
+                        count(out, counts.len());
+                        for n in counts {
+                            out.extend_from_slice(&n.to_be_bytes());
+                        }
+                        out.extend_from_slice(&sum.to_bits().to_be_bytes());
+                    }
+                }
             }
         }
         Message::Drain => out.push(tag::DRAIN),
@@ -273,6 +313,57 @@ impl Reader<'_> {
                     values.push((name, value));
                 }
                 Message::Stats(values)
+            }
+            tag::SERIES => {
+                let n = self.count("series", 4 + 4 + 1 + 8)?;
+                let mut list = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let name = self.string("series[].name")?;
+                    let labels_n = self.count("series[].labels", 8)?;
+                    let mut labels = Vec::with_capacity(labels_n);
+                    for _ in 0..labels_n {
+                        let k = self.string("series[].labels[].name")?;
+                        let v = self.string("series[].labels[].value")?;
+                        labels.push((k, v));
+                    }
+                    let at = self.at;
+                    let value = match self.u8("series[].kind")? {
+                        0 => SeriesValue::Counter(self.u64("series[].counter")?),
+                        1 => SeriesValue::Gauge(f64::from_bits(self.u64("series[].gauge")?)),
+                        2 => {
+                            let nb = self.count("series[].bounds", 8)?;
+                            let mut bounds = Vec::with_capacity(nb);
+                            for _ in 0..nb {
+                                bounds.push(f64::from_bits(self.u64("series[].bounds[]")?));
+                            }
+                            let nc = self.count("series[].counts", 8)?;
+                            let mut counts = Vec::with_capacity(nc);
+                            for _ in 0..nc {
+                                counts.push(self.u64("series[].counts[]")?);
+                            }
+                            let sum = f64::from_bits(self.u64("series[].sum")?);
+                            SeriesValue::Histogram {
+                                bounds,
+                                counts,
+                                sum,
+                            }
+                        }
+                        other => {
+                            return Err(DecodeError::new(
+                                at,
+                                format!(
+                                    "series[].kind: {other} is not 0 (counter), 1 (gauge) or 2 (histogram)"
+                                ),
+                            ));
+                        }
+                    };
+                    list.push(Series {
+                        name,
+                        labels,
+                        value,
+                    });
+                }
+                Message::Series(list)
             }
             tag::DRAIN => Message::Drain,
             tag::DRAINED => Message::Drained,

@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use crate::error::DecodeError;
 use crate::message::{
-    Ack, Action, ActionResult, Delivery, Hello, Json, Message, Outcome, Welcome, WorkerMetrics,
+    Ack, Action, ActionResult, Delivery, Hello, Json, Message, Outcome, Series, SeriesValue,
+    Welcome, WorkerMetrics,
 };
 
 /// Appends the messages as a JSON array to `out`.
@@ -91,6 +92,7 @@ fn encode_one(m: &Message, s: &mut String) {
         }),
         Message::Heartbeat(seq) => write!(s, r#"{{"type":"{name}","seq":{seq}}}"#),
         Message::Stats(values) => write_stats(s, name, values),
+        Message::Series(list) => write_series(s, name, list),
         Message::Metrics(m) => write!(
             s,
             r#"{{"type":"{name}","handled":{},"failed":{},"in_flight":{},"handling_p50_us":{},"handling_p99_us":{}}}"#,
@@ -119,6 +121,128 @@ fn write_stats(s: &mut String, name: &str, values: &[(String, f64)]) -> std::fmt
     }
     s.push_str("}}");
     Ok(())
+}
+
+/// `{"type":"series","series":[{"name":...,"labels":{...},"counter":N}, ...]}`
+/// (or `"gauge":V`, or `"histogram":{"bounds":[...],"counts":[...],"sum":S}`).
+/// A series with a value JSON cannot hold (NaN, infinity) is left out.
+fn write_series(s: &mut String, name: &str, list: &[Series]) -> std::fmt::Result {
+    let finite = |series: &&Series| match &series.value {
+        SeriesValue::Counter(_) => true,
+        SeriesValue::Gauge(v) => v.is_finite(),
+        SeriesValue::Histogram { bounds, sum, .. } => {
+            sum.is_finite() && bounds.iter().all(|b| b.is_finite())
+        }
+    };
+    write!(s, r#"{{"type":"{name}","{name}":["#)?;
+    for (i, series) in list.iter().filter(finite).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        write!(s, r#"{{"name":{},"labels":{{"#, string(&series.name))?;
+        for (j, (k, v)) in series.labels.iter().enumerate() {
+            if j > 0 {
+                s.push(',');
+            }
+            write!(s, "{}:{}", string(k), string(v))?;
+        }
+        s.push_str("},");
+        match &series.value {
+            SeriesValue::Counter(n) => write!(s, r#""counter":{n}"#)?,
+            SeriesValue::Gauge(v) => write!(s, r#""gauge":{v}"#)?,
+            SeriesValue::Histogram {
+                bounds,
+                counts,
+                sum,
+            } => {
+                let bounds: Vec<String> = bounds.iter().map(f64::to_string).collect();
+                let counts: Vec<String> = counts.iter().map(u64::to_string).collect();
+                write!(
+                    s,
+                    r#""histogram":{{"bounds":[{}],"counts":[{}],"sum":{sum}}}"#,
+                    bounds.join(","),
+                    counts.join(",")
+                )?;
+            }
+        }
+        s.push('}');
+    }
+    s.push_str("]}");
+    Ok(())
+}
+
+/// One series of a `series` message.
+fn read_series(v: &Value) -> Result<Series, String> {
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or("series: no string `name`")?
+        .to_owned();
+    let labels = match v.get("labels") {
+        None => Vec::new(),
+        Some(l) => l
+            .as_object()
+            .ok_or_else(|| format!("series {name}: `labels` is not an object"))?
+            .iter()
+            .map(|(k, v)| {
+                v.as_str()
+                    .map(|v| (k.clone(), v.to_owned()))
+                    .ok_or_else(|| format!("series {name}: label `{k}` is not a string"))
+            })
+            .collect::<Result<_, String>>()?,
+    };
+    let value = if let Some(n) = v.get("counter") {
+        SeriesValue::Counter(
+            n.as_u64()
+                .ok_or_else(|| format!("series {name}: `counter` is not a whole number"))?,
+        )
+    } else if let Some(g) = v.get("gauge") {
+        SeriesValue::Gauge(
+            g.as_f64()
+                .ok_or_else(|| format!("series {name}: `gauge` is not a number"))?,
+        )
+    } else if let Some(h) = v.get("histogram") {
+        let numbers = |key: &str| -> Result<Vec<f64>, String> {
+            h.get(key)
+                .and_then(Value::as_array)
+                .ok_or_else(|| format!("series {name}: no array `histogram.{key}`"))?
+                .iter()
+                .map(|x| {
+                    x.as_f64().ok_or_else(|| {
+                        format!("series {name}: `histogram.{key}` holds a non-number")
+                    })
+                })
+                .collect()
+        };
+        let counts = h
+            .get("counts")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("series {name}: no array `histogram.counts`"))?
+            .iter()
+            .map(|x| {
+                x.as_u64().ok_or_else(|| {
+                    format!("series {name}: `histogram.counts` holds a non-whole number")
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        SeriesValue::Histogram {
+            bounds: numbers("bounds")?,
+            counts,
+            sum: h
+                .get("sum")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| format!("series {name}: no number `histogram.sum`"))?,
+        }
+    } else {
+        return Err(format!(
+            "series {name}: no `counter`, `gauge` or `histogram`"
+        ));
+    };
+    Ok(Series {
+        name,
+        labels,
+        value,
+    })
 }
 
 /// `{"type":"<name>","<name>":[...]}`: a list message, each item written
@@ -266,6 +390,12 @@ fn message(v: &Value) -> Result<Message, String> {
                         .map(|v| (k.clone(), v))
                         .ok_or_else(|| format!("stats: `{k}` is not a number"))
                 })
+                .collect::<Result<_, String>>()?,
+        ),
+        "series" => Message::Series(
+            list(o, "series")?
+                .iter()
+                .map(read_series)
                 .collect::<Result<_, String>>()?,
         ),
         "heartbeat" => Message::Heartbeat(int(o, "seq").or_else(|_| absent(o, "seq", 0))?),

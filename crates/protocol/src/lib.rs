@@ -41,5 +41,5 @@ pub use frame::{
 };
 pub use message::{
     Ack, Action, ActionResult, Delivery, Hello, Json, Message, Outcome, PRIORITY_PARAM,
-    PROTOCOL_VERSION, Welcome, WorkerMetrics, error_codes,
+    PROTOCOL_VERSION, Series, SeriesValue, Welcome, WorkerMetrics, error_codes,
 };

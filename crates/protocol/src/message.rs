@@ -189,6 +189,39 @@ pub struct WorkerMetrics {
     pub handling_p99_us: u64,
 }
 
+/// One series of a worker's own metrics (what its code recorded through
+/// the `metrics` facade), at its latest value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// The metric's name (`botfleet_db_query_duration_seconds`).
+    pub name: String,
+    /// Its labels, without `bot` and `worker` (the supervisor adds them).
+    pub labels: Vec<(String, String)>,
+    /// Its value.
+    pub value: SeriesValue,
+}
+
+/// A series' value: totals since the worker started, so a lost message
+/// loses nothing and a restart shows as a reset.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SeriesValue {
+    /// A counter's total.
+    Counter(u64),
+    /// A gauge's value now.
+    Gauge(f64),
+    /// A histogram: the upper bound of each bucket (increasing), the
+    /// observations in each bucket and above the last bound (one more than
+    /// `bounds`, not cumulative), and the sum of every observation.
+    Histogram {
+        /// Upper bounds, increasing.
+        bounds: Vec<f64>,
+        /// Observations per bucket, the last above every bound.
+        counts: Vec<u64>,
+        /// The sum of the observations.
+        sum: f64,
+    },
+}
+
 /// Every message of the protocol. A frame carries one or more.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
@@ -215,6 +248,10 @@ pub enum Message {
     /// use, time spent in the database. The supervisor keeps each worker's
     /// latest and sums them per bot.
     Stats(Vec<(String, f64)>),
+    /// Worker -> supervisor: the series of the worker's own metrics that
+    /// changed since its last `series`, each at its latest value. The
+    /// supervisor serves them with `bot` and `worker` labels added.
+    Series(Vec<Series>),
     /// Supervisor -> worker: no more updates will come; finish the ones in
     /// hand, then answer [`Message::Drained`].
     Drain,
@@ -269,6 +306,7 @@ impl Message {
             Message::Heartbeat(_) => "heartbeat",
             Message::Metrics(_) => "metrics",
             Message::Stats(_) => "stats",
+            Message::Series(_) => "series",
             Message::Drain => "drain",
             Message::Drained => "drained",
             Message::Shutdown => "shutdown",

@@ -50,6 +50,11 @@ pub(crate) enum Event {
         worker: u32,
         values: Vec<(String, f64)>,
     },
+    /// The worker's own metrics (checked by the connection).
+    Series {
+        worker: u32,
+        list: Vec<botfleet_protocol::Series>,
+    },
     Drained {
         worker: u32,
     },
@@ -196,6 +201,8 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     let mut drain: Option<(oneshot::Sender<()>, Vec<u32>)> = None;
     // Workers were told to stop: their exits are expected.
     let mut shutting_down = false;
+    // The totals each worker slot last sent of its own metrics.
+    let mut forwarded = Forwarded::default();
     let mut retiring: Vec<(u32, oneshot::Sender<()>)> = Vec::new();
     let mut last = Counts::default();
     let mut stats = WorkerStats::default();
@@ -231,13 +238,21 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 }
             }
             Event::Metrics { worker, metrics } => {
-                let worker = worker.to_string();
-                metrics::gauge!("botfleet_worker_in_flight", "bot" => bot.clone(), "worker" => worker.clone())
-                    .set(f64::from(metrics.in_flight));
-                metrics::gauge!("botfleet_worker_handling_p99_seconds", "bot" => bot.clone(), "worker" => worker)
-                    .set(metrics.handling_p99_us as f64 / 1e6);
+                if let Some(worker) = slots.get(&worker).map(|s| s.index.to_string()) {
+                    metrics::gauge!("botfleet_worker_in_flight", "bot" => bot.clone(), "worker" => worker.clone())
+                        .set(f64::from(metrics.in_flight));
+                    metrics::gauge!("botfleet_worker_handling_p99_seconds", "bot" => bot.clone(), "worker" => worker)
+                        .set(metrics.handling_p99_us as f64 / 1e6);
+                }
             }
             Event::Stats { worker, values } => stats.latest(worker, values),
+            Event::Series { worker, list } => {
+                if let (Some(slot), Some(registry)) =
+                    (slots.get(&worker), botfleet_monitor::installed())
+                {
+                    forwarded.merge(&registry, &bot, slot.index, list);
+                }
+            }
             Event::Drained { worker } => {
                 if let Some((_, left)) = &mut drain {
                     left.retain(|&w| w != worker);
@@ -273,6 +288,9 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                     crate::dispatcher::Gone::default()
                 };
                 let held = gone.held.clone();
+                if let Some(slot) = slots.get(&worker) {
+                    forwarded.restarted(slot.index);
+                }
                 set_aside(&ctx, slots.get(&worker), worker, gone);
                 if held.is_empty() && shutting_down {
                     tracing::info!(bot = %bot, worker, pid, "worker stopped ({status})");
@@ -305,7 +323,13 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                     let _ = o.send(Message::Shutdown);
                 }
             }
-            Event::Stop => break,
+            Event::Stop => {
+                // The bot is stopped: its workers' series leave the monitor.
+                for slot in slots.values() {
+                    forwarded.gone(botfleet_monitor::installed(), &bot, slot.index);
+                }
+                break;
+            }
             Event::Load(reply) => {
                 d.wake();
                 // A connection closed without its process's exit (a worker
@@ -372,7 +396,9 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                     set_aside(&ctx, slots.get(&worker), worker, gone);
                 }
                 d.forget(worker);
-                slots.remove(&worker);
+                if let Some(slot) = slots.remove(&worker) {
+                    forwarded.gone(botfleet_monitor::installed(), &bot, slot.index);
+                }
                 outboxes.remove(&worker);
             }
             Event::Status(reply) => {
@@ -417,6 +443,92 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
             metrics::gauge!("botfleet_journal_oldest_seconds", "bot" => bot.clone())
                 .set(ctx.journal.oldest_age().as_secs_f64());
             reported = Some(tokio::time::Instant::now());
+        }
+    }
+}
+
+/// A worker slot's index, a series' name and its labels (with `bot` and
+/// `worker`).
+type SlotSeries = (u32, String, Vec<(String, String)>);
+
+/// The last totals each worker slot sent of its own metrics, to serve
+/// them as series that only grow across the worker's restarts
+/// (docs/protocol.md, "Worker metrics").
+#[derive(Default)]
+struct Forwarded {
+    last: HashMap<SlotSeries, botfleet_protocol::SeriesValue>,
+}
+
+impl Forwarded {
+    /// The slot's worker exited: what its successor sends starts from zero.
+    fn restarted(&mut self, index: u32) {
+        self.last.retain(|(i, _, _), _| *i != index);
+    }
+
+    /// The slot is gone: its series leave the monitor too.
+    fn gone(&mut self, registry: Option<botfleet_monitor::Registry>, bot: &str, index: u32) {
+        self.restarted(index);
+        if let Some(registry) = registry {
+            registry.remove_labelled(&[("bot", bot), ("worker", &index.to_string())]);
+        }
+    }
+
+    /// Adds what changed in `list`, from `bot`'s slot `index`, to
+    /// `registry`, with `bot` and `worker` labels.
+    fn merge(
+        &mut self,
+        registry: &botfleet_monitor::Registry,
+        bot: &str,
+        index: u32,
+        list: Vec<botfleet_protocol::Series>,
+    ) {
+        use botfleet_protocol::SeriesValue;
+        for series in list {
+            let mut labels: Vec<(String, String)> = series
+                .labels
+                .into_iter()
+                .filter(|(k, _)| k != "bot" && k != "worker")
+                .collect();
+            labels.push(("bot".to_owned(), bot.to_owned()));
+            labels.push(("worker".to_owned(), index.to_string()));
+            labels.sort();
+            let key = (index, series.name, labels);
+            let previous = self.last.get(&key);
+            match (&series.value, previous) {
+                (SeriesValue::Counter(n), previous) => {
+                    let before = match previous {
+                        Some(SeriesValue::Counter(p)) if p <= n => *p,
+                        // First seen, or lower: a restarted worker.
+                        _ => 0,
+                    };
+                    registry.add_counter(&key.1, &key.2, n - before);
+                }
+                (SeriesValue::Gauge(v), _) => registry.set_gauge(&key.1, &key.2, *v),
+                (
+                    SeriesValue::Histogram {
+                        bounds,
+                        counts,
+                        sum,
+                    },
+                    previous,
+                ) => {
+                    let (before, before_sum) = match previous {
+                        Some(SeriesValue::Histogram {
+                            counts: p,
+                            sum: ps,
+                            bounds: pb,
+                        }) if pb == bounds && p.iter().zip(counts).all(|(a, b)| a <= b) => {
+                            (p.clone(), *ps)
+                        }
+                        _ => (vec![0; counts.len()], 0.0),
+                    };
+                    let delta: Vec<u64> = counts.iter().zip(&before).map(|(n, b)| n - b).collect();
+                    if !registry.add_histogram(&key.1, &key.2, bounds, &delta, sum - before_sum) {
+                        tracing::debug!(bot, metric = %key.1, "a worker's histogram changed its bounds; dropped");
+                    }
+                }
+            }
+            self.last.insert(key, series.value);
         }
     }
 }

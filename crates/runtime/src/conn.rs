@@ -37,6 +37,46 @@ const RESERVE_FDS: u64 = 64;
 /// A `stats` message's values kept, at most, and the longest name.
 const MAX_STATS: usize = 256;
 const MAX_STAT_NAME: usize = 128;
+/// A `series` message's series kept, at most; what one series may hold.
+const MAX_SERIES: usize = 1024;
+const MAX_LABELS: usize = 16;
+const MAX_LABEL_VALUE: usize = 256;
+const MAX_BOUNDS: usize = 64;
+
+/// Whether a worker's series can be served as it is: a valid Prometheus
+/// metric name and label names, bounded sizes, a histogram's bounds finite
+/// and increasing with one count more. The rest is dropped.
+fn valid_series(s: &botfleet_protocol::Series) -> bool {
+    fn name_ok(name: &str, colon: bool) -> bool {
+        let mut chars = name.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'));
+        first_ok
+            && name.len() <= MAX_STAT_NAME
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+    }
+    let labels_ok = s.labels.len() <= MAX_LABELS
+        && s.labels
+            .iter()
+            .all(|(k, v)| name_ok(k, false) && !k.starts_with("__") && v.len() <= MAX_LABEL_VALUE);
+    let value_ok = match &s.value {
+        botfleet_protocol::SeriesValue::Counter(_) => true,
+        botfleet_protocol::SeriesValue::Gauge(v) => !v.is_nan(),
+        botfleet_protocol::SeriesValue::Histogram {
+            bounds,
+            counts,
+            sum,
+        } => {
+            bounds.len() <= MAX_BOUNDS
+                && counts.len() == bounds.len() + 1
+                && bounds.iter().all(|b| b.is_finite())
+                && bounds.windows(2).all(|w| w[0] < w[1])
+                && sum.is_finite()
+        }
+    };
+    name_ok(&s.name, true) && labels_ok && value_ok
+}
 
 /// Why a connection was refused: the label of
 /// `botfleet_ipc_refused_total` and the log's words.
@@ -444,6 +484,11 @@ async fn serve(
                             values.retain(|(name, _)| name.len() <= MAX_STAT_NAME);
                             bot.send(Event::Stats { worker, values });
                         }
+                        Message::Series(mut list) => {
+                            list.truncate(MAX_SERIES);
+                            list.retain(valid_series);
+                            bot.send(Event::Series { worker, list });
+                        }
                         Message::Drained => bot.send(Event::Drained { worker }),
                         Message::Error { code, message } => {
                             let mut end = message.len().min(1024);
@@ -500,6 +545,54 @@ fn frame_error(bot: Option<&str>, e: &ReadError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workers_series_is_served_only_when_prometheus_can_read_it() {
+        use botfleet_protocol::{Series, SeriesValue};
+        let series = |name: &str, labels: &[(&str, &str)], value: SeriesValue| Series {
+            name: name.to_owned(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            value,
+        };
+        let histogram = |bounds: Vec<f64>, n: usize| SeriesValue::Histogram {
+            bounds,
+            counts: vec![1; n],
+            sum: 1.0,
+        };
+        assert!(valid_series(&series(
+            "orders_total",
+            &[("kind", "paid \"x\"")],
+            SeriesValue::Counter(1)
+        )));
+        assert!(valid_series(&series(
+            "ns:rate",
+            &[],
+            SeriesValue::Gauge(-1.0)
+        )));
+        assert!(valid_series(&series(
+            "t_seconds",
+            &[],
+            histogram(vec![0.1, 1.0], 3)
+        )));
+        for bad in [
+            series("9lives", &[], SeriesValue::Counter(1)),
+            series("a-b", &[], SeriesValue::Counter(1)),
+            series("", &[], SeriesValue::Counter(1)),
+            series("x", &[("__name__", "y")], SeriesValue::Counter(1)),
+            series("x", &[("a:b", "y")], SeriesValue::Counter(1)),
+            series("x", &[("a", &"v".repeat(300))], SeriesValue::Counter(1)),
+            series("x", &[], SeriesValue::Gauge(f64::NAN)),
+            series("x", &[], histogram(vec![1.0, 0.1], 3)),
+            series("x", &[], histogram(vec![0.1, 1.0], 2)),
+            series("x", &[], histogram(vec![0.1, f64::INFINITY], 3)),
+            series(&"x".repeat(200), &[], SeriesValue::Counter(1)),
+        ] {
+            assert!(!valid_series(&bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn a_process_descends_from_its_parents_not_from_its_children() {

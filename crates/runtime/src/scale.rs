@@ -57,9 +57,11 @@ pub(crate) async fn run(
 ) {
     let config = bot.config.clone();
     let s = config.supervision.scaling.clone();
-    let mut slots: Vec<Slot> = (0..config.min_workers)
-        .map(|_| start(&bot, &registry))
-        .collect();
+    let mut slots: Vec<Slot> = Vec::new();
+    for _ in 0..config.min_workers {
+        let slot = start(&bot, &registry, &slots);
+        slots.push(slot);
+    }
     let mut leaving: Vec<JoinHandle<()>> = Vec::new();
     let mut tick = tokio::time::interval(s.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -127,7 +129,8 @@ pub(crate) async fn run(
             if target > current {
                 tracing::info!(bot = %name, from = current, to = target, runnable = load.runnable, busy = ?load.busy, "scaling up");
                 for _ in current..target {
-                    slots.push(start(&bot, &registry));
+                    let slot = start(&bot, &registry, &slots);
+                    slots.push(slot);
                 }
             }
         } else if want < current && current > config.min_workers {
@@ -215,9 +218,18 @@ fn desired(current: u32, load: &Load, target_queue: u32, target_latency: Duratio
     }
 }
 
-fn start(bot: &Arc<BotCtx>, registry: &Registry) -> Slot {
+/// Starts a worker slot, labelled in metrics by the smallest index no slot
+/// of `others` has: labels stay within `0..max_workers` however often
+/// workers come and go.
+fn start(bot: &Arc<BotCtx>, registry: &Registry, others: &[Slot]) -> Slot {
     let id = crate::next_worker_id();
-    let shared = Arc::new(SlotShared::default());
+    let index = (0..)
+        .find(|i| !others.iter().any(|s| s.shared.index == *i))
+        .unwrap_or(0);
+    let shared = Arc::new(SlotShared {
+        index,
+        ..SlotShared::default()
+    });
     registry.lock().insert(id, (bot.clone(), shared.clone()));
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(slot::supervise(bot.clone(), id, shared.clone(), rx));
@@ -256,7 +268,7 @@ async fn roll(
                 retire(bot.clone(), registry.clone(), slot).await;
             }
         }
-        let new = start(bot, registry);
+        let new = start(bot, registry, slots);
         let ready = ready_within(&new, bot.config.supervision.ready_timeout, stop).await;
         if ready {
             slots.push(new);

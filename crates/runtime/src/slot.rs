@@ -33,6 +33,9 @@ pub(crate) struct SlotShared {
     pub(crate) output: crate::process::Recent,
     /// The worker's live connection (0 when none): one at a time.
     pub(crate) conn: std::sync::atomic::AtomicU64,
+    /// The slot's `worker` label in metrics: the smallest index free among
+    /// its bot's slots when it started (its restarts keep it).
+    pub(crate) index: u32,
 }
 
 /// Why a worker process ended.

@@ -44,6 +44,7 @@ mod api;
 mod dedupe;
 mod update;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -53,7 +54,7 @@ use std::time::Duration;
 use botfleet_protocol::stats::Stat;
 use botfleet_protocol::{
     Ack, DEFAULT_MAX_BATCH, Delivery, Encoding, FrameReader, Hello, Message, Outcome,
-    PROTOCOL_VERSION, WorkerMetrics, env, write_batched,
+    PROTOCOL_VERSION, Series, SeriesValue, WorkerMetrics, env, write_batched,
 };
 use futures_util::FutureExt;
 use tokio::net::UnixStream;
@@ -242,6 +243,9 @@ struct Shared {
     /// definition of botfleet), a push is all an update pays.
     times: Mutex<Vec<u64>>,
     dedupe: Mutex<Dedupe>,
+    /// The process's metrics, forwarded to the supervisor (`None`: the
+    /// program installed a recorder of its own).
+    metrics: Option<botfleet_monitor::Registry>,
 }
 
 /// Work a worker does once, after it connected and before it says ready.
@@ -386,6 +390,8 @@ where
     /// until it says stop or goes away: the handshake, the bot's database
     /// and Redis, the start-up hook, `ready`, then updates until the end.
     pub async fn run(self) -> Result<(), Error> {
+        // Before the database opens: it makes its metric handles then.
+        let metrics = botfleet_monitor::install(botfleet_monitor::registry::DEFAULT_SERIES_CAP);
         let env = WorkerEnv::from_env()?;
         let Link {
             mut reader,
@@ -419,6 +425,7 @@ where
             // 1 µs to an hour; longer handlers count as an hour.
             times: Mutex::new(Vec::new()),
             dedupe: Mutex::new(Dedupe::new(self.remember)),
+            metrics,
         });
         let mut first = first;
         if let Some(hook) = self.start {
@@ -911,6 +918,8 @@ async fn heartbeats(shared: Arc<Shared>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     // One histogram for the worker's life, emptied at each heartbeat.
     let mut histogram = handling_histogram();
+    // Each series' value as last sent.
+    let mut sent: HashMap<SeriesKey, SeriesValue> = HashMap::new();
     loop {
         tick.tick().await;
         seq += 1;
@@ -932,7 +941,61 @@ async fn heartbeats(shared: Arc<Shared>, every: Duration) {
         {
             return;
         }
+        if let Some(registry) = &shared.metrics {
+            let changed = changed_series(registry, &mut sent);
+            if !changed.is_empty() && shared.outbox.send(Message::Series(changed)).is_err() {
+                return;
+            }
+        }
     }
+}
+
+/// A series' name and labels.
+type SeriesKey = (String, Vec<(String, String)>);
+
+/// The series of `registry` whose value is not the one in `sent` (which
+/// then holds it): what a `series` message carries (docs/protocol.md,
+/// "Worker metrics").
+fn changed_series(
+    registry: &botfleet_monitor::Registry,
+    sent: &mut HashMap<SeriesKey, SeriesValue>,
+) -> Vec<Series> {
+    use botfleet_monitor::registry::Value;
+    let mut out = Vec::new();
+    for s in registry.snapshot().series {
+        let value = match s.value {
+            Value::Counter(n) => SeriesValue::Counter(n),
+            Value::Gauge(v) => SeriesValue::Gauge(v),
+            Value::Histogram { buckets, sum, .. } => {
+                // Cumulative, ending with +Inf -> per bucket.
+                let mut bounds = Vec::with_capacity(buckets.len());
+                let mut counts = Vec::with_capacity(buckets.len());
+                let mut below = 0;
+                for (bound, cumulative) in buckets {
+                    if bound.is_finite() {
+                        bounds.push(bound);
+                    }
+                    counts.push(cumulative.saturating_sub(below));
+                    below = cumulative;
+                }
+                SeriesValue::Histogram {
+                    bounds,
+                    counts,
+                    sum,
+                }
+            }
+        };
+        let key = (s.name, s.labels);
+        if sent.get(&key) != Some(&value) {
+            sent.insert(key.clone(), value.clone());
+            out.push(Series {
+                name: key.0,
+                labels: key.1,
+                value,
+            });
+        }
+    }
+    out
 }
 
 /// The worker's own stats (docs/protocol.md, "Worker stats"): handling,

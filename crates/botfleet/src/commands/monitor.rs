@@ -13,9 +13,9 @@ pub(crate) async fn start(
     config: &botfleet_config::MonitorConfig,
     view: FleetView,
 ) -> Option<Monitor> {
-    let registry = botfleet_monitor::installed().unwrap_or_else(|| {
-        botfleet_monitor::install(botfleet_monitor::registry::DEFAULT_SERIES_CAP)
-    });
+    // Installed by the CLI before the command ran; a program embedding
+    // its own recorder gets an empty page rather than none.
+    let registry = botfleet_monitor::installed().unwrap_or_default();
     let ready: ReadyCheck = Arc::new(move || {
         let view = view.clone();
         Box::pin(async move { readiness(&view.status().await) })

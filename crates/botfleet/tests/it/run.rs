@@ -708,18 +708,31 @@ async fn run_serves_its_metrics_and_readiness() {
     }
     assert!(ready, "{}", log(&dir, "stderr.log"));
     answered(&e, &dir, 1, "hello").await;
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = || async {
+        client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // The worker's counter comes with its next heartbeat.
+    let mut text = scrape().await;
+    for _ in 0..100 {
+        if text.contains("echo_replies_total{bot=\"echo\",language=\"python\",worker=\"0\"} 1\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = scrape().await;
+    }
     for series in [
         "botfleet_journal_depth{bot=\"echo\"} ",
         "botfleet_worker_ready_seconds_bucket{bot=\"echo\",le=\"+Inf\"} ",
         "botfleet_monitor_series_dropped_total 0\n",
+        // The Python worker's own counter, forwarded (docs/protocol.md).
+        "echo_replies_total{bot=\"echo\",language=\"python\",worker=\"0\"} 1\n",
     ] {
         assert!(text.contains(series), "{series} missing:\n{text}");
     }

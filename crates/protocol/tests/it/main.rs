@@ -2,7 +2,8 @@
 
 use botfleet_protocol::{
     Ack, Action, ActionResult, Delivery, Encoding, FrameReader, Hello, Json, Message, Outcome,
-    ReadError, Welcome, WorkerMetrics, decode_payload, encode_frame, write_coalesced,
+    ReadError, Series, SeriesValue, Welcome, WorkerMetrics, decode_payload, encode_frame,
+    write_coalesced,
 };
 use proptest::prelude::*;
 use tokio::io::AsyncWriteExt;
@@ -115,6 +116,44 @@ fn message() -> impl Strategy<Value = Message> {
         // integers.
         prop::collection::btree_map("[a-z_]{1,12}", any::<u32>(), 0..5).prop_map(|m| {
             Message::Stats(m.into_iter().map(|(k, v)| (k, f64::from(v))).collect())
+        }),
+        // Labels as a JSON object: one value per name, in name order;
+        // numbers that print and parse back exactly.
+        prop::collection::vec(
+            (
+                "[a-z_]{1,20}",
+                prop::collection::btree_map("[a-z]{1,8}", "\\PC{0,12}", 0..3),
+                prop_oneof![
+                    any::<u64>().prop_map(SeriesValue::Counter),
+                    any::<i32>().prop_map(|v| SeriesValue::Gauge(f64::from(v) / 4.0)),
+                    (prop::collection::vec(0u32..1000, 0..4), any::<u32>()).prop_map(
+                        |(bounds, sum)| {
+                            let mut bounds: Vec<f64> =
+                                bounds.into_iter().map(|b| f64::from(b) / 8.0).collect();
+                            bounds.sort_by(f64::total_cmp);
+                            bounds.dedup();
+                            let counts = (0..=bounds.len() as u64).collect();
+                            SeriesValue::Histogram {
+                                bounds,
+                                counts,
+                                sum: f64::from(sum),
+                            }
+                        }
+                    ),
+                ],
+            ),
+            0..4
+        )
+        .prop_map(|l| {
+            Message::Series(
+                l.into_iter()
+                    .map(|(name, labels, value)| Series {
+                        name,
+                        labels: labels.into_iter().collect(),
+                        value,
+                    })
+                    .collect(),
+            )
         }),
         Just(Message::Drain),
         Just(Message::Drained),

@@ -1140,3 +1140,86 @@ print("ok")
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The count of `name`'s histogram for `bot`'s slot `worker` in the
+/// installed registry (0 when it has none).
+fn forwarded_count(name: &str, worker: &str) -> u64 {
+    let Some(registry) = botfleet_monitor::installed() else {
+        return 0;
+    };
+    registry
+        .snapshot()
+        .series
+        .into_iter()
+        .filter(|s| {
+            s.name == name
+                && s.labels.contains(&("bot".to_owned(), "echo".to_owned()))
+                && s.labels.contains(&("worker".to_owned(), worker.to_owned()))
+        })
+        .map(|s| match s.value {
+            botfleet_monitor::registry::Value::Histogram { count, .. } => count,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// A worker's own metrics (here its database's query times) reach the
+/// supervisor's registry labelled by bot and slot, and a worker killed and
+/// started again keeps its slot's label, its counts adding to the old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_metrics_reach_the_monitor_and_survive_a_restart_under_the_same_slot() {
+    botfleet_monitor::install(botfleet_monitor::registry::DEFAULT_SERIES_CAP)
+        .expect("the tests install no other recorder");
+    const QUERIES: &str = "botfleet_db_query_duration_seconds";
+    let e = emulator(6).await;
+    let dir = TempDir::new("runtime").unwrap();
+    let server = botfleet_testkit::PostgresServer::start().unwrap();
+    let file = fleet_file(&e, "db", 1, |b| b).database(server.url("postgres"));
+    let fleet = start(&file.parse().unwrap(), &dir).await;
+    for chat in 1..=3 {
+        e.inject_message(TOKEN, chat, chat, "#1").unwrap();
+    }
+    assert!(
+        until(Duration::from_secs(30), || forwarded_count(QUERIES, "0")
+            >= 3)
+        .await,
+        "{:?}",
+        botfleet_monitor::installed().map(|r| r
+            .snapshot()
+            .series
+            .into_iter()
+            .map(|s| (s.name, s.labels))
+            .collect::<Vec<_>>())
+    );
+    let before = forwarded_count(QUERIES, "0");
+    let (_, _, pid) = fleet.workers()[0];
+    rustix::process::kill_process_group(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    for chat in 4..=6 {
+        e.inject_message(TOKEN, chat, chat, "#1").unwrap();
+    }
+    assert!(
+        until(Duration::from_secs(30), || forwarded_count(QUERIES, "0")
+            >= before + 3)
+        .await,
+        "the restarted worker's queries did not add to its slot's: {} then {}",
+        before,
+        forwarded_count(QUERIES, "0")
+    );
+    assert_eq!(
+        forwarded_count(QUERIES, "1"),
+        0,
+        "a second label for one slot"
+    );
+    fleet.shutdown().await;
+    // The bot is stopped (its actor ends after `shutdown` returns), and
+    // its slots' series leave with it.
+    assert!(
+        until(Duration::from_secs(5), || forwarded_count(QUERIES, "0")
+            == 0)
+        .await
+    );
+}
