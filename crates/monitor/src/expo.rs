@@ -70,6 +70,10 @@ pub fn render(snapshot: &Snapshot, format: Format) -> String {
                     sample(&mut out, family, counter_suffix(format), &s.labels, None);
                     let _ = writeln!(out, " {n}");
                 }
+                Value::FloatCounter(v) => {
+                    sample(&mut out, family, counter_suffix(format), &s.labels, None);
+                    let _ = writeln!(out, " {}", float(*v));
+                }
                 Value::Gauge(v) => {
                     sample(&mut out, family, "", &s.labels, None);
                     let _ = writeln!(out, " {}", float(*v));
@@ -100,7 +104,7 @@ pub fn render(snapshot: &Snapshot, format: Format) -> String {
 
 fn kind_of(value: &Value) -> &'static str {
     match value {
-        Value::Counter(_) => "counter",
+        Value::Counter(_) | Value::FloatCounter(_) => "counter",
         Value::Gauge(_) => "gauge",
         Value::Histogram { .. } => "histogram",
     }

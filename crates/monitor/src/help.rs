@@ -29,7 +29,7 @@ fn parse(text: &'static str) -> HashMap<&'static str, String> {
         let Some(name) = cells[1]
             .strip_prefix('`')
             .and_then(|n| n.strip_suffix('`'))
-            .filter(|n| n.starts_with("botfleet_"))
+            .filter(|n| n.starts_with("botfleet_") || n.starts_with("process_"))
         else {
             continue;
         };

@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 pub mod expo;
 mod help;
+pub mod procfs;
 pub mod registry;
 
 pub use expo::Format;
@@ -75,6 +76,9 @@ pub struct Readiness {
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Readiness> + Send>> + Send + Sync>;
 
+/// Lists the worker processes to sample (bot, slot, pid), each second.
+pub type ProcessList = Arc<dyn Fn() -> Vec<procfs::WorkerProcess> + Send + Sync>;
+
 /// Why the monitor could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -97,6 +101,7 @@ pub struct Monitor {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    sampler: JoinHandle<()>,
 }
 
 #[derive(Clone)]
@@ -108,11 +113,13 @@ struct AppState {
 
 impl Monitor {
     /// Listens on `config.bind` and serves `registry` and `ready` until
-    /// [`Monitor::stop`].
+    /// [`Monitor::stop`]; samples the host, this process and `processes`
+    /// from /proc into `registry` every second meanwhile.
     pub async fn start(
         config: &MonitorConfig,
         registry: Registry,
         ready: ReadyCheck,
+        processes: ProcessList,
     ) -> Result<Monitor, Error> {
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
@@ -124,6 +131,15 @@ impl Monitor {
             addr: config.bind,
             source,
         })?;
+        let sampled = registry.clone();
+        let sampler = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                procfs::sample(&sampled, std::path::Path::new("/proc"), &processes());
+            }
+        });
         let state = AppState {
             registry,
             token: config
@@ -154,6 +170,7 @@ impl Monitor {
             addr,
             stop: Some(stop),
             task,
+            sampler,
         })
     }
 
@@ -164,6 +181,7 @@ impl Monitor {
 
     /// Stops serving; requests in progress finish.
     pub async fn stop(mut self) {
+        self.sampler.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -23,6 +23,8 @@ pub const DEFAULT_SERIES_CAP: usize = 10_000;
 pub enum Kind {
     /// Only goes up.
     Counter,
+    /// Only goes up, in fractions.
+    FloatCounter,
     /// Goes up and down.
     Gauge,
     /// Observations counted in buckets.
@@ -147,6 +149,8 @@ pub fn buckets_for(name: &str) -> &'static [f64] {
 #[derive(Clone, Debug)]
 enum Cell {
     Counter(Arc<CounterCell>),
+    /// A counter read from elsewhere as a float (CPU seconds from /proc).
+    FloatCounter(Arc<GaugeCell>),
     Gauge(Arc<GaugeCell>),
     Histogram(Arc<HistogramCell>),
 }
@@ -183,6 +187,8 @@ impl Default for Registry {
 pub enum Value {
     /// A counter's count.
     Counter(u64),
+    /// A counter with fractions (seconds of CPU).
+    FloatCounter(f64),
     /// A gauge's value.
     Gauge(f64),
     /// A histogram: `(upper bound, cumulative count)` per bucket (the last
@@ -269,6 +275,7 @@ impl Registry {
         }
         let cell = match kind {
             Kind::Counter => Cell::Counter(Arc::default()),
+            Kind::FloatCounter => Cell::FloatCounter(Arc::default()),
             Kind::Gauge => Cell::Gauge(Arc::default()),
             Kind::Histogram => Cell::Histogram(Arc::new(HistogramCell::new(
                 bounds.unwrap_or_else(|| Arc::from(buckets_for(key.name()))),
@@ -293,6 +300,15 @@ impl Registry {
     pub fn add_counter(&self, name: &str, labels: &[(String, String)], delta: u64) {
         if let Some(Cell::Counter(c)) = self.cell(Kind::Counter, &key(name, labels), None) {
             c.0.fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the counter `name{labels}` to `total`, a float read from
+    /// elsewhere (never lower than it was).
+    pub fn set_float_counter(&self, name: &str, labels: &[(String, String)], total: f64) {
+        if let Some(Cell::FloatCounter(c)) = self.cell(Kind::FloatCounter, &key(name, labels), None)
+        {
+            c.update(|v| v.max(total));
         }
     }
 
@@ -371,6 +387,9 @@ impl Registry {
                 labels.sort();
                 let value = match cell {
                     Cell::Counter(c) => Value::Counter(c.0.load(Ordering::Relaxed)),
+                    Cell::FloatCounter(c) => {
+                        Value::FloatCounter(f64::from_bits(c.0.load(Ordering::Relaxed)))
+                    }
                     Cell::Gauge(g) => Value::Gauge(f64::from_bits(g.0.load(Ordering::Relaxed))),
                     Cell::Histogram(h) => {
                         let mut total = 0;

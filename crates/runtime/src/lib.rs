@@ -152,6 +152,7 @@ pub struct Fleet {
 #[derive(Clone, Default)]
 pub struct FleetView {
     bots: Arc<Mutex<Vec<Arc<bot::BotCtx>>>>,
+    workers: Registry,
 }
 
 impl std::fmt::Debug for FleetView {
@@ -163,6 +164,24 @@ impl std::fmt::Debug for FleetView {
 }
 
 impl FleetView {
+    /// The worker processes running now: bot, slot index, pid.
+    pub fn processes(&self) -> Vec<botfleet_monitor::procfs::WorkerProcess> {
+        let workers = self.workers.lock();
+        let mut out: Vec<_> = workers
+            .values()
+            .filter_map(|(bot, slot)| {
+                let pid = slot.pid.load(std::sync::atomic::Ordering::SeqCst);
+                (pid > 0).then(|| botfleet_monitor::procfs::WorkerProcess {
+                    bot: bot.name.clone(),
+                    slot: slot.index,
+                    pid,
+                })
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| (&a.bot, a.slot).cmp(&(&b.bot, b.slot)));
+        out
+    }
+
     /// Each bot's status now.
     pub async fn status(&self) -> Vec<Status> {
         let bots = self.bots.lock().clone();
@@ -291,6 +310,7 @@ impl Fleet {
         })?;
         let (database_url, pool_sizes) = database_plan(config, &options).await?;
         let registry: Registry = Arc::new(Mutex::new(HashMap::new()));
+        let workers_view = registry.clone();
         let accept = tokio::spawn(conn::accept(listener, registry.clone()));
         let mut fleet = Fleet {
             bots: Vec::new(),
@@ -304,7 +324,10 @@ impl Fleet {
             accept,
             socket_dir,
             owns_socket_dir,
-            view: FleetView::default(),
+            view: FleetView {
+                bots: Arc::default(),
+                workers: workers_view,
+            },
         };
         for bot in &config.bots {
             match fleet.start_bot(bot).await {

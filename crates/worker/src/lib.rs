@@ -965,6 +965,7 @@ fn changed_series(
     for s in registry.snapshot().series {
         let value = match s.value {
             Value::Counter(n) => SeriesValue::Counter(n),
+            Value::FloatCounter(v) => SeriesValue::Counter(v as u64),
             Value::Gauge(v) => SeriesValue::Gauge(v),
             Value::Histogram { buckets, sum, .. } => {
                 // Cumulative, ending with +Inf -> per bucket.

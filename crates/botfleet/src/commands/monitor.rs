@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use botfleet_monitor::{Monitor, Readiness, ReadyCheck};
+use botfleet_monitor::{Monitor, ProcessList, Readiness, ReadyCheck};
 use botfleet_runtime::{FleetView, Status};
 
 /// Starts the monitor on `config.bind` over the installed registry; `None`
@@ -16,11 +16,15 @@ pub(crate) async fn start(
     // Installed by the CLI before the command ran; a program embedding
     // its own recorder gets an empty page rather than none.
     let registry = botfleet_monitor::installed().unwrap_or_default();
+    let processes: ProcessList = {
+        let view = view.clone();
+        Arc::new(move || view.processes())
+    };
     let ready: ReadyCheck = Arc::new(move || {
         let view = view.clone();
         Box::pin(async move { readiness(&view.status().await) })
     });
-    match Monitor::start(config, registry, ready).await {
+    match Monitor::start(config, registry, ready, processes).await {
         Ok(monitor) => Some(monitor),
         Err(e) => {
             tracing::error!("{e}; the fleet runs without its monitor");

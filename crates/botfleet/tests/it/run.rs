@@ -733,6 +733,11 @@ async fn run_serves_its_metrics_and_readiness() {
         "botfleet_monitor_series_dropped_total 0\n",
         // The Python worker's own counter, forwarded (docs/protocol.md).
         "echo_replies_total{bot=\"echo\",language=\"python\",worker=\"0\"} 1\n",
+        // The host, the supervisor and its worker from /proc.
+        "botfleet_host_memory_available_bytes ",
+        "process_resident_memory_bytes ",
+        "botfleet_worker_resident_memory_bytes{bot=\"echo\",worker=\"0\"} ",
+        "botfleet_worker_cpu_seconds_total{bot=\"echo\",worker=\"0\"} ",
     ] {
         assert!(text.contains(series), "{series} missing:\n{text}");
     }

@@ -43,9 +43,14 @@ fn registry() -> Registry {
 
 #[tokio::test]
 async fn metrics_health_and_ready_are_served() {
-    let m = Monitor::start(&config("127.0.0.1:0", None), registry(), ready(false))
-        .await
-        .unwrap();
+    let m = Monitor::start(
+        &config("127.0.0.1:0", None),
+        registry(),
+        ready(false),
+        Arc::new(Vec::new),
+    )
+    .await
+    .unwrap();
     let base = format!("http://{}", m.addr());
     let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -88,9 +93,14 @@ async fn metrics_health_and_ready_are_served() {
 
 #[tokio::test]
 async fn off_loopback_every_page_but_health_wants_the_token() {
-    let m = Monitor::start(&config("0.0.0.0:0", Some(TOKEN)), registry(), ready(true))
-        .await
-        .unwrap();
+    let m = Monitor::start(
+        &config("0.0.0.0:0", Some(TOKEN)),
+        registry(),
+        ready(true),
+        Arc::new(Vec::new),
+    )
+    .await
+    .unwrap();
     let base = format!("http://127.0.0.1:{}", m.addr().port());
     let client = reqwest::Client::new();
     for path in ["/metrics", "/metrics/all", "/ready", "/nothing"] {
@@ -134,14 +144,24 @@ async fn off_loopback_every_page_but_health_wants_the_token() {
 
 #[tokio::test]
 async fn a_taken_port_is_a_clear_error() {
-    let first = Monitor::start(&config("127.0.0.1:0", None), registry(), ready(true))
-        .await
-        .unwrap();
+    let first = Monitor::start(
+        &config("127.0.0.1:0", None),
+        registry(),
+        ready(true),
+        Arc::new(Vec::new),
+    )
+    .await
+    .unwrap();
     let taken = first.addr().to_string();
-    let err = Monitor::start(&config(&taken, None), registry(), ready(true))
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = Monitor::start(
+        &config(&taken, None),
+        registry(),
+        ready(true),
+        Arc::new(Vec::new),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         err.starts_with(&format!("cannot listen on {taken} (monitor.bind): ")),
         "{err}"
