@@ -6,7 +6,9 @@
 //! - `/metrics`: Prometheus text 0.0.4, or OpenMetrics 1.0 when the
 //!   scraper's `Accept` asks for it (the same at `/metrics/all`);
 //! - `/health`: 200 while the process serves;
-//! - `/ready`: 200 when every bot is ready, 503 with the reasons when not.
+//! - `/ready`: 200 when every bot is ready, 503 with the reasons when not;
+//! - `/api/v1/series` and `/api/v1/names`: the store's series (`store.rs`:
+//!   every series each second for an hour, by the minute for a day).
 //!
 //! With a `monitor.token`, every path but `/health` wants it as
 //! `Authorization: Bearer <token>`, compared in constant time; the fleet
@@ -18,7 +20,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use botfleet_config::MonitorConfig;
@@ -31,6 +33,7 @@ pub mod expo;
 mod help;
 pub mod procfs;
 pub mod registry;
+pub mod store;
 
 pub use expo::Format;
 pub use registry::{Registry, Snapshot};
@@ -106,6 +109,7 @@ pub struct Monitor {
 
 #[derive(Clone)]
 struct AppState {
+    store: Arc<store::Store>,
     registry: Registry,
     token: Option<Arc<[u8]>>,
     ready: ReadyCheck,
@@ -131,16 +135,26 @@ impl Monitor {
             addr: config.bind,
             source,
         })?;
+        let store = Arc::new(store::Store::new(store::DEFAULT_STORE_SERIES));
         let sampled = registry.clone();
+        let kept = store.clone();
         let sampler = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 procfs::sample(&sampled, std::path::Path::new("/proc"), &processes());
+                kept.record(unix_now(), &sampled.snapshot());
+                sampled.set_gauge("botfleet_monitor_store_series", &[], kept.len() as f64);
+                sampled.set_float_counter(
+                    "botfleet_monitor_store_dropped_total",
+                    &[],
+                    kept.dropped() as f64,
+                );
             }
         });
         let state = AppState {
+            store,
             registry,
             token: config
                 .token
@@ -153,6 +167,8 @@ impl Monitor {
             .route("/metrics/all", get(metrics_text))
             .route("/health", get(health))
             .route("/ready", get(ready_json))
+            .route("/api/v1/series", get(series_json))
+            .route("/api/v1/names", get(names_json))
             .fallback(not_found)
             .with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -243,7 +259,112 @@ async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
     (
         StatusCode::NOT_FOUND,
-        "no such page; the monitor serves /metrics, /metrics/all, /health and /ready\n",
+        "no such page; the monitor serves /metrics, /metrics/all, /health, /ready, /api/v1/series and /api/v1/names\n",
     )
         .into_response()
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A 400 with what was wrong, as JSON.
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({ "error": message })),
+    )
+        .into_response()
+}
+
+/// `/api/v1/series?name=N[&start=S][&end=E][&step=D][&agg=A][&label.K=V...]`:
+/// the stored series named `N` whose label `K` is `V` (each `label.`
+/// pair), from `S` to `E` (Unix seconds; default the last 5 minutes) every
+/// `D` seconds (default 1 up to an hour, else 60), older than an hour from
+/// the minutes folded by `A` (`min`, `max`, `mean`, `last`; default `last`
+/// for counters and histogram parts, else `mean`).
+async fn series_json(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    let pairs: Vec<(String, String)> =
+        match serde_urlencoded::from_str(uri.query().unwrap_or_default()) {
+            Ok(p) => p,
+            Err(e) => return bad_request(format!("the query string: {e}")),
+        };
+    let mut name = None;
+    let (mut start, mut end, mut step, mut agg) = (None, None, None, None);
+    let mut matchers = Vec::new();
+    for (k, v) in pairs {
+        let number = |v: &str| {
+            v.parse::<i64>()
+                .map_err(|_| format!("`{k}` must be a whole number of seconds, not {v:?}"))
+        };
+        let parsed = match k.as_str() {
+            "name" => {
+                name = Some(v);
+                Ok(())
+            }
+            "start" => number(&v).map(|n| start = Some(n)),
+            "end" => number(&v).map(|n| end = Some(n)),
+            "step" => number(&v).map(|n| step = Some(n)),
+            "agg" => store::Aggregate::parse(&v)
+                .map(|a| agg = Some(a))
+                .ok_or_else(|| format!("`agg` is one of min, max, mean, last; not {v:?}")),
+            other => match other.strip_prefix("label.") {
+                Some(label) => {
+                    matchers.push((label.to_owned(), v));
+                    Ok(())
+                }
+                None => Err(format!(
+                    "unknown parameter `{other}`; known: name, start, end, step, agg, label.<name>"
+                )),
+            },
+        };
+        if let Err(message) = parsed {
+            return bad_request(message);
+        }
+    }
+    let Some(name) = name else {
+        return bad_request("`name` is required (see /api/v1/names)".to_owned());
+    };
+    let end = end.unwrap_or_else(unix_now);
+    let start = start.unwrap_or(end - 300);
+    if start > end {
+        return bad_request(format!("`start` ({start}) is after `end` ({end})"));
+    }
+    let step = step.unwrap_or(if end - start <= 3600 { 1 } else { 60 });
+    if step < 1 || (end - start) / step > 11_000 {
+        return bad_request(format!(
+            "`step` {step} gives more than 11,000 points from {start} to {end}; use a larger step"
+        ));
+    }
+    let counter_like = ["_total", "_bucket", "_count", "_sum"]
+        .iter()
+        .any(|s| name.ends_with(s));
+    let agg = agg.unwrap_or(if counter_like {
+        store::Aggregate::Last
+    } else {
+        store::Aggregate::Mean
+    });
+    let series = state.store.query(&name, &matchers, start, end, step, agg);
+    axum::Json(serde_json::json!({
+        "name": name,
+        "start": start,
+        "end": end,
+        "step": step,
+        "series": series,
+    }))
+    .into_response()
+}
+
+/// `/api/v1/names`: the names of the stored series.
+async fn names_json(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    axum::Json(serde_json::json!({ "names": state.store.names() })).into_response()
 }

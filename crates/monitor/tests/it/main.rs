@@ -168,3 +168,74 @@ async fn a_taken_port_is_a_clear_error() {
     );
     first.stop().await;
 }
+
+#[tokio::test]
+async fn the_store_keeps_every_second_and_answers_queries() {
+    let m = Monitor::start(
+        &config("127.0.0.1:0", None),
+        registry(),
+        ready(true),
+        Arc::new(Vec::new),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", m.addr());
+    // Three samples: at the start and after each second.
+    tokio::time::sleep(std::time::Duration::from_millis(2300)).await;
+    let get = |q: &str| {
+        let url = format!("{base}{q}");
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    let names: serde_json::Value = get("/api/v1/names").await.json().await.unwrap();
+    assert!(
+        names["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "botfleet_test_updates_total"),
+        "{names}"
+    );
+    let r = get("/api/v1/series?name=botfleet_test_updates_total&label.bot=dating").await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let series = body["series"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{body}");
+    assert_eq!(series[0]["labels"]["bot"], "dating");
+    let points = series[0]["points"].as_array().unwrap();
+    assert!(points.len() >= 2, "{body}");
+    assert!(points.iter().all(|p| p[1] == 7.0), "{body}");
+    assert_eq!(body["step"], 1);
+    // The host is sampled too.
+    let body: serde_json::Value = get("/api/v1/series?name=process_resident_memory_bytes")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        body["series"][0]["points"][0][1].as_f64().unwrap() > 0.0,
+        "{body}"
+    );
+    for (query, says) in [
+        ("/api/v1/series", "`name` is required"),
+        (
+            "/api/v1/series?name=x&start=yesterday",
+            "`start` must be a whole number",
+        ),
+        ("/api/v1/series?name=x&start=10&end=5", "is after `end`"),
+        (
+            "/api/v1/series?name=x&start=0&end=1000000&step=1",
+            "more than 11,000 points",
+        ),
+        ("/api/v1/series?name=x&agg=median", "`agg` is one of"),
+        ("/api/v1/series?name=x&bot=a", "unknown parameter `bot`"),
+    ] {
+        let r = get(query).await;
+        assert_eq!(r.status(), 400, "{query}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{query}: {body}"
+        );
+    }
+    m.stop().await;
+}
