@@ -7,6 +7,7 @@
 //!   scraper's `Accept` asks for it (the same at `/metrics/all`);
 //! - `/health`: 200 while the process serves;
 //! - `/ready`: 200 when every bot is ready, 503 with the reasons when not;
+//! - `/api/v1/fleet`: every bot and worker with its figures (`fleet.rs`);
 //! - `/api/v1/series` and `/api/v1/names`: the store's series (`store.rs`:
 //!   every series each second for an hour, by the minute for a day).
 //!
@@ -30,6 +31,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod expo;
+pub mod fleet;
 mod help;
 pub mod procfs;
 pub mod registry;
@@ -82,6 +84,23 @@ pub type ReadyCheck =
 /// Lists the worker processes to sample (bot, slot, pid), each second.
 pub type ProcessList = Arc<dyn Fn() -> Vec<procfs::WorkerProcess> + Send + Sync>;
 
+/// What the monitor asks the fleet.
+#[derive(Clone)]
+pub struct Sources {
+    /// For `/ready`.
+    pub ready: ReadyCheck,
+    /// The worker processes to sample each second.
+    pub processes: ProcessList,
+    /// For `/api/v1/fleet`.
+    pub fleet: fleet::FleetSource,
+}
+
+impl std::fmt::Debug for Sources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sources").finish_non_exhaustive()
+    }
+}
+
 /// Why the monitor could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -110,21 +129,27 @@ pub struct Monitor {
 #[derive(Clone)]
 struct AppState {
     store: Arc<store::Store>,
+    fleet: fleet::FleetSource,
     registry: Registry,
     token: Option<Arc<[u8]>>,
     ready: ReadyCheck,
 }
 
 impl Monitor {
-    /// Listens on `config.bind` and serves `registry` and `ready` until
-    /// [`Monitor::stop`]; samples the host, this process and `processes`
-    /// from /proc into `registry` every second meanwhile.
+    /// Listens on `config.bind` and serves `registry` and what `sources`
+    /// tell until [`Monitor::stop`]; samples the host, this process and the
+    /// workers from /proc into `registry`, and `registry` into its store,
+    /// every second meanwhile.
     pub async fn start(
         config: &MonitorConfig,
         registry: Registry,
-        ready: ReadyCheck,
-        processes: ProcessList,
+        sources: Sources,
     ) -> Result<Monitor, Error> {
+        let Sources {
+            ready,
+            processes,
+            fleet,
+        } = sources;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| Error::Bind {
@@ -155,6 +180,7 @@ impl Monitor {
         });
         let state = AppState {
             store,
+            fleet,
             registry,
             token: config
                 .token
@@ -169,6 +195,7 @@ impl Monitor {
             .route("/ready", get(ready_json))
             .route("/api/v1/series", get(series_json))
             .route("/api/v1/names", get(names_json))
+            .route("/api/v1/fleet", get(fleet_json))
             .fallback(not_found)
             .with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -259,7 +286,7 @@ async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
     (
         StatusCode::NOT_FOUND,
-        "no such page; the monitor serves /metrics, /metrics/all, /health, /ready, /api/v1/series and /api/v1/names\n",
+        "no such page; the monitor serves /metrics, /metrics/all, /health, /ready, /api/v1/fleet, /api/v1/series and /api/v1/names\n",
     )
         .into_response()
 }
@@ -367,4 +394,13 @@ async fn names_json(State(state): State<AppState>, headers: HeaderMap) -> Respon
         return refusal;
     }
     axum::Json(serde_json::json!({ "names": state.store.names() })).into_response()
+}
+
+/// `/api/v1/fleet`: every bot and worker with its figures.
+async fn fleet_json(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    let summary = (state.fleet)().await;
+    axum::Json(fleet::json(&summary, &state.store, unix_now() as u64)).into_response()
 }

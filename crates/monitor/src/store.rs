@@ -336,6 +336,128 @@ impl Store {
         out
     }
 
+    /// The newest value of each series named `name` with `matchers`,
+    /// summed (`None` when there is none).
+    pub fn latest(&self, name: &str, matchers: &[(String, String)]) -> Option<f64> {
+        let inner = self.inner.lock();
+        let mut found = None;
+        for ((n, labels), ring) in &inner.series {
+            if n == name && matchers.iter().all(|m| labels.contains(m)) {
+                if let Some(v) = ring.second(ring.newest) {
+                    *found.get_or_insert(0.0) += v;
+                }
+            }
+        }
+        found
+    }
+
+    /// How much the series named `name` with `matchers` grew, summed, over
+    /// the last `window` seconds of each, and over how long: a counter's
+    /// increase (a value lower than the one before, a reset, counts from
+    /// zero). `None` without two samples.
+    pub fn increase(
+        &self,
+        name: &str,
+        matchers: &[(String, String)],
+        window: i64,
+    ) -> Option<(f64, f64)> {
+        let inner = self.inner.lock();
+        let mut total: Option<(f64, f64)> = None;
+        for ((n, labels), ring) in &inner.series {
+            if n != name || !matchers.iter().all(|m| labels.contains(m)) {
+                continue;
+            }
+            let mut grew = 0.0;
+            let mut first = None;
+            let mut previous: Option<f64> = None;
+            for t in ring.newest - window.min(SECONDS as i64 - 1)..=ring.newest {
+                let Some(v) = ring.second(t) else { continue };
+                if first.is_none() {
+                    first = Some(t);
+                }
+                if let Some(p) = previous {
+                    grew += if v >= p { v - p } else { v };
+                }
+                previous = Some(v);
+            }
+            if let Some(first) = first.filter(|&f| f < ring.newest) {
+                let seconds = (ring.newest - first) as f64;
+                let entry = total.get_or_insert((0.0, seconds));
+                entry.0 += grew;
+                entry.1 = entry.1.max(seconds);
+            }
+        }
+        total
+    }
+
+    /// The `q` quantile of the histogram `name` (its `_bucket` series with
+    /// `matchers`, buckets summed over the other labels) from what it
+    /// observed in the last `window` seconds, as Prometheus's
+    /// `histogram_quantile` does (linear within the bucket); `None` without
+    /// observations.
+    pub fn quantile(
+        &self,
+        name: &str,
+        matchers: &[(String, String)],
+        window: i64,
+        q: f64,
+    ) -> Option<f64> {
+        let bucket = format!("{name}_bucket");
+        let les: Vec<String> = {
+            let inner = self.inner.lock();
+            let mut les: Vec<String> = inner
+                .series
+                .keys()
+                .filter(|(n, labels)| *n == bucket && matchers.iter().all(|m| labels.contains(m)))
+                .filter_map(|(_, labels)| {
+                    labels
+                        .iter()
+                        .find(|(k, _)| k == "le")
+                        .map(|(_, v)| v.clone())
+                })
+                .collect();
+            les.sort();
+            les.dedup();
+            les
+        };
+        let mut buckets: Vec<(f64, f64)> = les
+            .into_iter()
+            .filter_map(|le| {
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse::<f64>().ok()?
+                };
+                let mut m = matchers.to_vec();
+                m.push(("le".to_owned(), le));
+                Some((bound, self.increase(&bucket, &m, window)?.0))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total = buckets.last()?.1;
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let mut below = (0.0, 0.0);
+        for &(bound, count) in &buckets {
+            if count >= rank {
+                if bound.is_infinite() {
+                    return Some(below.0);
+                }
+                let within = count - below.1;
+                let share = if within > 0.0 {
+                    (rank - below.1) / within
+                } else {
+                    1.0
+                };
+                return Some(below.0 + (bound - below.0) * share);
+            }
+            below = (bound, count);
+        }
+        None
+    }
+
     /// The names stored, sorted.
     pub fn names(&self) -> Vec<String> {
         let inner = self.inner.lock();
@@ -452,6 +574,45 @@ mod tests {
         s.record(T0 + 25 * 3600, &gauge("g", 1.0));
         let q = s.query("g", &[], T0, T0 + 60, 60, Aggregate::Last);
         assert!(q[0].points.is_empty(), "{:?}", q[0].points);
+    }
+
+    #[test]
+    fn increases_latest_values_and_quantiles_over_a_window() {
+        let s = Store::new(100);
+        // A counter reset half way: 0, 10, 20, then 5 (a restart), 15.
+        for (i, v) in [0.0, 10.0, 20.0, 5.0, 15.0].into_iter().enumerate() {
+            s.record(T0 + i as i64, &gauge("c_total", v));
+        }
+        assert_eq!(s.increase("c_total", &[], 60), Some((35.0, 4.0)));
+        assert_eq!(s.increase("c_total", &[], 1), Some((10.0, 1.0)));
+        assert_eq!(s.latest("c_total", &[]), Some(15.0));
+        assert_eq!(s.latest("nothing", &[]), None);
+        // A histogram: 100 observations in the last 10 s, 90 under 0.1, 9
+        // under 1, 1 above.
+        let h = |n: u64| Snapshot {
+            series: vec![Series {
+                name: "h_seconds".to_owned(),
+                labels: Vec::new(),
+                value: Value::Histogram {
+                    buckets: vec![(0.1, 90 * n), (1.0, 99 * n), (f64::INFINITY, 100 * n)],
+                    sum: 0.0,
+                    count: 100 * n,
+                },
+            }],
+            help: HashMap::new(),
+        };
+        s.record(T0, &h(0));
+        s.record(T0 + 10, &h(1));
+        let p50 = s.quantile("h_seconds", &[], 60, 0.5).unwrap();
+        assert!((p50 - 0.1 * 50.0 / 90.0).abs() < 1e-9, "{p50}");
+        let p95 = s.quantile("h_seconds", &[], 60, 0.95).unwrap();
+        assert!((p95 - (0.1 + 0.9 * 5.0 / 9.0)).abs() < 1e-9, "{p95}");
+        // Above every bound: the highest finite one.
+        assert_eq!(s.quantile("h_seconds", &[], 60, 1.0), Some(1.0));
+        assert_eq!(
+            s.quantile("h_seconds", &[("bot".into(), "x".into())], 60, 0.5),
+            None
+        );
     }
 
     #[test]

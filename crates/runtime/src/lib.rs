@@ -164,22 +164,39 @@ impl std::fmt::Debug for FleetView {
 }
 
 impl FleetView {
-    /// The worker processes running now: bot, slot index, pid.
-    pub fn processes(&self) -> Vec<botfleet_monitor::procfs::WorkerProcess> {
+    /// The worker slots with a process now: bot, slot index, pid, whether
+    /// it is ready, when it started, the slot's restarts.
+    pub fn workers(&self) -> Vec<botfleet_monitor::fleet::WorkerSummary> {
+        use std::sync::atomic::Ordering;
         let workers = self.workers.lock();
         let mut out: Vec<_> = workers
             .values()
             .filter_map(|(bot, slot)| {
-                let pid = slot.pid.load(std::sync::atomic::Ordering::SeqCst);
-                (pid > 0).then(|| botfleet_monitor::procfs::WorkerProcess {
+                let pid = slot.pid.load(Ordering::SeqCst);
+                (pid > 0).then(|| botfleet_monitor::fleet::WorkerSummary {
                     bot: bot.name.clone(),
                     slot: slot.index,
                     pid,
+                    ready: slot.is_ready.load(Ordering::SeqCst),
+                    started_unix: slot.started_unix.load(Ordering::Relaxed),
+                    restarts: slot.restarts.load(Ordering::Relaxed),
                 })
             })
             .collect();
         out.sort_unstable_by(|a, b| (&a.bot, a.slot).cmp(&(&b.bot, b.slot)));
         out
+    }
+
+    /// The worker processes running now, to sample.
+    pub fn processes(&self) -> Vec<botfleet_monitor::procfs::WorkerProcess> {
+        self.workers()
+            .into_iter()
+            .map(|w| botfleet_monitor::procfs::WorkerProcess {
+                bot: w.bot,
+                slot: w.slot,
+                pid: w.pid,
+            })
+            .collect()
     }
 
     /// Each bot's status now.

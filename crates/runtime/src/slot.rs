@@ -36,6 +36,10 @@ pub(crate) struct SlotShared {
     /// The slot's `worker` label in metrics: the smallest index free among
     /// its bot's slots when it started (its restarts keep it).
     pub(crate) index: u32,
+    /// When its current process started (Unix seconds; 0 before the first).
+    pub(crate) started_unix: std::sync::atomic::AtomicU64,
+    /// Its processes started again after one ended.
+    pub(crate) restarts: std::sync::atomic::AtomicU64,
 }
 
 /// Why a worker process ended.
@@ -95,6 +99,12 @@ pub(crate) async fn supervise(
             Ok(mut child) => {
                 let pid = child.id().unwrap_or(0);
                 shared.pid.store(pid, Ordering::SeqCst);
+                shared.started_unix.store(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                    Ordering::Relaxed,
+                );
                 // Ready within the timeout, or it is killed.
                 let ready = tokio::select! {
                     () = shared.ready.notified() => None,
@@ -148,6 +158,7 @@ pub(crate) async fn supervise(
         metrics::counter!("botfleet_worker_restarts_total", "bot" => bot.name.clone(), "reason" => reason.as_str())
             .increment(1);
         bot.restarts.fetch_add(1, Ordering::Relaxed);
+        shared.restarts.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         // Past the intensity this slot fails the bot; a bot another slot
         // failed waits all the same.

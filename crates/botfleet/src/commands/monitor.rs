@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use botfleet_monitor::{Monitor, ProcessList, Readiness, ReadyCheck};
+use botfleet_monitor::fleet::{BotSummary, FleetSource, FleetSummary};
+use botfleet_monitor::{Monitor, ProcessList, Readiness, ReadyCheck, Sources};
 use botfleet_runtime::{FleetView, Status};
 
 /// Starts the monitor on `config.bind` over the installed registry; `None`
@@ -20,16 +21,52 @@ pub(crate) async fn start(
         let view = view.clone();
         Arc::new(move || view.processes())
     };
-    let ready: ReadyCheck = Arc::new(move || {
+    let ready: ReadyCheck = {
         let view = view.clone();
-        Box::pin(async move { readiness(&view.status().await) })
+        Arc::new(move || {
+            let view = view.clone();
+            Box::pin(async move { readiness(&view.status().await) })
+        })
+    };
+    let fleet: FleetSource = Arc::new(move || {
+        let view = view.clone();
+        Box::pin(async move {
+            FleetSummary {
+                bots: view.status().await.iter().map(bot_summary).collect(),
+                workers: view.workers(),
+            }
+        })
     });
-    match Monitor::start(config, registry, ready, processes).await {
+    let sources = Sources {
+        ready,
+        processes,
+        fleet,
+    };
+    match Monitor::start(config, registry, sources).await {
         Ok(monitor) => Some(monitor),
         Err(e) => {
             tracing::error!("{e}; the fleet runs without its monitor");
             None
         }
+    }
+}
+
+/// What `/api/v1/fleet` shows of a bot.
+fn bot_summary(s: &Status) -> BotSummary {
+    BotSummary {
+        name: s.bot.clone(),
+        state: if s.failed_bot {
+            "failed"
+        } else if s.ready_workers > 0 {
+            "ready"
+        } else {
+            "starting"
+        }
+        .to_owned(),
+        queue: (s.queued + s.unacked) as u64,
+        restarts: s.restarts,
+        failed: s.failed,
+        dead_lettered: s.dead_lettered,
     }
 }
 

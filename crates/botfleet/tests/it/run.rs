@@ -742,6 +742,29 @@ async fn run_serves_its_metrics_and_readiness() {
         assert!(text.contains(series), "{series} missing:\n{text}");
     }
     assert!(!text.contains(TOKEN), "the bot's token leaked");
+    // The fleet at a glance: the bot, its worker with pid and figures.
+    let fleet: serde_json::Value = client
+        .get(format!("{base}/api/v1/fleet"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bot = &fleet["bots"][0];
+    assert_eq!(
+        (&bot["name"], &bot["state"]),
+        (&"echo".into(), &"ready".into()),
+        "{fleet}"
+    );
+    let worker = &bot["workers"][0];
+    assert!(worker["pid"].as_u64().unwrap() > 0, "{fleet}");
+    assert_eq!(
+        (&worker["slot"], &worker["state"]),
+        (&0.into(), &"ready".into()),
+        "{fleet}"
+    );
+    assert!(worker["rss_mib"].as_f64().unwrap() > 1.0, "{fleet}");
     let (ok, said) = botfleet_testkit::check_metrics(&text).unwrap();
     assert!(ok, "promtool: {said}\n{text}");
     terminate(&supervisor);

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use botfleet_config::{BotFile, FleetFile};
-use botfleet_monitor::{Monitor, Readiness, ReadyCheck, Registry};
+use botfleet_monitor::fleet::{BotSummary, FleetSummary, WorkerSummary};
+use botfleet_monitor::{Monitor, Readiness, ReadyCheck, Registry, Sources};
 
 const TOKEN: &str = "a-monitor-token-of-32-characters";
 
@@ -33,6 +34,40 @@ fn ready(ready: bool) -> ReadyCheck {
     })
 }
 
+/// Sources: `ready`, this test process as the one worker of bot dating.
+fn sources(ready: ReadyCheck) -> Sources {
+    Sources {
+        ready,
+        processes: Arc::new(|| {
+            vec![botfleet_monitor::procfs::WorkerProcess {
+                bot: "dating".into(),
+                slot: 0,
+                pid: std::process::id(),
+            }]
+        }),
+        fleet: Arc::new(|| {
+            Box::pin(async {
+                FleetSummary {
+                    bots: vec![BotSummary {
+                        name: "dating".into(),
+                        state: "ready".into(),
+                        queue: 2,
+                        ..BotSummary::default()
+                    }],
+                    workers: vec![WorkerSummary {
+                        bot: "dating".into(),
+                        slot: 0,
+                        pid: std::process::id(),
+                        ready: true,
+                        started_unix: 1,
+                        restarts: 3,
+                    }],
+                }
+            })
+        }),
+    }
+}
+
 fn registry() -> Registry {
     let r = Registry::new(100);
     metrics::with_local_recorder(&r, || {
@@ -46,8 +81,7 @@ async fn metrics_health_and_ready_are_served() {
     let m = Monitor::start(
         &config("127.0.0.1:0", None),
         registry(),
-        ready(false),
-        Arc::new(Vec::new),
+        sources(ready(false)),
     )
     .await
     .unwrap();
@@ -96,8 +130,7 @@ async fn off_loopback_every_page_but_health_wants_the_token() {
     let m = Monitor::start(
         &config("0.0.0.0:0", Some(TOKEN)),
         registry(),
-        ready(true),
-        Arc::new(Vec::new),
+        sources(ready(true)),
     )
     .await
     .unwrap();
@@ -147,21 +180,15 @@ async fn a_taken_port_is_a_clear_error() {
     let first = Monitor::start(
         &config("127.0.0.1:0", None),
         registry(),
-        ready(true),
-        Arc::new(Vec::new),
+        sources(ready(true)),
     )
     .await
     .unwrap();
     let taken = first.addr().to_string();
-    let err = Monitor::start(
-        &config(&taken, None),
-        registry(),
-        ready(true),
-        Arc::new(Vec::new),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = Monitor::start(&config(&taken, None), registry(), sources(ready(true)))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         err.starts_with(&format!("cannot listen on {taken} (monitor.bind): ")),
         "{err}"
@@ -174,8 +201,7 @@ async fn the_store_keeps_every_second_and_answers_queries() {
     let m = Monitor::start(
         &config("127.0.0.1:0", None),
         registry(),
-        ready(true),
-        Arc::new(Vec::new),
+        sources(ready(true)),
     )
     .await
     .unwrap();
@@ -205,6 +231,19 @@ async fn the_store_keeps_every_second_and_answers_queries() {
     assert!(points.len() >= 2, "{body}");
     assert!(points.iter().all(|p| p[1] == 7.0), "{body}");
     assert_eq!(body["step"], 1);
+    // The fleet: its bot and its one worker, this process, with CPU and
+    // memory from the samples.
+    let fleet: serde_json::Value = get("/api/v1/fleet").await.json().await.unwrap();
+    let bot = &fleet["bots"][0];
+    assert_eq!(bot["name"], "dating", "{fleet}");
+    assert_eq!(bot["queue"], 2);
+    let worker = &bot["workers"][0];
+    assert_eq!(worker["pid"], std::process::id());
+    assert_eq!(worker["state"], "ready");
+    assert_eq!(worker["restarts"], 3);
+    assert!(worker["uptime_s"].as_u64().unwrap() > 1_000_000, "{fleet}");
+    assert!(worker["rss_mib"].as_f64().unwrap() > 1.0, "{fleet}");
+    assert!(worker["cpu_pct"].as_f64().unwrap() >= 0.0, "{fleet}");
     // The host is sampled too.
     let body: serde_json::Value = get("/api/v1/series?name=process_resident_memory_bytes")
         .await
