@@ -19,7 +19,7 @@ pub struct WorkerProcess {
     pub pid: u32,
 }
 
-/// What /proc/<pid> says of one process.
+/// What `/proc/<pid>` says of one process.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProcessFigures {
     /// User and system CPU time, seconds.
@@ -31,7 +31,7 @@ pub struct ProcessFigures {
     pub pss_bytes: Option<u64>,
     /// Threads.
     pub threads: u64,
-    /// Open file descriptors (`None` when /proc/<pid>/fd is not readable).
+    /// Open file descriptors (`None` when `/proc/<pid>/fd` is not readable).
     pub open_fds: Option<u64>,
     /// When it started, seconds after boot.
     pub start_seconds: f64,
