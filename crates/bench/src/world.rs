@@ -53,8 +53,8 @@ pub struct World {
     pub storage: &'static str,
     /// Users given a dating profile before the start.
     pub seeded: u64,
-    /// The fleet file's `[monitor]`.
-    pub monitor: botfleet_config::MonitorConfig,
+    /// The fleet file the fleet runs.
+    pub config: botfleet_config::FleetConfig,
     _dir: botfleet_testkit::TempDir,
 }
 
@@ -220,7 +220,7 @@ impl World {
             db,
             storage,
             seeded,
-            monitor: config.monitor.clone(),
+            config: config.clone(),
             _dir: dir,
         })
     }

@@ -97,7 +97,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         monitor: Some(args.monitor),
     })
     .await?;
-    let monitor = super::monitor::start(&world.monitor, world.fleet().view()).await;
+    let monitor = super::monitor::start(&world.config, world.fleet().view()).await;
     let storage = world.storage;
     writeln!(
         out,

@@ -770,3 +770,93 @@ async fn run_serves_its_metrics_and_readiness() {
     terminate(&supervisor);
     assert!(supervisor.wait().unwrap().success());
 }
+
+/// The monitor polls the fleet's PostgreSQL and Redis: their figures are
+/// on `/metrics`, and Redis killed makes `/ready` say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_polls_postgres_and_redis_and_ready_follows_them() {
+    let (postgres, redis) = tokio::task::spawn_blocking(|| {
+        (
+            botfleet_testkit::PostgresServer::start().unwrap(),
+            botfleet_testkit::RedisServer::start().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    e.add_bot(TOKEN, "echo_bot").unwrap();
+    let dir = scratch("run-deps");
+    let file = FleetFile::new()
+        .telegram_api(e.base_url())
+        .database(postgres.url("postgres"))
+        .redis(redis.url())
+        .bot(
+            BotFile::new("echo", TOKEN)
+                .workers(1, 1)
+                .command("sh", ["-c", r#"exec python3 "$0""#, &python_worker()]),
+        );
+    std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
+    let mut supervisor = start(&dir);
+    assert!(
+        until(Duration::from_secs(30), || monitor_url(&dir).is_some()).await,
+        "{}",
+        log(&dir, "stderr.log")
+    );
+    let base = monitor_url(&dir).unwrap();
+    let client = reqwest::Client::new();
+    let get = |path: &'static str| {
+        let request = client.get(format!("{base}{path}"));
+        async move { request.send().await.unwrap() }
+    };
+    let mut text = String::new();
+    for _ in 0..150 {
+        text = get("/metrics").await.text().await.unwrap();
+        if text.contains("botfleet_redis_up 1\n") && text.contains("botfleet_postgres_up 1\n") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for series in [
+        "botfleet_postgres_up 1\n",
+        "botfleet_postgres_connections{application=\"botfleet-monitor\",state=\"active\"} ",
+        "botfleet_postgres_cache_hit_ratio ",
+        "botfleet_redis_up 1\n",
+        "botfleet_redis_used_memory_bytes ",
+        "botfleet_redis_keyspace_hits_total ",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+    let (ok, said) = botfleet_testkit::check_metrics(&text).unwrap();
+    assert!(ok, "promtool: {said}");
+    let password_free = !text.contains("postgres://") && !text.contains("redis://");
+    assert!(password_free, "a URL leaked");
+    // Redis dies: within two polls, /ready says so.
+    let redis = std::sync::Arc::new(redis);
+    let r = redis.clone();
+    tokio::task::spawn_blocking(move || r.kill().unwrap())
+        .await
+        .unwrap();
+    let mut body = serde_json::Value::Null;
+    for _ in 0..150 {
+        let r = get("/ready").await;
+        body = r.json().await.unwrap();
+        if body["reasons"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == "Redis does not answer"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(body["ready"], false, "{body}");
+    assert!(
+        body["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "Redis does not answer"),
+        "{body}"
+    );
+    terminate(&supervisor);
+    assert!(supervisor.wait().unwrap().success());
+}

@@ -1,6 +1,9 @@
 //! The monitor that `run` and `demo` start: its readiness from the fleet's
-//! status, and a clear line when it cannot start (the fleet runs on
-//! without it: its users' answers matter more than its metrics).
+//! status and its dependencies (`deps.rs`), and a clear line when it cannot
+//! start (the fleet runs on without it: its users' answers matter more
+//! than its metrics).
+
+mod deps;
 
 use std::sync::Arc;
 
@@ -8,24 +11,52 @@ use botfleet_monitor::fleet::{BotSummary, FleetSource, FleetSummary};
 use botfleet_monitor::{Monitor, ProcessList, Readiness, ReadyCheck, Sources};
 use botfleet_runtime::{FleetView, Status};
 
-/// Starts the monitor on `config.bind` over the installed registry; `None`
-/// (and an ERROR line) when it cannot listen.
+/// The monitor, and the task that polls the fleet's dependencies.
+pub(crate) struct Running {
+    monitor: Monitor,
+    poller: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Where it listens.
+    pub(crate) fn addr(&self) -> std::net::SocketAddr {
+        self.monitor.addr()
+    }
+
+    /// Stops both.
+    pub(crate) async fn stop(self) {
+        self.poller.abort();
+        self.monitor.stop().await;
+    }
+}
+
+/// Starts the monitor on `config`'s `[monitor] bind` over the installed
+/// registry, and the polling of its database and Redis; `None` (and an
+/// ERROR line) when it cannot listen.
 pub(crate) async fn start(
-    config: &botfleet_config::MonitorConfig,
+    config: &botfleet_config::FleetConfig,
     view: FleetView,
-) -> Option<Monitor> {
+) -> Option<Running> {
     // Installed by the CLI before the command ran; a program embedding
     // its own recorder gets an empty page rather than none.
     let registry = botfleet_monitor::installed().unwrap_or_default();
+    let health = Arc::new(deps::Health::default());
     let processes: ProcessList = {
         let view = view.clone();
         Arc::new(move || view.processes())
     };
     let ready: ReadyCheck = {
         let view = view.clone();
+        let health = health.clone();
         Arc::new(move || {
             let view = view.clone();
-            Box::pin(async move { readiness(&view.status().await) })
+            let health = health.clone();
+            Box::pin(async move {
+                let mut r = readiness(&view.status().await);
+                r.reasons.extend(health.problems());
+                r.ready = r.reasons.is_empty();
+                r
+            })
         })
     };
     let fleet: FleetSource = Arc::new(move || {
@@ -42,8 +73,11 @@ pub(crate) async fn start(
         processes,
         fleet,
     };
-    match Monitor::start(config, registry, sources).await {
-        Ok(monitor) => Some(monitor),
+    match Monitor::start(&config.monitor, registry.clone(), sources).await {
+        Ok(monitor) => Some(Running {
+            monitor,
+            poller: tokio::spawn(deps::poll(config.clone(), registry, health)),
+        }),
         Err(e) => {
             tracing::error!("{e}; the fleet runs without its monitor");
             None
