@@ -4,7 +4,10 @@
 //! `[monitor].bind` ([`Monitor`]) that serves them:
 //!
 //! - `/metrics`: Prometheus text 0.0.4, or OpenMetrics 1.0 when the
-//!   scraper's `Accept` asks for it (the same at `/metrics/all`);
+//!   scraper's `Accept` asks for it (the same at `/metrics/all`; only the
+//!   database's at `/metrics/database`, the caches' at `/metrics/cache`);
+//! - `/performance/report`: the fleet, the host and the dependencies as
+//!   JSON;
 //! - `/health`: 200 while the process serves;
 //! - `/ready`: 200 when every bot is ready, 503 with the reasons when not;
 //! - `/api/v1/fleet`: every bot and worker with its figures (`fleet.rs`);
@@ -191,6 +194,9 @@ impl Monitor {
         let app = axum::Router::new()
             .route("/metrics", get(metrics_text))
             .route("/metrics/all", get(metrics_text))
+            .route("/metrics/database", get(metrics_database))
+            .route("/metrics/cache", get(metrics_cache))
+            .route("/performance/report", get(performance_report))
             .route("/health", get(health))
             .route("/ready", get(ready_json))
             .route("/api/v1/series", get(series_json))
@@ -255,12 +261,83 @@ fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
 }
 
 async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refusal) = refused(&state, &headers) {
+    metrics_of(&state, &headers, &[])
+}
+
+/// The database's metrics: botfleet-db's in the supervisor and its
+/// workers, and the PostgreSQL the monitor polls.
+async fn metrics_database(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    metrics_of(&state, &headers, &["botfleet_db_", "botfleet_postgres_"])
+}
+
+/// The caches' metrics: the tiered caches of the workers, and the Redis
+/// the monitor polls.
+async fn metrics_cache(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    metrics_of(&state, &headers, &["botfleet_cache_", "botfleet_redis_"])
+}
+
+/// The registry's series whose name starts with one of `prefixes` (all
+/// with none), in the format `Accept` asks for.
+fn metrics_of(state: &AppState, headers: &HeaderMap, prefixes: &[&str]) -> Response {
+    if let Some(refusal) = refused(state, headers) {
         return refusal;
     }
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let body = expo::render(&state.registry.snapshot(), format);
+    let mut snapshot = state.registry.snapshot();
+    if !prefixes.is_empty() {
+        snapshot
+            .series
+            .retain(|s| prefixes.iter().any(|p| s.name.starts_with(p)));
+    }
+    let body = expo::render(&snapshot, format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+}
+
+/// `/performance/report`: the fleet at a glance and the host, as JSON; the
+/// analyzer's findings are to come (docs/config.md).
+async fn performance_report(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    let summary = (state.fleet)().await;
+    let store = &state.store;
+    let host_cpu = {
+        let busy = ["user", "nice", "system", "irq", "softirq", "steal"]
+            .iter()
+            .filter_map(|mode| {
+                store.increase(
+                    "botfleet_host_cpu_seconds_total",
+                    &[("mode".to_owned(), (*mode).to_owned())],
+                    10,
+                )
+            })
+            .fold(None, |acc: Option<(f64, f64)>, (n, secs)| {
+                let (sum, s) = acc.unwrap_or((0.0, secs));
+                Some((sum + n, s.max(secs)))
+            });
+        let cpus = store
+            .latest("botfleet_host_cpus", &[])
+            .unwrap_or(1.0)
+            .max(1.0);
+        busy.filter(|(_, secs)| *secs > 0.0)
+            .map(|(n, secs)| (n / secs / cpus * 10_000.0).round() / 100.0)
+    };
+    let report = serde_json::json!({
+        "generated_at": unix_now(),
+        "fleet": fleet::json(&summary, store, unix_now() as u64),
+        "host": {
+            "cpu_pct": host_cpu,
+            "memory_total_bytes": store.latest("botfleet_host_memory_total_bytes", &[]),
+            "memory_available_bytes": store.latest("botfleet_host_memory_available_bytes", &[]),
+            "load1": store.latest("botfleet_host_load1", &[]),
+        },
+        "dependencies": {
+            "postgres_up": store.latest("botfleet_postgres_up", &[]),
+            "redis_up": store.latest("botfleet_redis_up", &[]),
+        },
+        "findings": [],
+    });
+    axum::Json(report).into_response()
 }
 
 async fn health() -> Response {
@@ -286,7 +363,7 @@ async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
     (
         StatusCode::NOT_FOUND,
-        "no such page; the monitor serves /metrics, /metrics/all, /health, /ready, /api/v1/fleet, /api/v1/series and /api/v1/names\n",
+        "no such page; the monitor serves /metrics, /metrics/all, /metrics/database, /metrics/cache, /performance/report, /health, /ready, /api/v1/fleet, /api/v1/series and /api/v1/names\n",
     )
         .into_response()
 }

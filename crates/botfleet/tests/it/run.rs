@@ -828,6 +828,11 @@ async fn the_monitor_polls_postgres_and_redis_and_ready_follows_them() {
     }
     let (ok, said) = botfleet_testkit::check_metrics(&text).unwrap();
     assert!(ok, "promtool: {said}");
+    let database = get("/metrics/database").await.text().await.unwrap();
+    assert!(database.contains("botfleet_postgres_up 1\n"), "{database}");
+    assert!(!database.contains("botfleet_redis_up"), "{database}");
+    let cache = get("/metrics/cache").await.text().await.unwrap();
+    assert!(cache.contains("botfleet_redis_up 1\n"), "{cache}");
     let password_free = !text.contains("postgres://") && !text.contains("redis://");
     assert!(password_free, "a URL leaked");
     // Redis dies: within two polls, /ready says so.

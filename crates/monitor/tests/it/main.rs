@@ -136,7 +136,18 @@ async fn off_loopback_every_page_but_health_wants_the_token() {
     .unwrap();
     let base = format!("http://127.0.0.1:{}", m.addr().port());
     let client = reqwest::Client::new();
-    for path in ["/metrics", "/metrics/all", "/ready", "/nothing"] {
+    for path in [
+        "/metrics",
+        "/metrics/all",
+        "/metrics/database",
+        "/metrics/cache",
+        "/performance/report",
+        "/ready",
+        "/api/v1/fleet",
+        "/api/v1/series?name=x",
+        "/api/v1/names",
+        "/nothing",
+    ] {
         let r = client.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 401, "{path}");
         let body = r.text().await.unwrap();
@@ -244,6 +255,18 @@ async fn the_store_keeps_every_second_and_answers_queries() {
     assert!(worker["uptime_s"].as_u64().unwrap() > 1_000_000, "{fleet}");
     assert!(worker["rss_mib"].as_f64().unwrap() > 1.0, "{fleet}");
     assert!(worker["cpu_pct"].as_f64().unwrap() >= 0.0, "{fleet}");
+    // The endpoints of the platform botfleet was specified from.
+    let db = get("/metrics/database").await.text().await.unwrap();
+    assert!(!db.contains("botfleet_test_updates_total"), "{db}");
+    let cache = get("/metrics/cache").await.text().await.unwrap();
+    assert!(!cache.contains("process_"), "{cache}");
+    let report: serde_json::Value = get("/performance/report").await.json().await.unwrap();
+    assert_eq!(report["fleet"]["bots"][0]["name"], "dating", "{report}");
+    assert!(
+        report["host"]["memory_total_bytes"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(report["host"]["cpu_pct"].as_f64().is_some(), "{report}");
     // The host is sampled too.
     let body: serde_json::Value = get("/api/v1/series?name=process_resident_memory_bytes")
         .await
