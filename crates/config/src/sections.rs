@@ -157,21 +157,64 @@ pub struct MonitorConfig {
     pub bind: SocketAddr,
     /// The bearer token required when `bind` is not a loopback address.
     pub token: Option<Secret<String>>,
+    /// The most series the recorder holds (one more is dropped, counted).
+    pub series_cap: usize,
+    /// The most series the store keeps.
+    pub store_series: usize,
+    /// How long the store keeps each minute's aggregates (the last hour
+    /// is kept by the second either way).
+    pub retention: std::time::Duration,
+    /// How often PostgreSQL and Redis are polled (zero: never).
+    pub poll_interval: std::time::Duration,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            bind: DEFAULT_MONITOR_BIND
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8001))),
+            token: None,
+            series_cap: 10_000,
+            store_series: 2_000,
+            retention: std::time::Duration::from_secs(24 * 3600),
+            poll_interval: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 /// The shortest monitor token accepted.
 const MIN_MONITOR_TOKEN: usize = 16;
 
 pub(crate) fn monitor(cx: &mut Ctx<'_>, t: Option<Table<'_>>) -> MonitorConfig {
-    let default_bind: SocketAddr = DEFAULT_MONITOR_BIND
-        .parse()
-        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8001)));
+    let base = MonitorConfig::default();
     let Some(mut t) = t else {
-        return MonitorConfig {
-            bind: default_bind,
-            token: None,
-        };
+        return base;
     };
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+    let series_cap = t
+        .integer(cx, "series_cap", 100..=1_000_000)
+        .map_or(base.series_cap, |v| v.value as usize);
+    let store_series = t
+        .integer(cx, "store_series", 0..=100_000)
+        .map_or(base.store_series, |v| v.value as usize);
+    let retention = t
+        .duration(cx, "retention", HOUR..=7 * 24 * HOUR)
+        .map_or(base.retention, |v| v.value);
+    let poll_interval = t
+        .duration(cx, "poll_interval", std::time::Duration::ZERO..=HOUR)
+        .and_then(|v| {
+            if !v.value.is_zero() && v.value < std::time::Duration::from_secs(1) {
+                cx.error(
+                    &v.span,
+                    &t.key_path("poll_interval"),
+                    "must be at least 1s, or 0 to poll nothing".to_owned(),
+                );
+                return None;
+            }
+            Some(v.value)
+        })
+        .unwrap_or(base.poll_interval);
     let bind = t
         .string(cx, "bind")
         .and_then(|bind| socket_addr(cx, &bind, &t.key_path("bind")).map(|a| (a, bind.span)));
@@ -200,8 +243,12 @@ pub(crate) fn monitor(cx: &mut Ctx<'_>, t: Option<Table<'_>>) -> MonitorConfig {
     }
     t.finish(cx);
     MonitorConfig {
-        bind: bind.map_or(default_bind, |(a, _)| a),
+        bind: bind.map_or(base.bind, |(a, _)| a),
         token,
+        series_cap,
+        store_series,
+        retention,
+        poll_interval,
     }
 }
 

@@ -43,6 +43,10 @@ impl FleetConfig {
         if self.monitor.token.is_some() {
             monitor["token"] = value(REDACTED);
         }
+        monitor["series_cap"] = value(self.monitor.series_cap as i64);
+        monitor["store_series"] = value(self.monitor.store_series as i64);
+        monitor["retention"] = value(format_duration(self.monitor.retention));
+        monitor["poll_interval"] = value(format_duration(self.monitor.poll_interval));
         doc["monitor"] = Item::Table(monitor);
         doc["cache"] = Item::Table(cache_table(&self.cache));
         doc["telegram"] = Item::Table(telegram_table(&self.telegram));

@@ -163,7 +163,10 @@ impl Monitor {
             addr: config.bind,
             source,
         })?;
-        let store = Arc::new(store::Store::new(store::DEFAULT_STORE_SERIES));
+        let store = Arc::new(store::Store::with_retention(
+            config.store_series,
+            (config.retention.as_secs() / 60) as usize,
+        ));
         let sampled = registry.clone();
         let kept = store.clone();
         let sampler = tokio::spawn(async move {

@@ -172,7 +172,7 @@ pub struct Registry {
 struct Inner {
     series: RwLock<HashMap<(Kind, Key), Cell>>,
     descriptions: RwLock<HashMap<String, Description>>,
-    cap: usize,
+    cap: std::sync::atomic::AtomicUsize,
     dropped: AtomicU64,
 }
 
@@ -230,10 +230,16 @@ impl Registry {
             inner: Arc::new(Inner {
                 series: RwLock::new(HashMap::new()),
                 descriptions: RwLock::new(HashMap::new()),
-                cap,
+                cap: std::sync::atomic::AtomicUsize::new(cap),
                 dropped: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Sets the cap on series (`[monitor] series_cap`); series held beyond
+    /// it stay, new ones are refused.
+    pub fn set_cap(&self, cap: usize) {
+        self.inner.cap.store(cap, Ordering::Relaxed);
     }
 
     /// Series refused because the cap was reached.
@@ -262,12 +268,13 @@ impl Registry {
         if let Some(cell) = series.get(&wanted) {
             return Some(cell.clone());
         }
-        if series.len() >= self.inner.cap {
+        let cap = self.inner.cap.load(Ordering::Relaxed);
+        if series.len() >= cap {
             drop(series);
             if self.inner.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
                 tracing::warn!(
                     metric = key.name(),
-                    cap = self.inner.cap,
+                    cap,
                     "the monitor holds its cap of series; new series are dropped (a label with unbounded values?)"
                 );
             }

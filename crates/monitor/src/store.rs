@@ -21,10 +21,12 @@ use crate::registry::{Snapshot, Value};
 
 /// Seconds kept at full resolution.
 pub const SECONDS: usize = 3600;
-/// Minutes kept as aggregates.
+/// Minutes kept as aggregates by default (24 hours).
 pub const MINUTES: usize = 1440;
-/// The memory of one series' rings.
-pub const BYTES_PER_SERIES: usize = SECONDS * 8 + MINUTES * (3 * 4 + 8);
+/// The memory of one series' rings, with the default retention.
+pub const BYTES_PER_SERIES: usize = SECONDS * 8 + MINUTES * MINUTE_BYTES;
+/// The memory of one minute's aggregate.
+pub const MINUTE_BYTES: usize = 3 * 4 + 8;
 /// The default cap on stored series.
 pub const DEFAULT_STORE_SERIES: usize = 2000;
 
@@ -69,10 +71,10 @@ struct Ring {
 }
 
 impl Ring {
-    fn new() -> Ring {
+    fn new(minutes: usize) -> Ring {
         Ring {
             seconds: vec![f64::NAN; SECONDS].into_boxed_slice(),
-            minutes: vec![Minute::NONE; MINUTES].into_boxed_slice(),
+            minutes: vec![Minute::NONE; minutes].into_boxed_slice(),
             newest: i64::MIN,
             acc: None,
         }
@@ -107,15 +109,16 @@ impl Ring {
             }
             other => {
                 if let Some(done) = other.take() {
-                    let skipped = (minute - done.minute - 1).min(MINUTES as i64);
-                    self.minutes[slot(done.minute, MINUTES)] = Minute {
+                    let len = self.minutes.len();
+                    let skipped = (minute - done.minute - 1).min(len as i64);
+                    self.minutes[slot(done.minute, len)] = Minute {
                         min: done.min as f32,
                         max: done.max as f32,
                         mean: (done.sum / f64::from(done.n)) as f32,
                         last: done.last,
                     };
                     for m in 1..=skipped {
-                        self.minutes[slot(done.minute + m, MINUTES)] = Minute::NONE;
+                        self.minutes[slot(done.minute + m, len)] = Minute::NONE;
                     }
                 }
                 *other = Some(Accumulator {
@@ -151,10 +154,11 @@ impl Ring {
             });
         }
         let newest = self.newest.div_euclid(60);
-        if m >= newest || newest - m >= MINUTES as i64 {
+        let len = self.minutes.len();
+        if m >= newest || newest - m >= len as i64 {
             return None;
         }
-        let v = self.minutes[slot(m, MINUTES)];
+        let v = self.minutes[slot(m, len)];
         (!v.last.is_nan()).then_some(v)
     }
 }
@@ -209,6 +213,8 @@ pub struct Store {
 struct Inner {
     series: HashMap<SeriesKey, Ring>,
     cap: usize,
+    /// Minute aggregates kept per series.
+    minutes: usize,
     dropped: u64,
 }
 
@@ -223,12 +229,19 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// A store of at most `cap` series.
+    /// A store of at most `cap` series, each keeping a day of minutes.
     pub fn new(cap: usize) -> Store {
+        Store::with_retention(cap, MINUTES)
+    }
+
+    /// A store of at most `cap` series, each keeping `minutes` minutes'
+    /// aggregates (at least 60).
+    pub fn with_retention(cap: usize, minutes: usize) -> Store {
         Store {
             inner: Mutex::new(Inner {
                 series: HashMap::new(),
                 cap,
+                minutes: minutes.max(60),
                 dropped: 0,
             }),
         }
@@ -499,7 +512,7 @@ impl Inner {
             self.dropped += 1;
             return;
         }
-        let mut ring = Ring::new();
+        let mut ring = Ring::new(self.minutes);
         ring.put(t, value);
         self.series.insert(key, ring);
     }
@@ -574,6 +587,18 @@ mod tests {
         s.record(T0 + 25 * 3600, &gauge("g", 1.0));
         let q = s.query("g", &[], T0, T0 + 60, 60, Aggregate::Last);
         assert!(q[0].points.is_empty(), "{:?}", q[0].points);
+    }
+
+    #[test]
+    fn a_shorter_retention_keeps_fewer_minutes() {
+        let s = Store::with_retention(10, 90);
+        for i in 0..3 * 3600 {
+            s.record(T0 + i, &gauge("g", 1.0));
+        }
+        let newest = T0 + 3 * 3600 - 1;
+        let q = s.query("g", &[], newest - 100 * 60, newest, 60, Aggregate::Last);
+        let minutes = q[0].points.len();
+        assert!((89..=91).contains(&minutes), "{minutes} minutes kept");
     }
 
     #[test]

@@ -128,6 +128,10 @@ fn show_prints_the_resolved_config_without_secrets() {
 
         [monitor]
         bind = "127.0.0.1:8001"
+        series_cap = 10000
+        store_series = 2000
+        retention = "24h"
+        poll_interval = "5s"
 
         [cache]
         capacity = 50000

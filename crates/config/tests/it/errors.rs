@@ -225,6 +225,29 @@ fn monitor_rules() {
     let text = format!("[monitor]\nbind = \"8001\"\n{MINIMAL}");
     expect![[r#"fleet.toml:2:8: monitor.bind: `8001` is not an IP address and port (for example "127.0.0.1:8001" or "[::1]:8001")"#]]
         .assert_eq(&errors(&text));
+    let text = format!(
+        "[monitor]\npoll_interval = \"100ms\"\nretention = \"30d\"\nseries_cap = 5\n{MINIMAL}"
+    );
+    expect![[r#"
+        fleet.toml:2:17: monitor.poll_interval: must be at least 1s, or 0 to poll nothing
+        fleet.toml:3:13: monitor.retention: must be between 1h and 168h, found 720h
+        fleet.toml:4:14: monitor.series_cap: must be between 100 and 1000000, found 5"#]]
+    .assert_eq(&errors(&text));
+}
+
+#[test]
+fn monitor_keys_are_read() {
+    let text = format!(
+        "[monitor]\nseries_cap = 500\nstore_series = 300\nretention = \"2h\"\npoll_interval = \"0\"\n{MINIMAL}"
+    );
+    let parsed = parse(&text).unwrap();
+    assert_eq!(parsed.monitor.series_cap, 500);
+    assert_eq!(parsed.monitor.store_series, 300);
+    assert_eq!(
+        parsed.monitor.retention,
+        std::time::Duration::from_secs(7200)
+    );
+    assert!(parsed.monitor.poll_interval.is_zero());
 }
 
 #[test]

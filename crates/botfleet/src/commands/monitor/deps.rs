@@ -11,8 +11,6 @@ use std::time::Duration;
 use botfleet_db::{Database, Row};
 use botfleet_monitor::Registry;
 
-/// How often the dependencies are asked.
-pub(crate) const EVERY: Duration = Duration::from_secs(5);
 /// Each poll's bound: a dependency that does not answer within it is down.
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// Rows of `pg_stat_activity` kept (the busiest application names).
@@ -46,7 +44,8 @@ fn set(flag: &AtomicU8, up: bool) {
     flag.store(if up { 1 } else { 2 }, Ordering::Relaxed);
 }
 
-/// Polls `config`'s PostgreSQL and Redis every [`EVERY`] until aborted.
+/// Polls `config`'s PostgreSQL and Redis every `[monitor] poll_interval`
+/// until aborted (never when it is zero).
 pub(crate) async fn poll(
     config: botfleet_config::FleetConfig,
     registry: Registry,
@@ -62,9 +61,13 @@ pub(crate) async fn poll(
         .redis
         .as_ref()
         .and_then(|r| redis::Client::open(r.expose_url()).ok());
+    let every = config.monitor.poll_interval;
+    if every.is_zero() {
+        return;
+    }
     let mut db: Option<Database> = None;
     let mut connection: Option<redis::aio::MultiplexedConnection> = None;
-    let mut tick = tokio::time::interval(EVERY);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

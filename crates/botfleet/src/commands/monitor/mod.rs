@@ -40,6 +40,7 @@ pub(crate) async fn start(
     // Installed by the CLI before the command ran; a program embedding
     // its own recorder gets an empty page rather than none.
     let registry = botfleet_monitor::installed().unwrap_or_default();
+    registry.set_cap(config.monitor.series_cap);
     let health = Arc::new(deps::Health::default());
     let processes: ProcessList = {
         let view = view.clone();
