@@ -47,7 +47,7 @@ use std::sync::OnceLock;
 
 pub use error::{Error, Result};
 pub use postgres::{PostgresBuilder, PostgresServer, SUPERUSER, TestDatabase};
-pub use prometheus::{check_metrics, promtool};
+pub use prometheus::{PrometheusServer, check_metrics, promtool};
 pub use redis::{RedisBuilder, RedisServer, TestRedis};
 pub use tempdir::{BOTFLEET_TEST_TMPDIR, TempDir};
 
@@ -111,10 +111,17 @@ pub fn preflight() -> std::result::Result<(), Vec<Error>> {
     let psql = postgres::PgBins::psql(bins.as_ref().ok());
     let redis = redis::find_redis_server();
     let promtool = prometheus::promtool();
-    let errors: Vec<Error> = [bins.err(), psql.err(), redis.err(), promtool.err()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let prometheus = prometheus::find_prometheus();
+    let errors: Vec<Error> = [
+        bins.err(),
+        psql.err(),
+        redis.err(),
+        promtool.err(),
+        prometheus.err(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if errors.is_empty() {
         Ok(())
     } else {

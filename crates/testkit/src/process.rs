@@ -153,6 +153,11 @@ impl ServerProcess {
         }
     }
 
+    /// The running child's process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child().as_ref().map(Child::id)
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         self.child().is_some() && self.exited().is_none()
     }

@@ -1,11 +1,133 @@
-//! Prometheus's tools: `promtool`, which checks what the monitor exposes.
+//! Prometheus: `promtool`, which checks what the monitor exposes, and a
+//! real Prometheus server that scrapes it.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::Duration;
 
-use crate::process::command;
-use crate::{Error, Result};
+use crate::process::{ServerProcess, Watchdog, command};
+use crate::wait::poll;
+use crate::{Error, Result, TempDir};
+
+/// How long a Prometheus may take to be ready.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `prometheus` on PATH, `/usr/bin` or `/usr/local/bin`.
+pub(crate) fn find_prometheus() -> Result<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
+        .map(|dir| dir.join("prometheus"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Error::MissingBinary {
+            what: "prometheus".into(),
+            searched: "on PATH, /usr/bin and /usr/local/bin".into(),
+            install: "install it with `apt-get install prometheus` (Debian, Ubuntu)".into(),
+        })
+}
+
+/// A Prometheus server of this test process, on a free loopback port,
+/// scraping one target every second. Stopped on drop, and by a watchdog if
+/// the test process dies first.
+#[derive(Debug)]
+pub struct PrometheusServer {
+    process: ServerProcess,
+    port: u16,
+    _watchdog: Watchdog,
+    _dir: TempDir,
+}
+
+impl PrometheusServer {
+    /// Starts one that scrapes `target` (`host:port`, its `/metrics`) every
+    /// second, with `bearer` as the token when given.
+    pub fn start(target: &str, bearer: Option<&str>) -> Result<PrometheusServer> {
+        let binary = find_prometheus()?;
+        let dir = TempDir::new("prometheus")?;
+        let authorization = bearer
+            .map(|t| format!("    authorization:\n      credentials: \"{t}\"\n"))
+            .unwrap_or_default();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: botfleet\n{authorization}    static_configs:\n      - targets: [\"{target}\"]\n"
+        );
+        let config_file = dir.path().join("prometheus.yml");
+        std::fs::write(&config_file, config)
+            .map_err(|e| Error::io("cannot write prometheus.yml", &e))?;
+        let pidfile = dir.path().join("prometheus.pid");
+        let watchdog = Watchdog::arm(&pidfile, "prometheus", "TERM", dir.path())?;
+        let process = ServerProcess::new("Prometheus", dir.path().join("prometheus.log"));
+        let (port, ()) = process.start_on_free_port("address already in use", |port| {
+            let mut cmd = command(&binary);
+            cmd.arg(format!("--config.file={}", config_file.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .current_dir(dir.path());
+            process.spawn(cmd)?;
+            if let Some(pid) = process.pid() {
+                let _ = std::fs::write(&pidfile, pid.to_string());
+            }
+            let outcome = poll(START_TIMEOUT, Duration::from_millis(50), || {
+                if let Some(status) = process.exited() {
+                    return Some(Err(format!("prometheus exited ({status})")));
+                }
+                http_get(port, "/-/ready")
+                    .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
+                    .then_some(Ok(()))
+            });
+            match outcome {
+                Some(Ok(())) => Ok(()),
+                Some(Err(detail)) => Err(Error::Start {
+                    server: format!("Prometheus on port {port}"),
+                    detail: format!("{detail}{}", process.log_tail()),
+                }),
+                None => Err(Error::Start {
+                    server: format!("Prometheus on port {port}"),
+                    detail: format!("not ready after {START_TIMEOUT:?}{}", process.log_tail()),
+                }),
+            }
+        })?;
+        Ok(PrometheusServer {
+            process,
+            port,
+            _watchdog: watchdog,
+            _dir: dir,
+        })
+    }
+
+    /// Its base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback, for readiness: the whole response.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
 
 /// `promtool` on PATH, `/usr/bin` or `/usr/local/bin`.
 pub fn promtool() -> Result<PathBuf> {

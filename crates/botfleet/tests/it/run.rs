@@ -865,3 +865,79 @@ async fn the_monitor_polls_postgres_and_redis_and_ready_follows_them() {
     terminate(&supervisor);
     assert!(supervisor.wait().unwrap().success());
 }
+
+/// A real Prometheus scrapes a running fleet, with the monitor's token,
+/// and its query API returns the fleet's series with the values the
+/// monitor shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_fleet_and_queries_its_series() {
+    const MONITOR_TOKEN: &str = "a-scrape-token-0123456789";
+    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    e.add_bot(TOKEN, "echo_bot").unwrap();
+    for u in 1..=3 {
+        e.add_user(u, "user");
+    }
+    let dir = scratch("run-prometheus");
+    let file = FleetFile::new()
+        .telegram_api(e.base_url())
+        .set("monitor.token", MONITOR_TOKEN)
+        .bot(
+            BotFile::new("echo", TOKEN)
+                .workers(1, 1)
+                .command("sh", ["-c", r#"exec python3 "$0""#, &python_worker()]),
+        );
+    std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
+    let mut supervisor = start(&dir);
+    assert!(
+        until(Duration::from_secs(30), || monitor_url(&dir).is_some()).await,
+        "{}",
+        log(&dir, "stderr.log")
+    );
+    let target = monitor_url(&dir)
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned();
+    let prometheus = tokio::task::spawn_blocking(move || {
+        botfleet_testkit::PrometheusServer::start(&target, Some(MONITOR_TOKEN)).unwrap()
+    })
+    .await
+    .unwrap();
+    for chat in 1..=3 {
+        answered(&e, &dir, chat, "hi").await;
+    }
+    let client = reqwest::Client::new();
+    let query = |q: &'static str| {
+        let request = client
+            .get(format!("{}/api/v1/query", prometheus.url()))
+            .query(&[("query", q)]);
+        async move {
+            let body: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            body["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(str::to_owned)
+        }
+    };
+    let mut acked = None;
+    for _ in 0..100 {
+        acked = query(r#"botfleet_updates_acked_total{bot="echo"}"#).await;
+        if acked.as_deref() == Some("3") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(acked.as_deref(), Some("3"), "{}", prometheus.log());
+    assert_eq!(
+        query(r#"up{job="botfleet"}"#).await.as_deref(),
+        Some("1"),
+        "the scrape with the token works"
+    );
+    // A histogram, as buckets: Prometheus computes its quantile.
+    assert!(
+        query(r#"histogram_quantile(0.99, botfleet_update_handling_seconds_bucket{bot="echo"})"#)
+            .await
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v > 0.0)
+    );
+    terminate(&supervisor);
+    assert!(supervisor.wait().unwrap().success());
+}
