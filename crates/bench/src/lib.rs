@@ -23,6 +23,7 @@ mod harness;
 pub mod ipc;
 pub mod journal;
 mod machine;
+pub mod monitor;
 mod peers;
 pub mod scaling;
 pub mod stats;
@@ -49,8 +50,10 @@ pub enum BenchCommand {
     /// The supervisor-worker IPC: updates to a real worker process and
     /// their acks, batched and one per frame; the round trip.
     Ipc(ipc::IpcBench),
-    /// The runtime under traffic while a random worker is killed every
-    /// half second: lost, duplicated and reordered updates, latency.
+    /// `botfleet run` under traffic while every fault comes (worker kills,
+    /// poison and stuck updates, PostgreSQL and Redis killed, the
+    /// supervisor killed): lost, duplicated and reordered updates, dead
+    /// letters, latency.
     Chaos(chaos::ChaosBench),
     /// The autoscaler on a step from 100 to 2,000 updates/s and back, with
     /// a 5 ms PostgreSQL handler: workers, settle time, p99, connections
@@ -68,6 +71,10 @@ pub enum BenchCommand {
     /// SQLite and a PostgreSQL table doing the same durable appends and
     /// acks.
     Journal(journal::JournalBench),
+    /// The monitor's costs: recording and rendering beside
+    /// metrics-exporter-prometheus and prometheus-client, memory per
+    /// stored series.
+    Monitor(monitor::MonitorBench),
 }
 
 impl BenchCommand {
@@ -84,6 +91,7 @@ impl BenchCommand {
             BenchCommand::Supervisor(args) => supervisor::run(args),
             BenchCommand::Fleet(args) => fleet::run(args),
             BenchCommand::Journal(args) => journal::run(args),
+            BenchCommand::Monitor(args) => monitor::run(args),
         }
     }
 }

@@ -5,9 +5,10 @@
 //!
 //! - 3,600 seconds × an `f64` (28,800 bytes): counters keep their exact
 //!   totals, so a rate over the last hour is exact;
-//! - 1,440 minutes × (`f32` min, max and mean, `f64` last) (28,800 bytes).
+//! - 1,440 minutes × (`f32` min, max and mean, `f64` last; 24 bytes with
+//!   alignment) (34,560 bytes).
 //!
-//! So a series costs [`BYTES_PER_SERIES`] (57,600 bytes) plus its name and
+//! So a series costs [`BYTES_PER_SERIES`] (63,360 bytes) plus its name and
 //! labels, whatever its age. The number of series is capped; one more is
 //! not stored and is counted (`botfleet_monitor_store_dropped_total`).
 //! Histograms are stored as Prometheus stores them: a series per bucket
@@ -26,7 +27,7 @@ pub const MINUTES: usize = 1440;
 /// The memory of one series' rings, with the default retention.
 pub const BYTES_PER_SERIES: usize = SECONDS * 8 + MINUTES * MINUTE_BYTES;
 /// The memory of one minute's aggregate.
-pub const MINUTE_BYTES: usize = 3 * 4 + 8;
+pub const MINUTE_BYTES: usize = std::mem::size_of::<Minute>();
 /// The default cap on stored series.
 pub const DEFAULT_STORE_SERIES: usize = 2000;
 

@@ -404,3 +404,43 @@ fn fleet_answers_private_chats_while_a_group_is_held_at_its_limit() {
     // answers for tens of seconds).
     assert!(hol["private_p99_ms"].as_f64().unwrap() < 5_000.0, "{hol}");
 }
+
+/// `bench monitor`, short: every implementation measured, the store's
+/// memory per series measured near what its layout says.
+#[test]
+fn bench_monitor_measures_the_three_recorders_and_the_store() {
+    let dir = scratch("bench-monitor");
+    let output = botfleet(
+        &dir,
+        &[
+            "bench", "monitor", "--ops", "1000", "--rounds", "1", "--json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let record = json["record"].as_array().unwrap();
+    assert_eq!(record.len(), 6, "{json}");
+    for row in record {
+        for key in ["counter_ns", "histogram_ns"] {
+            assert!(row[key].as_f64().unwrap() > 0.0, "{key}: {row}");
+        }
+    }
+    let render = json["render"].as_array().unwrap();
+    assert_eq!(render.len(), 6, "{json}");
+    // The same 10,000 series, about the same bytes whoever renders them.
+    for row in render.iter().filter(|r| r["series"] == 10_000) {
+        let bytes = row["bytes"].as_u64().unwrap();
+        assert!((400_000..600_000).contains(&bytes), "{row}");
+    }
+    let computed = json["memory_bytes_per_series_computed"].as_f64().unwrap();
+    let measured = json["memory_bytes_per_series_default"].as_f64().unwrap();
+    assert!(
+        (measured - computed).abs() < computed * 0.25,
+        "measured {measured}, computed {computed}"
+    );
+    assert!(
+        json["memory_bytes_per_series_hour"].as_f64().unwrap() > 28_000.0,
+        "{json}"
+    );
+}
