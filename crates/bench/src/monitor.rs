@@ -266,9 +266,7 @@ impl Renderer {
 
     fn render(&self) -> String {
         match self {
-            Renderer::Botfleet(r) => {
-                botfleet_monitor::expo::render(&r.snapshot(), botfleet_monitor::Format::Prometheus)
-            }
+            Renderer::Botfleet(r) => r.render(botfleet_monitor::Format::Prometheus, |_| true),
             Renderer::Exporter(h) => h.render(),
             Renderer::Client(r) => {
                 let mut out = String::new();

@@ -151,7 +151,7 @@ fn sample(
 }
 
 /// A float as Prometheus reads it (Go's `ParseFloat`).
-fn float(v: f64) -> String {
+pub(crate) fn float(v: f64) -> String {
     if v.is_nan() {
         "NaN".to_owned()
     } else if v == f64::INFINITY {
@@ -163,7 +163,7 @@ fn float(v: f64) -> String {
     }
 }
 
-fn escape_label(v: &str) -> String {
+pub(crate) fn escape_label(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -176,7 +176,7 @@ fn escape_label(v: &str) -> String {
     out
 }
 
-fn escape_help(v: &str) -> String {
+pub(crate) fn escape_help(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
@@ -216,6 +216,25 @@ mod tests {
         assert!(text.ends_with('\n'));
         // One TYPE per name.
         assert_eq!(text.matches("# TYPE botfleet_sent_total ").count(), 1);
+    }
+
+    #[test]
+    fn the_registrys_own_render_writes_what_the_snapshot_would() {
+        let r = registry();
+        metrics::with_local_recorder(&r, || {
+            metrics::gauge!("my_queue").set(3.0);
+            metrics::counter!("botfleet_cpu_total").increment(1);
+        });
+        r.set_float_counter("process_cpu_seconds_total", &[], 1.5);
+        for format in [Format::Prometheus, Format::OpenMetrics] {
+            assert_eq!(r.render(format, |_| true), render(&r.snapshot(), format));
+        }
+        let only = r.render(Format::Prometheus, |n| n.starts_with("botfleet_wait"));
+        assert!(
+            only.starts_with("# TYPE botfleet_wait_seconds histogram\n"),
+            "{only}"
+        );
+        assert!(!only.contains("botfleet_sent_total"));
     }
 
     #[test]

@@ -286,13 +286,9 @@ fn metrics_of(state: &AppState, headers: &HeaderMap, prefixes: &[&str]) -> Respo
         return refusal;
     }
     let format = Format::from_accept(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let mut snapshot = state.registry.snapshot();
-    if !prefixes.is_empty() {
-        snapshot
-            .series
-            .retain(|s| prefixes.iter().any(|p| s.name.starts_with(p)));
-    }
-    let body = expo::render(&snapshot, format);
+    let body = state.registry.render(format, |name| {
+        prefixes.is_empty() || prefixes.iter().any(|p| name.starts_with(p))
+    });
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 

@@ -168,9 +168,14 @@ pub struct Registry {
     inner: Arc<Inner>,
 }
 
+/// A series' handle and its rendered labels.
+type Held = (Cell, Arc<str>);
+
 #[derive(Debug)]
 struct Inner {
-    series: RwLock<HashMap<(Kind, Key), Cell>>,
+    /// Each series' handle and its labels as the exposition writes them
+    /// (sorted, escaped; made once).
+    series: RwLock<HashMap<(Kind, Key), Held>>,
     descriptions: RwLock<HashMap<String, Description>>,
     cap: std::sync::atomic::AtomicUsize,
     dropped: AtomicU64,
@@ -261,11 +266,11 @@ impl Registry {
     /// histogram with `bounds`, or those of its name); `None` past the cap.
     fn cell(&self, kind: Kind, key: &Key, bounds: Option<Arc<[f64]>>) -> Option<Cell> {
         let wanted = (kind, key.clone());
-        if let Some(cell) = self.inner.series.read().get(&wanted) {
+        if let Some((cell, _)) = self.inner.series.read().get(&wanted) {
             return Some(cell.clone());
         }
         let mut series = self.inner.series.write();
-        if let Some(cell) = series.get(&wanted) {
+        if let Some((cell, _)) = series.get(&wanted) {
             return Some(cell.clone());
         }
         let cap = self.inner.cap.load(Ordering::Relaxed);
@@ -288,7 +293,14 @@ impl Registry {
                 bounds.unwrap_or_else(|| Arc::from(buckets_for(key.name()))),
             ))),
         };
-        series.insert(wanted, cell.clone());
+        let mut labels: Vec<(&str, &str)> = key.labels().map(|l| (l.key(), l.value())).collect();
+        labels.sort_unstable();
+        let rendered = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", crate::expo::escape_label(v)))
+            .collect::<Vec<_>>()
+            .join(",");
+        series.insert(wanted, (cell.clone(), Arc::from(rendered)));
         Some(cell)
     }
 
@@ -375,6 +387,155 @@ impl Registry {
         before - series.len()
     }
 
+    /// The exposition of every series whose name `keep` keeps, in
+    /// `format`, written straight from the handles (labels were rendered
+    /// when each series was made): what `/metrics` serves.
+    pub fn render(&self, format: crate::Format, keep: impl Fn(&str) -> bool) -> String {
+        use crate::expo::{escape_help, float};
+        use std::fmt::Write;
+        const DROPPED: &str = "botfleet_monitor_series_dropped_total";
+        enum Row<'a> {
+            Cell(&'a Cell),
+            Dropped(u64),
+        }
+        let series = self.inner.series.read();
+        let mut rows: Vec<(&str, &str, Kind, Row<'_>)> = series
+            .iter()
+            .filter(|((_, key), _)| keep(key.name()))
+            .map(|((kind, key), (cell, labels))| (key.name(), &**labels, *kind, Row::Cell(cell)))
+            .collect();
+        if keep(DROPPED) {
+            rows.push((DROPPED, "", Kind::Counter, Row::Dropped(self.dropped())));
+        }
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0).then_with(|| a.1.cmp(b.1)));
+        let descriptions = self.inner.descriptions.read();
+        let mut out = String::with_capacity(rows.len() * 64);
+        let open_metrics = format == crate::Format::OpenMetrics;
+        let mut i = 0;
+        while i < rows.len() {
+            let (name, _, kind, _) = rows[i];
+            let mut end = i;
+            while end < rows.len() && rows[end].0 == name {
+                end += 1;
+            }
+            let counter = matches!(kind, Kind::Counter | Kind::FloatCounter);
+            let family = if open_metrics && counter {
+                name.strip_suffix("_total").unwrap_or(name)
+            } else {
+                name
+            };
+            let suffix = if open_metrics && counter {
+                "_total"
+            } else {
+                ""
+            };
+            let help = match descriptions.get(name) {
+                Some(d) => Some(match d.unit {
+                    Some(u) => format!("{} ({})", d.help, u.as_str()),
+                    None => d.help.clone(),
+                }),
+                None => crate::help::of(name).map(str::to_owned).or_else(|| {
+                    (!name.starts_with("botfleet_")).then(|| {
+                        "a metric of the bot's own, from its workers (not described)".to_owned()
+                    })
+                }),
+            };
+            if let Some(help) = help {
+                let _ = writeln!(out, "# HELP {family} {}", escape_help(&help));
+            }
+            let type_name = match kind {
+                Kind::Counter | Kind::FloatCounter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            let _ = writeln!(out, "# TYPE {family} {type_name}");
+            let same_type = |k: Kind| {
+                matches!(
+                    (k, kind),
+                    (
+                        Kind::Counter | Kind::FloatCounter,
+                        Kind::Counter | Kind::FloatCounter
+                    ) | (Kind::Gauge, Kind::Gauge)
+                        | (Kind::Histogram, Kind::Histogram)
+                )
+            };
+            for (_, labels, k, row) in &rows[i..end] {
+                if !same_type(*k) {
+                    continue;
+                }
+                let braces = |out: &mut String, extra: Option<f64>| {
+                    if labels.is_empty() && extra.is_none() {
+                        return;
+                    }
+                    out.push('{');
+                    out.push_str(labels);
+                    if let Some(le) = extra {
+                        if !labels.is_empty() {
+                            out.push(',');
+                        }
+                        let _ = write!(out, "le=\"{}\"", float(le));
+                    }
+                    out.push('}');
+                };
+                match row {
+                    Row::Dropped(n) => {
+                        let _ = write!(out, "{family}{suffix}");
+                        braces(&mut out, None);
+                        let _ = writeln!(out, " {n}");
+                    }
+                    Row::Cell(Cell::Counter(c)) => {
+                        let _ = write!(out, "{family}{suffix}");
+                        braces(&mut out, None);
+                        let _ = writeln!(out, " {}", c.0.load(Ordering::Relaxed));
+                    }
+                    Row::Cell(Cell::FloatCounter(c)) => {
+                        let _ = write!(out, "{family}{suffix}");
+                        braces(&mut out, None);
+                        let _ = writeln!(
+                            out,
+                            " {}",
+                            float(f64::from_bits(c.0.load(Ordering::Relaxed)))
+                        );
+                    }
+                    Row::Cell(Cell::Gauge(g)) => {
+                        out.push_str(family);
+                        braces(&mut out, None);
+                        let _ = writeln!(
+                            out,
+                            " {}",
+                            float(f64::from_bits(g.0.load(Ordering::Relaxed)))
+                        );
+                    }
+                    Row::Cell(Cell::Histogram(h)) => {
+                        let mut total = 0;
+                        for (at, bucket) in h.buckets.iter().enumerate() {
+                            total += bucket.load(Ordering::Relaxed);
+                            let bound = h.bounds.get(at).copied().unwrap_or(f64::INFINITY);
+                            let _ = write!(out, "{family}_bucket");
+                            braces(&mut out, Some(bound));
+                            let _ = writeln!(out, " {total}");
+                        }
+                        let _ = write!(out, "{family}_sum");
+                        braces(&mut out, None);
+                        let _ = writeln!(
+                            out,
+                            " {}",
+                            float(f64::from_bits(h.sum.load(Ordering::Relaxed)))
+                        );
+                        let _ = write!(out, "{family}_count");
+                        braces(&mut out, None);
+                        let _ = writeln!(out, " {total}");
+                    }
+                }
+            }
+            i = end;
+        }
+        if open_metrics {
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+
     /// Every series now, sorted by name and labels.
     pub fn snapshot(&self) -> Snapshot {
         let cells: Vec<((Kind, Key), Cell)> = self
@@ -382,7 +543,7 @@ impl Registry {
             .series
             .read()
             .iter()
-            .map(|(k, c)| (k.clone(), c.clone()))
+            .map(|(k, (c, _))| (k.clone(), c.clone()))
             .collect();
         let mut series: Vec<Series> = cells
             .into_iter()
