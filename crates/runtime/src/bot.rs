@@ -451,12 +451,19 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
 /// `worker`).
 type SlotSeries = (u32, String, Vec<(String, String)>);
 
+/// Series of its workers one bot keeps at most: a worker that invents
+/// series without end (a hostile or broken one) cannot grow the
+/// supervisor's memory; the monitor's own cap bounds what it serves.
+const MAX_FORWARDED: usize = 20_000;
+
 /// The last totals each worker slot sent of its own metrics, to serve
 /// them as series that only grow across the worker's restarts
 /// (docs/protocol.md, "Worker metrics").
 #[derive(Default)]
 struct Forwarded {
     last: HashMap<SlotSeries, botfleet_protocol::SeriesValue>,
+    /// Series dropped past [`MAX_FORWARDED`].
+    refused: u64,
 }
 
 impl Forwarded {
@@ -493,6 +500,13 @@ impl Forwarded {
             labels.push(("worker".to_owned(), index.to_string()));
             labels.sort();
             let key = (index, series.name, labels);
+            if !self.last.contains_key(&key) && self.last.len() >= MAX_FORWARDED {
+                self.refused += 1;
+                if self.refused == 1 {
+                    tracing::warn!(bot, worker = index, metric = %key.1, "the bot's workers sent more than {MAX_FORWARDED} series; new ones are dropped");
+                }
+                continue;
+            }
             let previous = self.last.get(&key);
             match (&series.value, previous) {
                 (SeriesValue::Counter(n), previous) => {
@@ -687,6 +701,50 @@ fn report(bot: &str, d: &Dispatcher, last: &mut Counts) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_series_grow_across_restarts_and_are_bounded() {
+        use botfleet_protocol::{Series, SeriesValue};
+        let registry = botfleet_monitor::Registry::new(100_000);
+        let counter = |name: &str, n: u64| Series {
+            name: name.to_owned(),
+            labels: vec![("worker".to_owned(), "spoofed".to_owned())],
+            value: SeriesValue::Counter(n),
+        };
+        let value = |r: &botfleet_monitor::Registry| {
+            r.snapshot()
+                .series
+                .into_iter()
+                .find(|s| s.name == "jobs_total")
+                .map(|s| (s.labels, s.value))
+        };
+        let mut f = Forwarded::default();
+        f.merge(&registry, "echo", 0, vec![counter("jobs_total", 5)]);
+        f.merge(&registry, "echo", 0, vec![counter("jobs_total", 8)]);
+        // The worker restarts: its total starts again, and adds.
+        f.restarted(0);
+        f.merge(&registry, "echo", 0, vec![counter("jobs_total", 2)]);
+        let (labels, v) = value(&registry).unwrap();
+        assert_eq!(v, botfleet_monitor::registry::Value::Counter(10));
+        assert_eq!(
+            labels,
+            [
+                ("bot".to_owned(), "echo".to_owned()),
+                ("worker".to_owned(), "0".to_owned())
+            ],
+            "the worker's own `worker` label is replaced"
+        );
+        // A worker inventing series without end: bounded.
+        let flood: Vec<Series> = (0..MAX_FORWARDED + 500)
+            .map(|i| counter(&format!("flood_{i}_total"), 1))
+            .collect();
+        f.merge(&registry, "echo", 1, flood);
+        assert_eq!(f.last.len(), MAX_FORWARDED);
+        assert!(f.refused >= 500);
+        // The slot goes: its series leave the monitor.
+        f.gone(Some(registry.clone()), "echo", 0);
+        assert_eq!(value(&registry), None);
+    }
 
     #[test]
     fn counters_outlive_their_worker_and_gauges_do_not() {
