@@ -31,8 +31,10 @@ pub const MINUTE_BYTES: usize = std::mem::size_of::<Minute>();
 /// The default cap on stored series.
 pub const DEFAULT_STORE_SERIES: usize = 2000;
 
+/// A series' labels, sorted.
+pub type Labels = Vec<(String, String)>;
 /// A series' identity: its name and sorted labels.
-pub type SeriesKey = (String, Vec<(String, String)>);
+pub type SeriesKey = (String, Labels);
 
 /// One minute's aggregate.
 #[derive(Clone, Copy, Debug)]
@@ -162,6 +164,29 @@ impl Ring {
         let v = self.minutes[slot(m, len)];
         (!v.last.is_nan()).then_some(v)
     }
+}
+
+/// The least-squares line through `points` (x, y): `(slope, value at
+/// x = 0)`; `None` with fewer than two distinct x.
+fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return None;
+    }
+    let (sx, sy) = points
+        .iter()
+        .fold((0.0, 0.0), |(sx, sy), (x, y)| (sx + x, sy + y));
+    let (mx, my) = (sx / n, sy / n);
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (x, y) in points {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+    }
+    if sxx == 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    Some((slope, my - slope * mx))
 }
 
 fn slot(t: i64, len: usize) -> usize {
@@ -472,6 +497,76 @@ impl Store {
         None
     }
 
+    /// The least-squares line through the last `window` seconds of each
+    /// series named `name` with `matchers`: `(labels, slope per second,
+    /// value at the newest second)`. What PromQL's `deriv` and
+    /// `predict_linear` compute; a series with fewer than two points in
+    /// the window has none.
+    pub fn trend(
+        &self,
+        name: &str,
+        matchers: &[(String, String)],
+        window: i64,
+    ) -> Vec<(Labels, f64, f64)> {
+        let inner = self.inner.lock();
+        let mut out = Vec::new();
+        for ((n, labels), ring) in &inner.series {
+            if n != name || !matchers.iter().all(|m| labels.contains(m)) {
+                continue;
+            }
+            let points: Vec<(f64, f64)> = (ring.newest - window.min(SECONDS as i64 - 1)
+                ..=ring.newest)
+                .filter_map(|t| ring.second(t).map(|v| ((t - ring.newest) as f64, v)))
+                .collect();
+            if let Some((slope, intercept)) = least_squares(&points) {
+                out.push((labels.clone(), slope, intercept));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// PromQL's `predict_linear`: each series' value `ahead` seconds after
+    /// its newest, from the trend of the last `window` seconds.
+    pub fn predict_linear(
+        &self,
+        name: &str,
+        matchers: &[(String, String)],
+        window: i64,
+        ahead: f64,
+    ) -> Vec<(Labels, f64)> {
+        self.trend(name, matchers, window)
+            .into_iter()
+            .map(|(labels, slope, now)| (labels, now + slope * ahead))
+            .collect()
+    }
+
+    /// How many seconds until each series reaches `threshold` at its
+    /// trend over the last `window` seconds (`None` when it is not heading
+    /// there): "connections exceed the budget within the hour".
+    pub fn time_until(
+        &self,
+        name: &str,
+        matchers: &[(String, String)],
+        window: i64,
+        threshold: f64,
+    ) -> Vec<(Labels, Option<f64>)> {
+        self.trend(name, matchers, window)
+            .into_iter()
+            .map(|(labels, slope, now)| {
+                let gap = threshold - now;
+                let eta = if gap == 0.0 {
+                    Some(0.0)
+                } else if slope != 0.0 && gap.signum() == slope.signum() {
+                    Some(gap / slope)
+                } else {
+                    None
+                };
+                (labels, eta)
+            })
+            .collect()
+    }
+
     /// The names stored, sorted.
     pub fn names(&self) -> Vec<String> {
         let inner = self.inner.lock();
@@ -588,6 +683,29 @@ mod tests {
         s.record(T0 + 25 * 3600, &gauge("g", 1.0));
         let q = s.query("g", &[], T0, T0 + 60, 60, Aggregate::Last);
         assert!(q[0].points.is_empty(), "{:?}", q[0].points);
+    }
+
+    #[test]
+    fn trends_predict_and_say_when_a_threshold_comes() {
+        let s = Store::new(10);
+        // 2 per second from 100, with a bump that least squares averages.
+        for i in 0..120 {
+            let bump = if i == 60 { 3.0 } else { 0.0 };
+            s.record(T0 + i, &gauge("conns", 100.0 + 2.0 * i as f64 + bump));
+        }
+        let t = s.trend("conns", &[], 300);
+        assert_eq!(t.len(), 1);
+        assert!((t[0].1 - 2.0).abs() < 0.01, "{t:?}");
+        assert!((t[0].2 - 338.0).abs() < 0.5, "{t:?}");
+        let p = s.predict_linear("conns", &[], 300, 3600.0);
+        assert!((p[0].1 - (338.0 + 7200.0)).abs() < 40.0, "{p:?}");
+        // 1,000 is 331 s away at 2/s; a threshold behind it is never.
+        let eta = s.time_until("conns", &[], 300, 1000.0)[0].1.unwrap();
+        assert!((eta - 331.0).abs() < 1.0, "{eta}");
+        assert_eq!(s.time_until("conns", &[], 300, 0.0)[0].1, None);
+        // One point: no line.
+        s.record(T0, &gauge("lonely", 1.0));
+        assert!(s.trend("lonely", &[], 300).is_empty());
     }
 
     #[test]
