@@ -1,11 +1,9 @@
 //! The exposition formats: Prometheus text 0.0.4, and OpenMetrics 1.0 for a
-//! scraper that asks for it. Each name's lines are one group, `# HELP` and
-//! `# TYPE` first; histograms are real buckets (cumulative, `+Inf` equal
-//! to `_count`), then `_sum` and `_count`.
-
-use std::fmt::Write;
-
-use crate::registry::{Snapshot, Value};
+//! scraper that asks for it, and how they write values, labels and help.
+//! [`Registry::render`](crate::Registry::render) writes them: each name's
+//! lines are one group, `# HELP` and `# TYPE` first; histograms are real
+//! buckets (cumulative, `+Inf` equal to `_count`), then `_sum` and
+//! `_count`.
 
 /// The content type of Prometheus text 0.0.4.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -39,115 +37,6 @@ impl Format {
             Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
         }
     }
-}
-
-/// `snapshot` in `format`.
-pub fn render(snapshot: &Snapshot, format: Format) -> String {
-    let mut out = String::with_capacity(snapshot.series.len() * 64);
-    let mut i = 0;
-    let series = &snapshot.series;
-    while i < series.len() {
-        let name = &series[i].name;
-        let kind = kind_of(&series[i].value);
-        let mut end = i;
-        while end < series.len() && &series[end].name == name {
-            end += 1;
-        }
-        // A name used with two kinds cannot be exposed as both: the
-        // first kind wins.
-        let group = series[i..end].iter().filter(|s| kind_of(&s.value) == kind);
-        let family = match (format, kind) {
-            (Format::OpenMetrics, "counter") => name.strip_suffix("_total").unwrap_or(name),
-            _ => name.as_str(),
-        };
-        if let Some(help) = snapshot.help.get(name) {
-            let _ = writeln!(out, "# HELP {family} {}", escape_help(help));
-        }
-        let _ = writeln!(out, "# TYPE {family} {kind}");
-        for s in group {
-            match &s.value {
-                Value::Counter(n) => {
-                    sample(&mut out, family, counter_suffix(format), &s.labels, None);
-                    let _ = writeln!(out, " {n}");
-                }
-                Value::FloatCounter(v) => {
-                    sample(&mut out, family, counter_suffix(format), &s.labels, None);
-                    let _ = writeln!(out, " {}", float(*v));
-                }
-                Value::Gauge(v) => {
-                    sample(&mut out, family, "", &s.labels, None);
-                    let _ = writeln!(out, " {}", float(*v));
-                }
-                Value::Histogram {
-                    buckets,
-                    sum,
-                    count,
-                } => {
-                    for (bound, n) in buckets {
-                        sample(&mut out, family, "_bucket", &s.labels, Some(*bound));
-                        let _ = writeln!(out, " {n}");
-                    }
-                    sample(&mut out, family, "_sum", &s.labels, None);
-                    let _ = writeln!(out, " {}", float(*sum));
-                    sample(&mut out, family, "_count", &s.labels, None);
-                    let _ = writeln!(out, " {count}");
-                }
-            }
-        }
-        i = end;
-    }
-    if format == Format::OpenMetrics {
-        out.push_str("# EOF\n");
-    }
-    out
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Counter(_) | Value::FloatCounter(_) => "counter",
-        Value::Gauge(_) => "gauge",
-        Value::Histogram { .. } => "histogram",
-    }
-}
-
-/// A counter's sample suffix: its name already ends in `_total` in
-/// Prometheus text; OpenMetrics names the family without it.
-fn counter_suffix(format: Format) -> &'static str {
-    match format {
-        Format::Prometheus => "",
-        Format::OpenMetrics => "_total",
-    }
-}
-
-/// Writes `name{labels}` (with `le` for a bucket).
-fn sample(
-    out: &mut String,
-    name: &str,
-    suffix: &str,
-    labels: &[(String, String)],
-    le: Option<f64>,
-) {
-    out.push_str(name);
-    out.push_str(suffix);
-    if labels.is_empty() && le.is_none() {
-        return;
-    }
-    out.push('{');
-    let mut first = true;
-    for (k, v) in labels {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        let _ = write!(out, "{k}=\"{}\"", escape_label(v));
-    }
-    if let Some(bound) = le {
-        if !first {
-            out.push(',');
-        }
-        let _ = write!(out, "le=\"{}\"", float(bound));
-    }
-    out.push('}');
 }
 
 /// A float as Prometheus reads it (Go's `ParseFloat`).
@@ -200,7 +89,7 @@ mod tests {
 
     #[test]
     fn prometheus_text_groups_escapes_and_buckets() {
-        let text = render(&registry().snapshot(), Format::Prometheus);
+        let text = registry().render(Format::Prometheus, |_| true);
         let expected_start = "# TYPE botfleet_depth gauge\nbotfleet_depth +Inf\n";
         assert!(text.starts_with(expected_start), "{text}");
         assert!(text.contains(
@@ -219,27 +108,25 @@ mod tests {
     }
 
     #[test]
-    fn the_registrys_own_render_writes_what_the_snapshot_would() {
+    fn a_filter_keeps_whole_groups_and_bots_own_metrics_get_a_help() {
         let r = registry();
-        metrics::with_local_recorder(&r, || {
-            metrics::gauge!("my_queue").set(3.0);
-            metrics::counter!("botfleet_cpu_total").increment(1);
-        });
-        r.set_float_counter("process_cpu_seconds_total", &[], 1.5);
-        for format in [Format::Prometheus, Format::OpenMetrics] {
-            assert_eq!(r.render(format, |_| true), render(&r.snapshot(), format));
-        }
+        metrics::with_local_recorder(&r, || metrics::gauge!("my_queue").set(3.0));
         let only = r.render(Format::Prometheus, |n| n.starts_with("botfleet_wait"));
         assert!(
             only.starts_with("# TYPE botfleet_wait_seconds histogram\n"),
             "{only}"
         );
         assert!(!only.contains("botfleet_sent_total"));
+        let mine = r.render(Format::Prometheus, |n| n == "my_queue");
+        assert_eq!(
+            mine,
+            "# HELP my_queue a metric of the bot's own, from its workers (not described)\n# TYPE my_queue gauge\nmy_queue 3\n"
+        );
     }
 
     #[test]
     fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
-        let text = render(&registry().snapshot(), Format::OpenMetrics);
+        let text = registry().render(Format::OpenMetrics, |_| true);
         assert!(text.contains("# TYPE botfleet_sent counter\n"), "{text}");
         assert!(text.contains("botfleet_sent_total{bot=\"analytics\"} 1\n"));
         assert!(text.ends_with("# EOF\n"));

@@ -219,13 +219,12 @@ pub struct Series {
     pub value: Value,
 }
 
-/// Every series at one moment, with each name's description.
+/// Every series at one moment (what the store records and a worker
+/// forwards; `/metrics` is written by [`Registry::render`]).
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Sorted by name, then labels.
     pub series: Vec<Series>,
-    /// Each described name's help text.
-    pub help: HashMap<String, String>,
 }
 
 impl Registry {
@@ -598,35 +597,7 @@ impl Registry {
             value: Value::Counter(self.dropped()),
         });
         series.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.labels.cmp(&b.labels)));
-        let mut help: HashMap<String, String> = self
-            .inner
-            .descriptions
-            .read()
-            .iter()
-            .map(|(name, d)| {
-                let unit = d
-                    .unit
-                    .map(|u| format!(" ({})", u.as_str()))
-                    .unwrap_or_default();
-                (name.clone(), format!("{}{unit}", d.help))
-            })
-            .collect();
-        // What was not described in code, the catalogue describes; a
-        // metric of a bot's own (a worker's, not botfleet's) says where it
-        // comes from. botfleet's own must be in the catalogue.
-        for s in &series {
-            if !help.contains_key(&s.name) {
-                if let Some(text) = crate::help::of(&s.name) {
-                    help.insert(s.name.clone(), text.to_owned());
-                } else if !s.name.starts_with("botfleet_") {
-                    help.insert(
-                        s.name.clone(),
-                        "a metric of the bot's own, from its workers (not described)".to_owned(),
-                    );
-                }
-            }
-        }
-        Snapshot { series, help }
+        Snapshot { series }
     }
 }
 

@@ -304,11 +304,7 @@ impl Store {
                     count,
                 } => {
                     for (bound, n) in buckets {
-                        let le = if bound.is_infinite() {
-                            "+Inf".to_owned()
-                        } else {
-                            bound.to_string()
-                        };
+                        let le = crate::expo::float(*bound);
                         inner.put(
                             &s.name,
                             &s.labels,
@@ -626,7 +622,6 @@ mod tests {
                 labels: vec![("bot".to_owned(), "a".to_owned())],
                 value: Value::Gauge(v),
             }],
-            help: HashMap::new(),
         }
     }
 
@@ -743,7 +738,6 @@ mod tests {
                     count: 100 * n,
                 },
             }],
-            help: HashMap::new(),
         };
         s.record(T0, &h(0));
         s.record(T0 + 10, &h(1));
@@ -772,7 +766,6 @@ mod tests {
                     count: 3,
                 },
             }],
-            help: HashMap::new(),
         };
         s.record(T0, &snapshot);
         assert_eq!(
