@@ -680,20 +680,37 @@ fn monitor_url(dir: &std::path::Path) -> Option<String> {
         .map(|url| url.trim_end_matches('/').to_owned())
 }
 
+/// `botfleet run` in `dir`, once its monitor's address is on stdout: the
+/// process and the address.
+async fn start_monitored(dir: &std::path::Path) -> (std::process::Child, String) {
+    let supervisor = start(dir);
+    assert!(
+        until(Duration::from_secs(30), || monitor_url(dir).is_some()).await,
+        "{}{}",
+        log(dir, "stdout.log"),
+        log(dir, "stderr.log")
+    );
+    (supervisor, monitor_url(dir).unwrap())
+}
+
+/// A fleet file in `dir` whose one bot `echo` runs the Python worker,
+/// `file` giving the rest.
+fn python_echo_fleet(dir: &std::path::Path, file: FleetFile) {
+    let file = file.bot(
+        BotFile::new("echo", TOKEN)
+            .workers(1, 1)
+            .command("sh", ["-c", r#"exec python3 "$0""#, &python_worker()]),
+    );
+    std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
+}
+
 /// `botfleet run` starts its monitor: `/ready` follows the workers,
 /// `/metrics` has the supervisor's series, and `promtool check metrics`
 /// finds nothing wrong with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_its_metrics_and_readiness() {
     let (e, dir) = echo_fleet("run-monitor", 3, r#"exec python3 "$0""#).await;
-    let mut supervisor = start(&dir);
-    assert!(
-        until(Duration::from_secs(30), || monitor_url(&dir).is_some()).await,
-        "{}{}",
-        log(&dir, "stdout.log"),
-        log(&dir, "stderr.log")
-    );
-    let base = monitor_url(&dir).unwrap();
+    let (mut supervisor, base) = start_monitored(&dir).await;
     let client = reqwest::Client::new();
     let mut ready = false;
     for _ in 0..300 {
@@ -786,23 +803,14 @@ async fn the_monitor_polls_postgres_and_redis_and_ready_follows_them() {
     let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
     e.add_bot(TOKEN, "echo_bot").unwrap();
     let dir = scratch("run-deps");
-    let file = FleetFile::new()
-        .telegram_api(e.base_url())
-        .database(postgres.url("postgres"))
-        .redis(redis.url())
-        .bot(
-            BotFile::new("echo", TOKEN)
-                .workers(1, 1)
-                .command("sh", ["-c", r#"exec python3 "$0""#, &python_worker()]),
-        );
-    std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
-    let mut supervisor = start(&dir);
-    assert!(
-        until(Duration::from_secs(30), || monitor_url(&dir).is_some()).await,
-        "{}",
-        log(&dir, "stderr.log")
+    python_echo_fleet(
+        &dir,
+        FleetFile::new()
+            .telegram_api(e.base_url())
+            .database(postgres.url("postgres"))
+            .redis(redis.url()),
     );
-    let base = monitor_url(&dir).unwrap();
+    let (mut supervisor, base) = start_monitored(&dir).await;
     let client = reqwest::Client::new();
     let get = |path: &'static str| {
         let request = client.get(format!("{base}{path}"));
@@ -878,25 +886,14 @@ async fn prometheus_scrapes_the_fleet_and_queries_its_series() {
         e.add_user(u, "user");
     }
     let dir = scratch("run-prometheus");
-    let file = FleetFile::new()
-        .telegram_api(e.base_url())
-        .set("monitor.token", MONITOR_TOKEN)
-        .bot(
-            BotFile::new("echo", TOKEN)
-                .workers(1, 1)
-                .command("sh", ["-c", r#"exec python3 "$0""#, &python_worker()]),
-        );
-    std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
-    let mut supervisor = start(&dir);
-    assert!(
-        until(Duration::from_secs(30), || monitor_url(&dir).is_some()).await,
-        "{}",
-        log(&dir, "stderr.log")
+    python_echo_fleet(
+        &dir,
+        FleetFile::new()
+            .telegram_api(e.base_url())
+            .set("monitor.token", MONITOR_TOKEN),
     );
-    let target = monitor_url(&dir)
-        .unwrap()
-        .trim_start_matches("http://")
-        .to_owned();
+    let (mut supervisor, base) = start_monitored(&dir).await;
+    let target = base.trim_start_matches("http://").to_owned();
     let prometheus = tokio::task::spawn_blocking(move || {
         botfleet_testkit::PrometheusServer::start(&target, Some(MONITOR_TOKEN)).unwrap()
     })
