@@ -49,6 +49,7 @@ mod error;
 mod fleet;
 mod interpolate;
 mod preset;
+pub mod promql;
 mod reader;
 mod secret;
 mod sections;

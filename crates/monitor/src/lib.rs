@@ -38,6 +38,7 @@ pub mod expo;
 pub mod fleet;
 mod help;
 pub mod procfs;
+pub mod promql;
 pub mod registry;
 pub mod store;
 

@@ -36,6 +36,9 @@ pub type Labels = Vec<(String, String)>;
 /// A series' identity: its name and sorted labels.
 pub type SeriesKey = (String, Labels);
 
+/// A selected series: name, labels and samples `(unix seconds, value)`.
+pub type Selected = (String, Labels, Vec<(i64, f64)>);
+
 /// One minute's aggregate.
 #[derive(Clone, Copy, Debug)]
 struct Minute {
@@ -168,7 +171,7 @@ impl Ring {
 
 /// The least-squares line through `points` (x, y): `(slope, value at
 /// x = 0)`; `None` with fewer than two distinct x.
-fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+pub(crate) fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     let n = points.len() as f64;
     if points.len() < 2 {
         return None;
@@ -561,6 +564,50 @@ impl Store {
                 (labels, eta)
             })
             .collect()
+    }
+
+    /// Every series whose name and labels `keep` accepts, with its samples
+    /// in `(start, end]` (Unix seconds), oldest first: by the second within
+    /// the last hour of the series, and before that each minute's last
+    /// value, stamped at the minute's last second. What PromQL's range and
+    /// instant selectors read.
+    pub fn select(
+        &self,
+        keep: impl Fn(&str, &Labels) -> bool,
+        start: i64,
+        end: i64,
+    ) -> Vec<Selected> {
+        let inner = self.inner.lock();
+        let mut out = Vec::new();
+        for ((name, labels), ring) in &inner.series {
+            if ring.newest == i64::MIN || !keep(name, labels) {
+                continue;
+            }
+            let fine_from = ring.newest - (SECONDS as i64 - 1);
+            let mut points = Vec::new();
+            if start + 1 < fine_from {
+                let first = (start + 1).div_euclid(60);
+                let last = (fine_from - 1).min(end).div_euclid(60);
+                for m in first..=last {
+                    let stamp = m * 60 + 59;
+                    if stamp <= start || stamp > end || stamp >= fine_from {
+                        continue;
+                    }
+                    if let Some(minute) = ring.minute(m) {
+                        points.push((stamp, minute.last));
+                    }
+                }
+            }
+            for t in (start + 1).max(fine_from)..=end.min(ring.newest) {
+                if let Some(v) = ring.second(t) {
+                    points.push((t, v));
+                }
+            }
+            if !points.is_empty() {
+                out.push((name.clone(), labels.clone(), points));
+            }
+        }
+        out
     }
 
     /// The names stored, sorted.
