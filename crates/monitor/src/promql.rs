@@ -933,7 +933,9 @@ mod tests {
 
     const T0: i64 = 1_796_645_040;
 
-    fn at(store: &Store, t: i64, series: &[(&str, &[(&str, &str)], f64)]) {
+    type Point<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+    fn at(store: &Store, t: i64, series: &[Point<'_>]) {
         let snapshot = Snapshot {
             series: series
                 .iter()
