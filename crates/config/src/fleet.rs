@@ -37,6 +37,8 @@ pub struct FleetConfig {
     pub telegram: TelegramConfig,
     /// `[[bot]]`, in file order.
     pub bots: Vec<BotConfig>,
+    /// `[alerts]`: rules, grouping, receivers.
+    pub alerts: crate::AlertsConfig,
 }
 
 impl FleetConfig {
@@ -162,6 +164,9 @@ fn read(cx: &mut Ctx<'_>, mut root: Table<'_>) -> Option<FleetConfig> {
         );
     }
     check_unique(cx, &keys);
+    let names: Vec<String> = bots.iter().map(|b| b.name.clone()).collect();
+    let alerts_table = root.table(cx, "alerts");
+    let alerts = crate::alerts::alerts(cx, alerts_table, &names);
     root.finish(cx);
 
     Some(FleetConfig {
@@ -172,6 +177,7 @@ fn read(cx: &mut Ctx<'_>, mut root: Table<'_>) -> Option<FleetConfig> {
         cache,
         telegram,
         bots,
+        alerts,
     })
 }
 

@@ -39,6 +39,7 @@
 //! assert!(!config.to_redacted_toml().contains("AAHdq"));
 //! ```
 
+mod alerts;
 mod bot;
 mod builder;
 mod cache;
@@ -61,6 +62,9 @@ mod tree;
 
 use std::path::Path;
 
+pub use alerts::{
+    AlertRule, AlertmanagerReceiver, AlertsConfig, Route, RuleGroup, TelegramReceiver, parse_rules,
+};
 pub use bot::{
     BotConfig, BotToken, DEFAULT_WEBHOOK_LISTEN, IngestMode, MAX_BOT_NAME, MAX_WORKERS_LIMIT,
     WebhookConfig, WorkerConfig, WorkerValue,

@@ -56,6 +56,7 @@ impl FleetConfig {
             bots.push(bot_table(bot));
         }
         doc["bot"] = Item::ArrayOfTables(bots);
+        doc["alerts"] = Item::Table(alerts_table(&self.alerts));
 
         let header = format!(
             "# Resolved configuration (environment = \"{}\"); secrets are shown as {REDACTED}.\n",
@@ -222,4 +223,62 @@ fn shown(v: &WorkerValue) -> &str {
     } else {
         v.value()
     }
+}
+
+fn alerts_table(alerts: &crate::AlertsConfig) -> Table {
+    let mut t = Table::new();
+    t["interval"] = value(format_duration(alerts.interval));
+    t["default_rules"] = value(alerts.default_rules);
+    let files: toml_edit::Array = alerts.rule_files.iter().map(String::as_str).collect();
+    t["rule_files"] = value(files);
+    let mut route = Table::new();
+    let group_by: toml_edit::Array = alerts.route.group_by.iter().map(String::as_str).collect();
+    route["group_by"] = value(group_by);
+    route["group_wait"] = value(format_duration(alerts.route.group_wait));
+    route["group_interval"] = value(format_duration(alerts.route.group_interval));
+    route["repeat_interval"] = value(format_duration(alerts.route.repeat_interval));
+    t["route"] = Item::Table(route);
+    let mut groups = ArrayOfTables::new();
+    for group in &alerts.groups {
+        let mut g = Table::new();
+        g["name"] = value(group.name.as_str());
+        let mut rules = ArrayOfTables::new();
+        for rule in &group.rules {
+            let mut r = Table::new();
+            r["alert"] = value(rule.alert.as_str());
+            r["expr"] = value(rule.expr.as_str());
+            if !rule.for_.is_zero() {
+                r["for"] = value(format_duration(rule.for_));
+            }
+            if !rule.keep_firing_for.is_zero() {
+                r["keep_firing_for"] = value(format_duration(rule.keep_firing_for));
+            }
+            rules.push(r);
+        }
+        g["rules"] = Item::ArrayOfTables(rules);
+        groups.push(g);
+    }
+    if !groups.is_empty() {
+        t["groups"] = Item::ArrayOfTables(groups);
+    }
+    let mut telegram = ArrayOfTables::new();
+    for r in &alerts.telegram {
+        let mut x = Table::new();
+        x["bot"] = value(r.bot.as_str());
+        x["chat_id"] = value(r.chat_id);
+        telegram.push(x);
+    }
+    if !telegram.is_empty() {
+        t["telegram"] = Item::ArrayOfTables(telegram);
+    }
+    let mut managers = ArrayOfTables::new();
+    for r in &alerts.alertmanager {
+        let mut x = Table::new();
+        x["url"] = value(crate::redact_url(&r.url));
+        managers.push(x);
+    }
+    if !managers.is_empty() {
+        t["alertmanager"] = Item::ArrayOfTables(managers);
+    }
+    t
 }

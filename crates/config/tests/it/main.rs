@@ -1,5 +1,6 @@
 //! Integration tests of `botfleet-config`: one module per area.
 
+mod alerts;
 mod errors;
 mod presets;
 mod properties;
