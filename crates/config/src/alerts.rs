@@ -121,6 +121,17 @@ pub struct AlertRule {
     pub origin: String,
 }
 
+impl RuleGroup {
+    /// A group built in code (the default pack, tests).
+    pub fn new(name: &str, rules: Vec<AlertRule>) -> RuleGroup {
+        RuleGroup {
+            name: name.to_owned(),
+            labels: Vec::new(),
+            rules,
+        }
+    }
+}
+
 impl AlertRule {
     /// A rule built in code (the default pack, tests).
     pub fn new(alert: &str, expr: &str) -> AlertRule {

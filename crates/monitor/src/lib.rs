@@ -33,6 +33,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod alerts;
 pub mod anomaly;
 pub mod expo;
 pub mod fleet;

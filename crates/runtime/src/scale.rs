@@ -62,6 +62,8 @@ pub(crate) async fn run(
         let slot = start(&bot, &registry, &slots);
         slots.push(slot);
     }
+    metrics::gauge!("botfleet_bot_target_latency_seconds", "bot" => config.name.clone())
+        .set(s.target_latency.as_secs_f64());
     let mut leaving: Vec<JoinHandle<()>> = Vec::new();
     let mut tick = tokio::time::interval(s.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -138,6 +138,23 @@ async fn poll_postgres(
         .await?;
     let ratio: f64 = ratio.try_get("ratio")?;
     registry.set_gauge("botfleet_postgres_cache_hit_ratio", &[], ratio);
+    let server = db
+        .query(
+            "SELECT current_setting('max_connections')::float8 AS max, \
+             (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::float8 AS backends",
+        )
+        .fetch_one()
+        .await?;
+    registry.set_gauge(
+        "botfleet_postgres_max_connections",
+        &[],
+        server.try_get::<f64, _>("max")?,
+    );
+    registry.set_gauge(
+        "botfleet_postgres_backends",
+        &[],
+        server.try_get::<f64, _>("backends")?,
+    );
     // pg_stat_statements, when installed in this database.
     if let Ok(rows) = db
         .query(
