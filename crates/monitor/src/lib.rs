@@ -38,6 +38,7 @@ pub mod anomaly;
 pub mod expo;
 pub mod fleet;
 mod help;
+pub mod notify;
 pub mod procfs;
 pub mod promql;
 pub mod registry;
