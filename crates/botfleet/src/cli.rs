@@ -66,6 +66,10 @@ enum Command {
     /// The updates a fleet set aside (dead letters): list, show, replay,
     /// drop.
     DeadLetters(commands::dead_letters::DeadLettersArgs),
+    /// Alert rules: check them, run their unit tests, export them for
+    /// Prometheus.
+    #[command(subcommand)]
+    Rules(commands::rules::RulesCommand),
     /// Database tools: the index advisor.
     #[command(subcommand)]
     Db(commands::db::DbCommand),
@@ -151,6 +155,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Tune(args) => commands::tune::run(&args),
         Command::Db(command) => commands::db::run(&command),
         Command::DeadLetters(args) => commands::dead_letters::run(&args),
+        Command::Rules(command) => commands::rules::run(&command),
         Command::Emulator(args) => commands::emulator::run(&args),
     };
     match result {

@@ -467,3 +467,179 @@ fn valid_name(name: &str) -> bool {
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+/// A rules test file (`botfleet rules test`), promtool's in TOML: which
+/// rules, and tests of synthetic series with the alerts expected.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RuleTests {
+    /// Rule files, relative to the test file.
+    pub rule_files: Vec<String>,
+    /// Whether the built-in rules are tested too.
+    pub default_rules: bool,
+    /// How often the rules are evaluated.
+    pub evaluation_interval: Duration,
+    /// The tests.
+    pub tests: Vec<RuleTest>,
+}
+
+/// One test: series and the alerts expected at given times.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct RuleTest {
+    /// Its name (for the report).
+    pub name: String,
+    /// The time between two values of a series.
+    pub interval: Duration,
+    /// `(series, values)`: `name{label="value"}` and promtool's notation
+    /// (`1 2 _ 3`, `0+10x5`, `5x3`, `_x2`).
+    pub input_series: Vec<(String, String)>,
+    /// The checks.
+    pub alert_rule_test: Vec<AlertTest>,
+    /// Where it is written: `FILE:LINE`.
+    pub origin: String,
+}
+
+/// The alerts of `alertname` expected firing at `eval_time`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct AlertTest {
+    /// Since the test's start.
+    pub eval_time: Duration,
+    /// The alert.
+    pub alertname: String,
+    /// Each firing alert: its labels (without `alertname`) and, when
+    /// given, its annotations.
+    pub exp_alerts: Vec<ExpectedAlert>,
+    /// Where it is written: `FILE:LINE`.
+    pub origin: String,
+}
+
+/// One alert expected.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ExpectedAlert {
+    /// Its labels, `alertname` aside.
+    pub exp_labels: Vec<(String, String)>,
+    /// Its annotations (not compared when absent).
+    pub exp_annotations: Option<Vec<(String, String)>>,
+}
+
+/// Reads a rules test file.
+pub fn parse_rule_tests(
+    text: &str,
+    file_name: &str,
+    env: &dyn Env,
+) -> Result<RuleTests, ConfigError> {
+    let mut cx = Ctx::new(Source::new(file_name, text), env);
+    let root = match tree::parse(text) {
+        Ok(root) => root,
+        Err((span, message)) => {
+            cx.error(&span, "", format!("TOML syntax error: {message}"));
+            return Err(ConfigError::Invalid(cx.into_diagnostics()));
+        }
+    };
+    let read = Table::root(&root).map(|mut root| {
+        let rule_files = root
+            .string_array(&mut cx, "rule_files")
+            .map(|f| f.into_iter().map(|s| s.value.value).collect())
+            .unwrap_or_default();
+        let default_rules = root
+            .boolean(&mut cx, "default_rules")
+            .is_some_and(|b| b.value);
+        let evaluation_interval = root
+            .duration(&mut cx, "evaluation_interval", Duration::from_secs(1)..=DAY)
+            .map_or(Duration::from_secs(60), |v| v.value);
+        let tests = root
+            .array_of_tables(&mut cx, "tests")
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut t)| {
+                let origin = format!("{}:{}", cx.source.name, cx.line(&t.span));
+                let name = t
+                    .string(&mut cx, "name")
+                    .map_or_else(|| format!("test {}", i + 1), |n| n.value.value);
+                let interval = t
+                    .duration(&mut cx, "interval", Duration::from_secs(1)..=DAY)
+                    .map_or(evaluation_interval, |v| v.value);
+                let input_series = t
+                    .array_of_tables(&mut cx, "input_series")
+                    .into_iter()
+                    .filter_map(|mut s| {
+                        let series = s.string(&mut cx, "series");
+                        let values = s.string(&mut cx, "values");
+                        let span = s.span.clone();
+                        let path = s.path().to_owned();
+                        s.finish(&mut cx);
+                        match (series, values) {
+                            (Some(a), Some(b)) => Some((a.value.value, b.value.value)),
+                            _ => {
+                                cx.error(&span, &path, "needs `series` and `values`");
+                                None
+                            }
+                        }
+                    })
+                    .collect();
+                let alert_rule_test = t
+                    .array_of_tables(&mut cx, "alert_rule_test")
+                    .into_iter()
+                    .filter_map(|mut a| {
+                        let origin = format!("{}:{}", cx.source.name, cx.line(&a.span));
+                        let eval_time = a.duration(&mut cx, "eval_time", Duration::ZERO..=7 * DAY);
+                        let alertname = a.string(&mut cx, "alertname");
+                        let exp_alerts = a
+                            .array_of_tables(&mut cx, "exp_alerts")
+                            .into_iter()
+                            .map(|mut e| {
+                                let exp_labels = pairs(&mut cx, &mut e, "exp_labels");
+                                let exp_annotations = e
+                                    .contains("exp_annotations")
+                                    .then(|| pairs(&mut cx, &mut e, "exp_annotations"));
+                                e.finish(&mut cx);
+                                ExpectedAlert {
+                                    exp_labels,
+                                    exp_annotations,
+                                }
+                            })
+                            .collect();
+                        let span = a.span.clone();
+                        let path = a.path().to_owned();
+                        a.finish(&mut cx);
+                        match (eval_time, alertname) {
+                            (Some(e), Some(n)) => Some(AlertTest {
+                                eval_time: e.value,
+                                alertname: n.value.value,
+                                exp_alerts,
+                                origin,
+                            }),
+                            _ => {
+                                cx.error(&span, &path, "needs `eval_time` and `alertname`");
+                                None
+                            }
+                        }
+                    })
+                    .collect();
+                t.finish(&mut cx);
+                RuleTest {
+                    name,
+                    interval,
+                    input_series,
+                    alert_rule_test,
+                    origin,
+                }
+            })
+            .collect();
+        root.finish(&mut cx);
+        RuleTests {
+            rule_files,
+            default_rules,
+            evaluation_interval,
+            tests,
+        }
+    });
+    let diagnostics = cx.into_diagnostics();
+    match read {
+        Some(tests) if diagnostics.is_empty() => Ok(tests),
+        _ => Err(ConfigError::Invalid(diagnostics)),
+    }
+}

@@ -63,7 +63,8 @@ mod tree;
 use std::path::Path;
 
 pub use alerts::{
-    AlertRule, AlertmanagerReceiver, AlertsConfig, Route, RuleGroup, TelegramReceiver, parse_rules,
+    AlertRule, AlertTest, AlertmanagerReceiver, AlertsConfig, ExpectedAlert, Route, RuleGroup,
+    RuleTest, RuleTests, TelegramReceiver, parse_rule_tests, parse_rules,
 };
 pub use bot::{
     BotConfig, BotToken, DEFAULT_WEBHOOK_LISTEN, IngestMode, MAX_BOT_NAME, MAX_WORKERS_LIMIT,

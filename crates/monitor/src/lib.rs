@@ -12,7 +12,10 @@
 //! - `/ready`: 200 when every bot is ready, 503 with the reasons when not;
 //! - `/api/v1/fleet`: every bot and worker with its figures (`fleet.rs`);
 //! - `/api/v1/series` and `/api/v1/names`: the store's series (`store.rs`:
-//!   every series each second for an hour, by the minute for a day).
+//!   every series each second for an hour, by the minute for a day);
+//! - `/api/v1/query`: a PromQL expression evaluated now (`promql.rs`);
+//! - `/api/v1/alerts`, `/api/v1/rules`, `/api/v1/silences`: the alert
+//!   rules' state and the silences (`alerts.rs`, `notify.rs`).
 //!
 //! With a `monitor.token`, every path but `/health` wants it as
 //! `Authorization: Bearer <token>`, compared in constant time; the fleet
@@ -35,6 +38,7 @@ use tokio::task::JoinHandle;
 
 pub mod alerts;
 pub mod anomaly;
+mod api;
 pub mod expo;
 pub mod fleet;
 mod help;
@@ -42,6 +46,7 @@ pub mod notify;
 pub mod procfs;
 pub mod promql;
 pub mod registry;
+pub mod rules;
 pub mod store;
 
 pub use expo::Format;
@@ -124,6 +129,41 @@ pub enum Error {
     },
 }
 
+/// Sends a text to a chat as a bot of the fleet, through its limiter:
+/// `(bot, chat_id, text)`.
+pub type TelegramSend = Arc<
+    dyn Fn(String, i64, String) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What [`Monitor::start_alerting`] runs: the rules, the `[alerts]`
+/// section, and how to reach Telegram.
+pub struct Alerting {
+    /// The rules.
+    pub engine: alerts::Engine,
+    /// `[alerts]`: interval, route, receivers.
+    pub config: botfleet_config::AlertsConfig,
+    /// Sends the Telegram receivers' messages (`None`: none are sent).
+    pub telegram: Option<TelegramSend>,
+}
+
+impl std::fmt::Debug for Alerting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alerting")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The alerting state the API reads.
+#[derive(Debug)]
+struct AlertsShared {
+    engine: parking_lot::Mutex<alerts::Engine>,
+    silences: parking_lot::Mutex<Vec<notify::Silence>>,
+    next_silence: std::sync::atomic::AtomicU64,
+}
+
 /// The running HTTP server.
 #[derive(Debug)]
 pub struct Monitor {
@@ -131,6 +171,9 @@ pub struct Monitor {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     sampler: JoinHandle<()>,
+    alerting: Option<JoinHandle<()>>,
+    store: Arc<store::Store>,
+    alerts: Arc<OnceLock<Arc<AlertsShared>>>,
 }
 
 #[derive(Clone)]
@@ -140,6 +183,7 @@ struct AppState {
     registry: Registry,
     token: Option<Arc<[u8]>>,
     ready: ReadyCheck,
+    alerts: Arc<OnceLock<Arc<AlertsShared>>>,
 }
 
 impl Monitor {
@@ -188,8 +232,10 @@ impl Monitor {
                 );
             }
         });
+        let alerts = Arc::new(OnceLock::new());
         let state = AppState {
-            store,
+            store: store.clone(),
+            alerts: alerts.clone(),
             fleet,
             registry,
             token: config
@@ -209,6 +255,17 @@ impl Monitor {
             .route("/api/v1/series", get(series_json))
             .route("/api/v1/names", get(names_json))
             .route("/api/v1/fleet", get(fleet_json))
+            .route("/api/v1/query", get(api::query))
+            .route("/api/v1/alerts", get(api::alerts))
+            .route("/api/v1/rules", get(api::rules))
+            .route(
+                "/api/v1/silences",
+                get(api::silences).post(api::add_silence),
+            )
+            .route(
+                "/api/v1/silences/{id}",
+                axum::routing::delete(api::drop_silence),
+            )
             .fallback(not_found)
             .with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -227,7 +284,35 @@ impl Monitor {
             stop: Some(stop),
             task,
             sampler,
+            alerting: None,
+            store,
+            alerts,
         })
+    }
+
+    /// Evaluates `alerting`'s rules every `[alerts].interval` over the
+    /// store, serves their alerts and silences on the API, and notifies
+    /// the receivers (`notify.rs`).
+    pub fn start_alerting(&mut self, alerting: Alerting) {
+        let Alerting {
+            engine,
+            config,
+            telegram,
+        } = alerting;
+        let shared = Arc::new(AlertsShared {
+            engine: parking_lot::Mutex::new(engine),
+            silences: parking_lot::Mutex::new(Vec::new()),
+            next_silence: std::sync::atomic::AtomicU64::new(1),
+        });
+        if self.alerts.set(shared.clone()).is_err() {
+            tracing::warn!("alerting was started twice; the second is ignored");
+            return;
+        }
+        let store = self.store.clone();
+        let generator = format!("http://{}/api/v1/alerts", self.addr);
+        self.alerting = Some(tokio::spawn(api::run_alerting(
+            shared, store, config, telegram, generator,
+        )));
     }
 
     /// The address it listens on (the port chosen when `bind` said 0).
@@ -238,6 +323,9 @@ impl Monitor {
     /// Stops serving; requests in progress finish.
     pub async fn stop(mut self) {
         self.sampler.abort();
+        if let Some(alerting) = self.alerting.take() {
+            alerting.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -366,7 +454,7 @@ async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
     (
         StatusCode::NOT_FOUND,
-        "no such page; the monitor serves /metrics, /metrics/all, /metrics/database, /metrics/cache, /performance/report, /health, /ready, /api/v1/fleet, /api/v1/series and /api/v1/names\n",
+        "no such page; the monitor serves /metrics, /metrics/all, /metrics/database, /metrics/cache, /performance/report, /health, /ready, /api/v1/fleet, /api/v1/series, /api/v1/names, /api/v1/query, /api/v1/alerts, /api/v1/rules and /api/v1/silences\n",
     )
         .into_response()
 }

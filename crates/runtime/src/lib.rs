@@ -164,6 +164,27 @@ impl std::fmt::Debug for FleetView {
 }
 
 impl FleetView {
+    /// Sends `text` to `chat` as `bot`, through the client (and limiter)
+    /// its ingest uses: the monitor's alerts to an operator's chat.
+    pub async fn send_text(&self, bot: &str, chat: i64, text: &str) -> Result<(), String> {
+        let client = self
+            .bots
+            .lock()
+            .iter()
+            .find(|b| b.name == bot)
+            .map(|b| b.client.clone())
+            .ok_or_else(|| format!("no bot {bot} runs"))?;
+        let params = botfleet_telegram::methods::SendMessageParams::builder()
+            .chat_id(chat)
+            .text(text)
+            .build();
+        client
+            .send_message(&params)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// The worker slots with a process now: bot, slot index, pid, whether
     /// it is ready, when it started, the slot's restarts.
     pub fn workers(&self) -> Vec<botfleet_monitor::fleet::WorkerSummary> {

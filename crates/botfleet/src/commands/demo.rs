@@ -97,7 +97,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         monitor: Some(args.monitor),
     })
     .await?;
-    let monitor = super::monitor::start(&world.config, world.fleet().view()).await;
+    let mut rules = vec![botfleet_monitor::alerts::default_rules()];
+    rules.extend(world.config.alerts.groups.iter().cloned());
+    let monitor = super::monitor::start(&world.config, world.fleet().view(), rules).await;
     let storage = world.storage;
     writeln!(
         out,

@@ -30,6 +30,18 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let Some(config) = super::config::load(&args.config)? else {
         return Ok(ExitCode::from(exit::USAGE));
     };
+    let rules = match super::rules::fleet_rules(&config, &args.config.file) {
+        Ok(rules) => rules,
+        Err(e) => {
+            writeln!(std::io::stderr().lock(), "{e}")?;
+            writeln!(
+                std::io::stderr().lock(),
+                "error: the alert rules of {} are invalid (`botfleet rules check` checks them)",
+                args.config.file.display()
+            )?;
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,7 +61,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let mut fleet = Fleet::start(&config, options)
             .await
             .context("cannot start the fleet")?;
-        let monitor = super::monitor::start(&config, fleet.view()).await;
+        let monitor = super::monitor::start(&config, fleet.view(), rules).await;
         let mut out = std::io::stdout().lock();
         writeln!(out, "botfleet: {}", config.summary())?;
         for bot in &config.bots {

@@ -7,8 +7,11 @@ mod deps;
 
 use std::sync::Arc;
 
+use botfleet_monitor::alerts::Engine;
 use botfleet_monitor::fleet::{BotSummary, FleetSource, FleetSummary};
-use botfleet_monitor::{Monitor, ProcessList, Readiness, ReadyCheck, Sources};
+use botfleet_monitor::{
+    Alerting, Monitor, ProcessList, Readiness, ReadyCheck, Sources, TelegramSend,
+};
 use botfleet_runtime::{FleetView, Status};
 
 /// The monitor, and the task that polls the fleet's dependencies.
@@ -31,11 +34,13 @@ impl Running {
 }
 
 /// Starts the monitor on `config`'s `[monitor] bind` over the installed
-/// registry, and the polling of its database and Redis; `None` (and an
-/// ERROR line) when it cannot listen.
+/// registry, the polling of its database and Redis, and the alert `rules`
+/// (notifying `[alerts]`' receivers); `None` (and an ERROR line) when it
+/// cannot listen.
 pub(crate) async fn start(
     config: &botfleet_config::FleetConfig,
     view: FleetView,
+    rules: Vec<botfleet_config::RuleGroup>,
 ) -> Option<Running> {
     // Installed by the CLI before the command ran; a program embedding
     // its own recorder gets an empty page rather than none.
@@ -60,6 +65,13 @@ pub(crate) async fn start(
             })
         })
     };
+    let telegram: TelegramSend = {
+        let view = view.clone();
+        Arc::new(move |bot, chat, text| {
+            let view = view.clone();
+            Box::pin(async move { view.send_text(&bot, chat, &text).await })
+        })
+    };
     let fleet: FleetSource = Arc::new(move || {
         let view = view.clone();
         Box::pin(async move {
@@ -75,10 +87,22 @@ pub(crate) async fn start(
         fleet,
     };
     match Monitor::start(&config.monitor, registry.clone(), sources).await {
-        Ok(monitor) => Some(Running {
-            monitor,
-            poller: tokio::spawn(deps::poll(config.clone(), registry, health)),
-        }),
+        Ok(mut monitor) => {
+            match Engine::new(&rules) {
+                Ok(engine) => monitor.start_alerting(Alerting {
+                    engine,
+                    config: config.alerts.clone(),
+                    telegram: Some(telegram),
+                }),
+                // Checked before the fleet started; a rule that fails here
+                // is reported and alerting stays off.
+                Err(e) => tracing::error!("the alert rules cannot run: {e}"),
+            }
+            Some(Running {
+                monitor,
+                poller: tokio::spawn(deps::poll(config.clone(), registry, health)),
+            })
+        }
         Err(e) => {
             tracing::error!("{e}; the fleet runs without its monitor");
             None
