@@ -18,6 +18,9 @@ use crate::notify::{self, Grouper, Matcher, Silence};
 use crate::store::Store;
 use crate::{AlertsShared, AppState, TelegramSend, bad_request, refused, unix_now};
 
+/// What Alertmanager was told: each alert's labels and state.
+type Told = Vec<(BTreeMap<String, String>, AlertState)>;
+
 /// How often firing alerts are sent to Alertmanager again, at the least.
 const RESEND: i64 = 60;
 
@@ -37,7 +40,7 @@ pub(crate) async fn run_alerting(
     let mut tick = tokio::time::interval(config.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // What Alertmanager was last told, and when.
-    let mut told: (Vec<(BTreeMap<String, String>, AlertState)>, i64) = (Vec::new(), i64::MIN);
+    let mut told: (Told, i64) = (Vec::new(), i64::MIN);
     let hold = 4 * (config.interval.as_secs() as i64).max(RESEND);
     loop {
         tick.tick().await;
@@ -47,15 +50,13 @@ pub(crate) async fn run_alerting(
             engine.eval(&store, now);
             engine.alerts()
         };
-        let heard: Vec<Alert> = {
+        let silences: Vec<Silence> = {
             let mut silences = shared.silences.lock();
             silences.retain(|s| s.ends_at > now);
-            alerts
-                .iter()
-                .filter(|a| !silences.iter().any(|s| s.mutes(&a.labels, now)))
-                .cloned()
-                .collect()
+            silences.clone()
         };
+        let muted = |a: &Alert| silences.iter().any(|s| s.mutes(&a.labels, now));
+        let heard: Vec<Alert> = alerts.iter().filter(|a| !muted(a)).cloned().collect();
         let mut counts: HashMap<&str, f64> =
             [("pending", 0.0), ("firing", 0.0), ("resolved", 0.0)].into();
         for a in &alerts {
@@ -65,7 +66,7 @@ pub(crate) async fn run_alerting(
             metrics::gauge!("botfleet_alerts", "state" => state).set(n);
         }
         if let Some(send) = &telegram {
-            for notification in grouper.tick(&heard, now) {
+            for notification in grouper.tick(&alerts, &muted, now) {
                 let text = notification.text();
                 for r in &config.telegram {
                     let send = send.clone();
@@ -84,7 +85,7 @@ pub(crate) async fn run_alerting(
             }
         }
         if let (Some(http), false) = (&http, config.alertmanager.is_empty()) {
-            let now_told: Vec<(BTreeMap<String, String>, AlertState)> = heard
+            let now_told: Told = heard
                 .iter()
                 .filter(|a| a.state != AlertState::Pending)
                 .map(|a| (a.labels.clone(), a.state))

@@ -94,8 +94,9 @@ fn alert_line(a: &Alert) -> String {
 #[derive(Debug)]
 struct Group {
     labels: BTreeMap<String, String>,
-    /// The newest state of each alert, by its labels.
-    alerts: BTreeMap<BTreeMap<String, String>, Alert>,
+    /// The newest state of each alert, by its labels, and whether a
+    /// silence mutes it.
+    alerts: BTreeMap<BTreeMap<String, String>, (Alert, bool)>,
     created: i64,
     /// When its last message went, and which alerts fired then.
     sent: Option<(i64, Vec<BTreeMap<String, String>>)>,
@@ -117,9 +118,15 @@ impl Grouper {
         }
     }
 
-    /// Takes the engine's alerts at `now` (pending and silenced ones are
-    /// left out by the caller or here) and returns the messages due.
-    pub fn tick(&mut self, alerts: &[Alert], now: i64) -> Vec<Notification> {
+    /// Takes the engine's alerts at `now` and returns the messages due.
+    /// Pending alerts are nobody's business; `muted` ones (silenced) are
+    /// kept track of but told of neither firing nor, while muted, resolved.
+    pub fn tick(
+        &mut self,
+        alerts: &[Alert],
+        muted: &dyn Fn(&Alert) -> bool,
+        now: i64,
+    ) -> Vec<Notification> {
         for a in alerts.iter().filter(|a| a.state != State::Pending) {
             let key: BTreeMap<String, String> = self
                 .route
@@ -137,12 +144,12 @@ impl Grouper {
                 created: now,
                 sent: None,
             });
-            group.alerts.insert(a.labels.clone(), a.clone());
+            group.alerts.insert(a.labels.clone(), (a.clone(), muted(a)));
         }
-        // Alerts the engine no longer lists (forgotten, or silenced) end.
+        // Alerts the engine no longer lists (forgotten) end.
         let listed: Vec<&BTreeMap<String, String>> = alerts.iter().map(|a| &a.labels).collect();
         for group in self.groups.values_mut() {
-            for (labels, alert) in &mut group.alerts {
+            for (labels, (alert, _)) in &mut group.alerts {
                 if !listed.contains(&labels) && alert.state == State::Firing {
                     alert.state = State::Resolved;
                     alert.resolved_at = Some(now);
@@ -157,36 +164,44 @@ impl Grouper {
         );
         let mut due = Vec::new();
         for group in self.groups.values_mut() {
-            let firing: Vec<BTreeMap<String, String>> = group
-                .alerts
-                .values()
-                .filter(|a| a.state == State::Firing)
-                .map(|a| a.labels.clone())
-                .collect();
-            let send = match &group.sent {
-                None => now - group.created >= wait && !firing.is_empty(),
-                Some((at, told)) => {
-                    let changed = firing.iter().any(|f| !told.contains(f))
-                        || told.iter().any(|t| !firing.contains(t));
-                    (changed && now - at >= interval) || (!firing.is_empty() && now - at >= repeat)
-                }
-            };
-            if !send {
-                continue;
-            }
             let told: Vec<BTreeMap<String, String>> = group
                 .sent
                 .as_ref()
                 .map(|(_, t)| t.clone())
                 .unwrap_or_default();
-            let alerts: Vec<Alert> = group
+            let firing: Vec<&Alert> = group
                 .alerts
                 .values()
-                .filter(|a| a.state == State::Firing || told.contains(&a.labels))
-                .cloned()
+                .filter(|(a, muted)| a.state == State::Firing && !muted)
+                .map(|(a, _)| a)
                 .collect();
-            group.alerts.retain(|_, a| a.state == State::Firing);
-            group.sent = Some((now, firing));
+            let resolved: Vec<&Alert> = group
+                .alerts
+                .values()
+                .filter(|(a, muted)| {
+                    a.state == State::Resolved && !muted && told.contains(&a.labels)
+                })
+                .map(|(a, _)| a)
+                .collect();
+            let send = match &group.sent {
+                None => now - group.created >= wait && !firing.is_empty(),
+                Some((at, _)) => {
+                    let news =
+                        firing.iter().any(|a| !told.contains(&a.labels)) || !resolved.is_empty();
+                    (news && now - at >= interval) || (!firing.is_empty() && now - at >= repeat)
+                }
+            };
+            if !send {
+                continue;
+            }
+            let alerts: Vec<Alert> = firing
+                .iter()
+                .chain(&resolved)
+                .map(|a| (*a).clone())
+                .collect();
+            let now_told = firing.iter().map(|a| a.labels.clone()).collect();
+            group.alerts.retain(|_, (a, _)| a.state == State::Firing);
+            group.sent = Some((now, now_told));
             due.push(Notification {
                 group: group.labels.clone(),
                 alerts,
@@ -394,12 +409,15 @@ mod tests {
         let b = alert("B", "dating", State::Firing, 10);
         // Pending alerts are nobody's business.
         assert!(
-            g.tick(&[alert("P", "dating", State::Pending, 0)], 0)
+            g.tick(&[alert("P", "dating", State::Pending, 0)], &|_| false, 0)
                 .is_empty()
         );
-        assert!(g.tick(&[a.clone()], 0).is_empty());
-        assert!(g.tick(&[a.clone(), b.clone()], 10).is_empty(), "waiting");
-        let first = g.tick(&[a.clone(), b.clone()], 30);
+        assert!(g.tick(std::slice::from_ref(&a), &|_| false, 0).is_empty());
+        assert!(
+            g.tick(&[a.clone(), b.clone()], &|_| false, 10).is_empty(),
+            "waiting"
+        );
+        let first = g.tick(&[a.clone(), b.clone()], &|_| false, 30);
         assert_eq!(
             names(&first),
             [[
@@ -410,11 +428,14 @@ mod tests {
         );
         assert_eq!(first[0].group["bot"], "dating");
         // Nothing new: quiet.
-        assert!(g.tick(&[a.clone(), b.clone()], 200).is_empty());
+        assert!(g.tick(&[a.clone(), b.clone()], &|_| false, 200).is_empty());
         // B resolves at 240: told at the group interval, not before.
         let b_done = alert("B", "dating", State::Resolved, 240);
-        assert!(g.tick(&[a.clone(), b_done.clone()], 240).is_empty());
-        let second = g.tick(&[a.clone(), b_done.clone()], 330);
+        assert!(
+            g.tick(&[a.clone(), b_done.clone()], &|_| false, 240)
+                .is_empty()
+        );
+        let second = g.tick(&[a.clone(), b_done.clone()], &|_| false, 330);
         assert_eq!(
             names(&second),
             [[
@@ -423,17 +444,23 @@ mod tests {
             ]]
         );
         // Still firing: repeated after repeat_interval.
-        assert!(g.tick(&[a.clone()], 3000).is_empty());
-        assert_eq!(names(&g.tick(&[a.clone()], 330 + 3600)).len(), 1);
+        assert!(
+            g.tick(std::slice::from_ref(&a), &|_| false, 3000)
+                .is_empty()
+        );
+        assert_eq!(
+            names(&g.tick(std::slice::from_ref(&a), &|_| false, 330 + 3600)).len(),
+            1
+        );
         // Another bot is another group, with its own wait.
         let c = alert("A", "shop", State::Firing, 4000);
-        assert!(g.tick(&[a.clone(), c.clone()], 4000).is_empty());
-        let third = g.tick(&[a.clone(), c.clone()], 4030);
+        assert!(g.tick(&[a.clone(), c.clone()], &|_| false, 4000).is_empty());
+        let third = g.tick(&[a.clone(), c.clone()], &|_| false, 4030);
         assert_eq!(third.len(), 1);
         assert_eq!(third[0].group["bot"], "shop");
         // A resolves; once told, the group ends.
         let a_done = alert("A", "dating", State::Resolved, 5000);
-        let told = g.tick(&[a_done, c.clone()], 5000);
+        let told = g.tick(&[a_done, c.clone()], &|_| false, 5000);
         assert_eq!(names(&told), [[("A".to_owned(), State::Resolved)]]);
         assert!(!told[0].firing());
         assert!(
@@ -442,20 +469,43 @@ mod tests {
             told[0].text()
         );
         assert!(
-            g.tick(&[c.clone()], 9000).len() == 1,
+            g.tick(std::slice::from_ref(&c), &|_| false, 9000).len() == 1,
             "shop repeats, dating is gone"
+        );
+    }
+
+    #[test]
+    fn a_silenced_alert_is_told_neither_firing_nor_resolved() {
+        let mut g = Grouper::new(route());
+        let a = alert("A", "x", State::Firing, 0);
+        let b = alert("B", "x", State::Firing, 0);
+        assert!(g.tick(&[a.clone(), b.clone()], &|_| false, 0).is_empty());
+        let told = g.tick(&[a.clone(), b.clone()], &|_| false, 30);
+        assert_eq!(told[0].alerts.len(), 2);
+        // B silenced: no message says it resolved, and a repeat leaves it out.
+        let b_muted = |x: &Alert| x.name() == "B";
+        assert!(g.tick(&[a.clone(), b.clone()], &b_muted, 400).is_empty());
+        let repeat = g.tick(&[a.clone(), b.clone()], &b_muted, 30 + 3600);
+        assert_eq!(names(&repeat), [[("A".to_owned(), State::Firing)]]);
+        // All silenced: nothing at all.
+        assert!(
+            g.tick(&[a.clone(), b.clone()], &|_| true, 30 + 7200)
+                .is_empty()
         );
     }
 
     #[test]
     fn an_alert_resolved_before_its_group_was_told_is_never_sent() {
         let mut g = Grouper::new(route());
-        assert!(g.tick(&[alert("A", "x", State::Firing, 0)], 0).is_empty());
         assert!(
-            g.tick(&[alert("A", "x", State::Resolved, 10)], 10)
+            g.tick(&[alert("A", "x", State::Firing, 0)], &|_| false, 0)
                 .is_empty()
         );
-        assert!(g.tick(&[], 60).is_empty());
+        assert!(
+            g.tick(&[alert("A", "x", State::Resolved, 10)], &|_| false, 10)
+                .is_empty()
+        );
+        assert!(g.tick(&[], &|_| false, 60).is_empty());
     }
 
     #[test]

@@ -47,7 +47,7 @@ use std::sync::OnceLock;
 
 pub use error::{Error, Result};
 pub use postgres::{PostgresBuilder, PostgresServer, SUPERUSER, TestDatabase};
-pub use prometheus::{PrometheusServer, check_metrics, promtool};
+pub use prometheus::{AlertmanagerServer, PrometheusServer, check_metrics, check_rules, promtool};
 pub use redis::{RedisBuilder, RedisServer, TestRedis};
 pub use tempdir::{BOTFLEET_TEST_TMPDIR, TempDir};
 
@@ -112,12 +112,14 @@ pub fn preflight() -> std::result::Result<(), Vec<Error>> {
     let redis = redis::find_redis_server();
     let promtool = prometheus::promtool();
     let prometheus = prometheus::find_prometheus();
+    let alertmanager = prometheus::find_alertmanager();
     let errors: Vec<Error> = [
         bins.err(),
         psql.err(),
         redis.err(),
         promtool.err(),
         prometheus.err(),
+        alertmanager.err(),
     ]
     .into_iter()
     .flatten()

@@ -13,20 +13,73 @@ use crate::{Error, Result, TempDir};
 /// How long a Prometheus may take to be ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `prometheus` on PATH, `/usr/bin` or `/usr/local/bin`.
-pub(crate) fn find_prometheus() -> Result<PathBuf> {
+/// `name` on PATH, `/usr/bin` or `/usr/local/bin`, from Debian's
+/// `package`.
+fn find(name: &str, package: &str) -> Result<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
-        .map(|dir| dir.join("prometheus"))
+        .map(|dir| dir.join(name))
         .find(|p| p.is_file())
         .ok_or_else(|| Error::MissingBinary {
-            what: "prometheus".into(),
+            what: name.into(),
             searched: "on PATH, /usr/bin and /usr/local/bin".into(),
-            install: "install it with `apt-get install prometheus` (Debian, Ubuntu)".into(),
+            install: format!("install it with `apt-get install {package}` (Debian, Ubuntu)"),
         })
+}
+
+/// `prometheus` on PATH, `/usr/bin` or `/usr/local/bin`.
+pub(crate) fn find_prometheus() -> Result<PathBuf> {
+    find("prometheus", "prometheus")
+}
+
+/// Debian's Alertmanager (`prometheus-alertmanager`).
+pub(crate) fn find_alertmanager() -> Result<PathBuf> {
+    find("prometheus-alertmanager", "prometheus-alertmanager")
+        .or_else(|_| find("alertmanager", "prometheus-alertmanager"))
+}
+
+/// Starts `what` with the arguments `args(port)` gives, on a free loopback
+/// port, and waits for its `/-/ready`; its pid goes to `pidfile` for the
+/// watchdog.
+fn start_ready(
+    what: &str,
+    binary: &std::path::Path,
+    dir: &std::path::Path,
+    pidfile: &std::path::Path,
+    args: impl Fn(u16) -> Vec<String>,
+) -> Result<(ServerProcess, u16)> {
+    let process = ServerProcess::new(what, dir.join(format!("{}.log", what.to_lowercase())));
+    let (port, ()) = process.start_on_free_port("address already in use", |port| {
+        let mut cmd = command(binary);
+        cmd.args(args(port)).current_dir(dir);
+        process.spawn(cmd)?;
+        if let Some(pid) = process.pid() {
+            let _ = std::fs::write(pidfile, pid.to_string());
+        }
+        let outcome = poll(START_TIMEOUT, Duration::from_millis(50), || {
+            if let Some(status) = process.exited() {
+                return Some(Err(format!("{what} exited ({status})")));
+            }
+            http_get(port, "/-/ready")
+                .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
+                .then_some(Ok(()))
+        });
+        match outcome {
+            Some(Ok(())) => Ok(()),
+            Some(Err(detail)) => Err(Error::Start {
+                server: format!("{what} on port {port}"),
+                detail: format!("{detail}{}", process.log_tail()),
+            }),
+            None => Err(Error::Start {
+                server: format!("{what} on port {port}"),
+                detail: format!("not ready after {START_TIMEOUT:?}{}", process.log_tail()),
+            }),
+        }
+    })?;
+    Ok((process, port))
 }
 
 /// A Prometheus server of this test process, on a free loopback port,
@@ -58,39 +111,13 @@ impl PrometheusServer {
             .map_err(|e| Error::io("cannot write prometheus.yml", &e))?;
         let pidfile = dir.path().join("prometheus.pid");
         let watchdog = Watchdog::arm(&pidfile, "prometheus", "TERM", dir.path())?;
-        let process = ServerProcess::new("Prometheus", dir.path().join("prometheus.log"));
-        let (port, ()) = process.start_on_free_port("address already in use", |port| {
-            let mut cmd = command(&binary);
-            cmd.arg(format!("--config.file={}", config_file.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .current_dir(dir.path());
-            process.spawn(cmd)?;
-            if let Some(pid) = process.pid() {
-                let _ = std::fs::write(&pidfile, pid.to_string());
-            }
-            let outcome = poll(START_TIMEOUT, Duration::from_millis(50), || {
-                if let Some(status) = process.exited() {
-                    return Some(Err(format!("prometheus exited ({status})")));
-                }
-                http_get(port, "/-/ready")
-                    .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
-                    .then_some(Ok(()))
-            });
-            match outcome {
-                Some(Ok(())) => Ok(()),
-                Some(Err(detail)) => Err(Error::Start {
-                    server: format!("Prometheus on port {port}"),
-                    detail: format!("{detail}{}", process.log_tail()),
-                }),
-                None => Err(Error::Start {
-                    server: format!("Prometheus on port {port}"),
-                    detail: format!("not ready after {START_TIMEOUT:?}{}", process.log_tail()),
-                }),
-            }
+        let data = dir.path().join("data");
+        let (process, port) = start_ready("Prometheus", &binary, dir.path(), &pidfile, |port| {
+            vec![
+                format!("--config.file={}", config_file.display()),
+                format!("--storage.tsdb.path={}", data.display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+            ]
         })?;
         Ok(PrometheusServer {
             process,
@@ -131,18 +158,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 
 /// `promtool` on PATH, `/usr/bin` or `/usr/local/bin`.
 pub fn promtool() -> Result<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
-        .map(|dir| dir.join("promtool"))
-        .find(|p| p.is_file())
-        .ok_or_else(|| Error::MissingBinary {
-            what: "promtool".into(),
-            searched: "on PATH, /usr/bin and /usr/local/bin".into(),
-            install: "install it with `apt-get install prometheus` (Debian, Ubuntu)".into(),
-        })
+    find("promtool", "prometheus")
 }
 
 /// `promtool check metrics` on `text` (Prometheus's exposition linter):
@@ -166,4 +182,77 @@ pub fn check_metrics(text: &str) -> Result<(bool, String)> {
     let said =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     Ok((out.status.success(), said))
+}
+
+/// `promtool check rules` on a rule file of `text` (Prometheus's YAML):
+/// whether it passed, and what it said.
+pub fn check_rules(text: &str) -> Result<(bool, String)> {
+    let dir = TempDir::new("rules")?;
+    let file = dir.path().join("rules.yml");
+    std::fs::write(&file, text).map_err(|e| Error::io("cannot write rules.yml", &e))?;
+    let out = command(promtool()?)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .map_err(|e| Error::io("promtool check rules", &e))?;
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Ok((out.status.success(), said))
+}
+
+/// An Alertmanager of this test process (Debian's
+/// `prometheus-alertmanager`), on a free loopback port, clustering off.
+/// Stopped on drop, and by a watchdog if the test process dies first.
+#[derive(Debug)]
+pub struct AlertmanagerServer {
+    process: ServerProcess,
+    port: u16,
+    _watchdog: Watchdog,
+    _dir: TempDir,
+}
+
+impl AlertmanagerServer {
+    /// Starts one that takes alerts and groups them for a receiver that
+    /// sends nowhere (what it received is read back from its API).
+    pub fn start() -> Result<AlertmanagerServer> {
+        let binary = find_alertmanager()?;
+        let dir = TempDir::new("alertmanager")?;
+        let config = "route:\n  receiver: none\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: none\n";
+        let config_file = dir.path().join("alertmanager.yml");
+        std::fs::write(&config_file, config)
+            .map_err(|e| Error::io("cannot write alertmanager.yml", &e))?;
+        let pidfile = dir.path().join("alertmanager.pid");
+        let watchdog = Watchdog::arm(&pidfile, "alertmanager", "TERM", dir.path())?;
+        let data = dir.path().join("data");
+        let (process, port) = start_ready("Alertmanager", &binary, dir.path(), &pidfile, |port| {
+            vec![
+                format!("--config.file={}", config_file.display()),
+                format!("--storage.path={}", data.display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--cluster.listen-address=".to_owned(),
+            ]
+        })?;
+        Ok(AlertmanagerServer {
+            process,
+            port,
+            _watchdog: watchdog,
+            _dir: dir,
+        })
+    }
+
+    /// Its base URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
+impl Drop for AlertmanagerServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+    }
 }

@@ -8,6 +8,7 @@ mod bots;
 mod config;
 mod dead_letters;
 mod emulator;
+mod rules;
 mod run;
 mod tune;
 

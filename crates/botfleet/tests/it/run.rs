@@ -938,3 +938,168 @@ async fn prometheus_scrapes_the_fleet_and_queries_its_series() {
     terminate(&supervisor);
     assert!(supervisor.wait().unwrap().success());
 }
+
+/// A fault in a running fleet (its Redis killed) fires an alert that a
+/// real Alertmanager receives and the operator's chat is told of through
+/// the bot; Redis back, both hear it resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_fires_an_alert_to_alertmanager_and_a_chat_then_resolves() {
+    const OPS: i64 = 77;
+    let (redis, alertmanager) = tokio::task::spawn_blocking(|| {
+        (
+            botfleet_testkit::RedisServer::start().unwrap(),
+            botfleet_testkit::AlertmanagerServer::start().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    e.add_bot(TOKEN, "echo_bot").unwrap();
+    e.add_user(OPS, "ops");
+    let dir = scratch("run-alerts");
+    python_echo_fleet(
+        &dir,
+        FleetFile::new()
+            .telegram_api(e.base_url())
+            .redis(redis.url())
+            .set("monitor.poll_interval", "1s"),
+    );
+    let rules = format!(
+        r#"
+[alerts]
+interval = "1s"
+route.group_wait = "1s"
+route.group_interval = "1s"
+[[alerts.telegram]]
+bot = "echo"
+chat_id = {OPS}
+[[alerts.alertmanager]]
+url = "{}"
+[[alerts.groups]]
+name = "test"
+[[alerts.groups.rules]]
+alert = "RedisGone"
+expr = "botfleet_redis_up == 0"
+for = "2s"
+labels = {{ severity = "critical" }}
+annotations = {{ summary = "Redis is gone (up = {{{{ $value }}}})" }}
+"#,
+        alertmanager.url()
+    );
+    let fleet_file = dir.join("fleet.toml");
+    let text = std::fs::read_to_string(&fleet_file).unwrap() + &rules;
+    std::fs::write(&fleet_file, text).unwrap();
+    let (mut supervisor, base) = start_monitored(&dir).await;
+    let client = reqwest::Client::new();
+    let get_json = |url: String| {
+        let request = client.get(url);
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // The rules loaded: the built-in pack and ours.
+    let rules = get_json(format!("{base}/api/v1/rules")).await;
+    let names: Vec<&str> = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"RedisGone") && names.contains(&"BotFailed"),
+        "{rules}"
+    );
+    let mut up = false;
+    for _ in 0..100 {
+        let r = get_json(format!("{base}/api/v1/query?query=botfleet_redis_up")).await;
+        if r["data"]["result"][0]["value"][1] == "1" {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "Redis never polled: {}", log(&dir, "stderr.log"));
+    let redis = std::sync::Arc::new(redis);
+    let r = redis.clone();
+    tokio::task::spawn_blocking(move || r.kill().unwrap())
+        .await
+        .unwrap();
+    let in_alertmanager = |am: serde_json::Value| {
+        am.as_array().is_some_and(|alerts| {
+            alerts.iter().any(|a| {
+                a["labels"]["alertname"] == "RedisGone" && a["labels"]["severity"] == "critical"
+            })
+        })
+    };
+    let mut received = serde_json::Value::Null;
+    for _ in 0..300 {
+        received = get_json(format!("{}/api/v2/alerts", alertmanager.url())).await;
+        if in_alertmanager(received.clone()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        in_alertmanager(received.clone()),
+        "{received}\n{}\n{}",
+        alertmanager.log(),
+        log(&dir, "stderr.log")
+    );
+    let ours = get_json(format!("{base}/api/v1/alerts")).await;
+    let firing = ours["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "RedisGone")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(firing["state"], "firing", "{ours}");
+    assert_eq!(
+        firing["annotations"]["summary"], "Redis is gone (up = 0)",
+        "{ours}"
+    );
+    assert!(
+        until(Duration::from_secs(30), || {
+            replies(&e, OPS)
+                .iter()
+                .any(|t| t.starts_with("🔥 FIRING") && t.contains("RedisGone"))
+        })
+        .await,
+        "the chat heard nothing: {:?}",
+        replies(&e, OPS)
+    );
+    // Redis back: resolved in Alertmanager (gone from its active list long
+    // before the 4 minutes a firing alert is held) and in the chat.
+    let r = redis.clone();
+    tokio::task::spawn_blocking(move || r.restart().unwrap())
+        .await
+        .unwrap();
+    let mut gone = false;
+    for _ in 0..300 {
+        received = get_json(format!("{}/api/v2/alerts", alertmanager.url())).await;
+        if !in_alertmanager(received.clone()) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "{received}");
+    assert!(
+        until(Duration::from_secs(30), || replies(&e, OPS).iter().any(
+            |t| t.starts_with("✅ RESOLVED") && t.contains("RedisGone")
+        ))
+        .await,
+        "{:?}",
+        replies(&e, OPS)
+    );
+    let said = log(&dir, "stderr.log") + &log(&dir, "stdout.log");
+    assert!(!said.contains(TOKEN), "the token leaked");
+    terminate(&supervisor);
+    assert!(supervisor.wait().unwrap().success());
+}

@@ -301,3 +301,192 @@ async fn the_store_keeps_every_second_and_answers_queries() {
     }
     m.stop().await;
 }
+
+/// Alerting in the monitor: a rule over the registry's series fires, the
+/// Telegram receiver is handed the message, the API lists the alert and
+/// takes silences; every alerting path wants the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_fire_notify_and_are_silenced_through_the_api() {
+    use botfleet_monitor::alerts::Engine;
+    use botfleet_monitor::{Alerting, TelegramSend};
+    let text = r#"
+[[bot]]
+name = "echo"
+token = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
+worker.command = "true"
+[alerts]
+interval = "1s"
+route.group_wait = "0s"
+route.group_interval = "1s"
+[[alerts.telegram]]
+bot = "echo"
+chat_id = 42
+[[alerts.groups]]
+name = "test"
+[[alerts.groups.rules]]
+alert = "Backlog"
+expr = "botfleet_queue_depth > 100"
+annotations = { summary = "{{ $labels.bot }}: {{ $value }}" }
+"#;
+    let fleet = botfleet_config::FleetConfig::parse(
+        text,
+        "fleet.toml",
+        &std::collections::HashMap::<String, String>::new(),
+    )
+    .unwrap();
+    let registry = registry();
+    registry.set_gauge(
+        "botfleet_queue_depth",
+        &[("bot".into(), "dating".into())],
+        500.0,
+    );
+    let sent: Arc<parking_lot::Mutex<Vec<(String, i64, String)>>> = Arc::default();
+    let to = sent.clone();
+    let telegram: TelegramSend = Arc::new(move |bot, chat, text| {
+        to.lock().push((bot, chat, text));
+        Box::pin(async { Ok(()) })
+    });
+    let mut m = Monitor::start(
+        &config("127.0.0.1:0", Some(TOKEN)),
+        registry.clone(),
+        sources(ready(true)),
+    )
+    .await
+    .unwrap();
+    m.start_alerting(Alerting {
+        engine: Engine::new(&fleet.alerts.groups).unwrap(),
+        config: fleet.alerts.clone(),
+        telegram: Some(telegram),
+    });
+    let base = format!("http://{}", m.addr());
+    let client = reqwest::Client::new();
+    for path in [
+        "/api/v1/alerts",
+        "/api/v1/rules",
+        "/api/v1/silences",
+        "/api/v1/query?query=up",
+    ] {
+        let r = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    let get = |path: &str| {
+        let request = client.get(format!("{base}{path}")).bearer_auth(TOKEN);
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let mut alerts = serde_json::Value::Null;
+    for _ in 0..100 {
+        alerts = get("/api/v1/alerts").await;
+        if alerts["alerts"][0]["state"] == "firing" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let alert = &alerts["alerts"][0];
+    assert_eq!(alert["state"], "firing", "{alerts}");
+    assert_eq!(alert["labels"]["alertname"], "Backlog");
+    assert_eq!(alert["annotations"]["summary"], "dating: 500");
+    assert_eq!(alert["silenced"], false);
+    for _ in 0..50 {
+        if !sent.lock().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    {
+        let sent = sent.lock();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!((sent[0].0.as_str(), sent[0].1), ("echo", 42));
+        assert!(
+            sent[0].2.starts_with("🔥 FIRING alertname=Backlog"),
+            "{}",
+            sent[0].2
+        );
+        assert!(sent[0].2.contains("dating: 500"), "{}", sent[0].2);
+    }
+    let rules = get("/api/v1/rules").await;
+    assert_eq!(rules["rules"][0]["active"], 1, "{rules}");
+    let q = get("/api/v1/query?query=sum(botfleet_queue_depth)%20*%202").await;
+    assert_eq!(q["data"]["result"][0]["value"][1], "1000", "{q}");
+    // A silence: listed, marks the alert, and can be ended.
+    let post = |body: serde_json::Value| {
+        let request = client
+            .post(format!("{base}/api/v1/silences"))
+            .bearer_auth(TOKEN)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    let r = post(serde_json::json!({
+        "matchers": [{"name": "alertname", "value": "Back.*", "isRegex": true}],
+        "duration": "1h", "createdBy": "ops", "comment": "deploy",
+    }))
+    .await;
+    assert_eq!(r.status(), 200);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(get("/api/v1/alerts").await["alerts"][0]["silenced"], true);
+    assert_eq!(
+        get("/api/v1/silences").await["silences"][0]["comment"],
+        "deploy"
+    );
+    // Silenced, the resolution is not told either.
+    registry.set_gauge(
+        "botfleet_queue_depth",
+        &[("bot".into(), "dating".into())],
+        0.0,
+    );
+    for _ in 0..50 {
+        if get("/api/v1/alerts").await["alerts"][0]["state"] == "resolved" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        get("/api/v1/alerts").await["alerts"][0]["state"],
+        "resolved"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(sent.lock().len(), 1, "{:?}", sent.lock());
+    let delete = |id: String| {
+        let request = client
+            .delete(format!("{base}/api/v1/silences/{id}"))
+            .bearer_auth(TOKEN);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(delete(id.clone()).await, 200);
+    assert_eq!(delete(id).await, 404);
+    // Bad silences are refused with the reason.
+    for (body, says) in [
+        (
+            serde_json::json!({"matchers": [{"name": "a", "value": "(", "isRegex": true}], "duration": "1h"}),
+            "matcher a",
+        ),
+        (
+            serde_json::json!({"matchers": [], "duration": "1h"}),
+            "at least one matcher",
+        ),
+        (
+            serde_json::json!({"matchers": [{"name": "a", "value": "b"}], "duration": "soon"}),
+            "is not a duration",
+        ),
+        (
+            serde_json::json!({"matchers": [{"name": "a", "value": "b"}]}),
+            "either `duration`",
+        ),
+    ] {
+        let r = post(body).await;
+        assert_eq!(r.status(), 400);
+        let said = r.text().await.unwrap();
+        assert!(said.contains(says), "{said}");
+    }
+    m.stop().await;
+}
