@@ -50,18 +50,21 @@ def main():
 
     # The worker's own metrics, as totals since it started: the supervisor
     # serves them on its monitor with `bot` and `worker` labels added
-    # (docs/protocol.md, "Worker metrics").
+    # (docs/protocol.md, "Worker metrics"), unless it runs no monitor.
     echoed = {"total": 0}
+    metrics = os.environ.get("BOTFLEET_METRICS") != "off"
 
     def heartbeat():
         seq = 0
         while True:
             time.sleep(welcome["heartbeat_ms"] / 1000)
             seq += 1
-            send(sock, lock, {"type": "heartbeat", "seq": seq},
-                 {"type": "series", "series": [
-                     {"name": "echo_replies_total", "labels": {"language": "python"},
-                      "counter": echoed["total"]}]})
+            messages = [{"type": "heartbeat", "seq": seq}]
+            if metrics:
+                messages.append({"type": "series", "series": [
+                    {"name": "echo_replies_total", "labels": {"language": "python"},
+                     "counter": echoed["total"]}]})
+            send(sock, lock, *messages)
 
     threading.Thread(target=heartbeat, daemon=True).start()
     request_id = 0

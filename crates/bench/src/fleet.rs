@@ -43,12 +43,26 @@ enum Storage {
     Servers,
 }
 
+/// Whether the fleet runs its monitor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Monitor {
+    /// As `botfleet run`: the recorder, worker metrics forwarded, the
+    /// sampler, the store and the built-in alert rules.
+    On,
+    /// No recorder anywhere: the workers are told to send no metrics.
+    Off,
+}
+
 /// The flags of `botfleet bench fleet`.
 #[derive(Debug, Args)]
 pub struct FleetBench {
     /// Print exactly one JSON document on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Run the fleet with its monitor, as `botfleet run` does, or without
+    /// (`bench monitor` compares the two).
+    #[arg(long, value_enum, default_value = "on")]
+    monitor: Monitor,
     /// Where the bots keep their data.
     #[arg(long, value_enum, default_value = "sqlite")]
     storage: Storage,
@@ -143,6 +157,8 @@ struct Step {
 struct Report {
     machine: Machine,
     storage: String,
+    /// Whether the fleet ran its monitor.
+    monitor: bool,
     /// Where the ingest journal lives.
     journal: &'static str,
     rate: f64,
@@ -184,6 +200,10 @@ pub fn run(args: &FleetBench) -> anyhow::Result<ExitCode> {
     if args.storage == Storage::Sqlite && (args.database_url.is_some() || args.redis_url.is_some())
     {
         bail!("--database-url and --redis-url go with --storage servers");
+    }
+    if args.monitor == Monitor::On {
+        // Before anything records, as the CLI does for `run`.
+        botfleet_monitor::install(botfleet_monitor::registry::DEFAULT_SERIES_CAP);
     }
     // Servers started for the run live until it ends.
     let (postgres, redis) = match args.storage {
@@ -339,6 +359,13 @@ fn ms_at(h: &Histogram<u64>, q: f64) -> f64 {
 
 async fn measure(args: &FleetBench, options: &WorldOptions) -> anyhow::Result<Report> {
     let mut world = World::start(options).await?;
+    let monitor = match args.monitor {
+        Monitor::On => {
+            let rules = vec![botfleet_monitor::alerts::default_rules()];
+            botfleet_runtime::monitor::start(&world.config, world.fleet().view(), rules).await
+        }
+        Monitor::Off => None,
+    };
     let mut err = std::io::stderr().lock();
     let _ = writeln!(
         err,
@@ -406,6 +433,9 @@ async fn measure(args: &FleetBench, options: &WorldOptions) -> anyhow::Result<Re
         .iter()
         .map(|s| (s.bot.clone(), s.ready_workers))
         .collect();
+    if let Some(monitor) = monitor {
+        monitor.stop().await;
+    }
     world.shutdown().await;
     world.db.close().await;
     drop(world);
@@ -434,6 +464,7 @@ async fn measure(args: &FleetBench, options: &WorldOptions) -> anyhow::Result<Re
             Storage::Sqlite => "sqlite+memory".to_owned(),
             Storage::Servers => "postgres+redis".to_owned(),
         },
+        monitor: args.monitor == Monitor::On,
         journal: JOURNAL,
         rate,
         duration_s: args.duration.as_secs_f64(),
@@ -552,8 +583,12 @@ async fn head_of_line(args: &FleetBench, options: &WorldOptions) -> anyhow::Resu
 fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     writeln!(
         out,
-        "machine: {} cores, {} MiB; storage {}; {} users",
-        r.machine.cores, r.machine.memory_mib, r.storage, r.users
+        "machine: {} cores, {} MiB; storage {}; {} users; monitor {}",
+        r.machine.cores,
+        r.machine.memory_mib,
+        r.storage,
+        r.users,
+        if r.monitor { "on" } else { "off" }
     )?;
     if !r.search.is_empty() {
         writeln!(

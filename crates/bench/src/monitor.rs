@@ -11,7 +11,15 @@
 //! - `memory_bytes_per_series_hour`: the resident memory a stored series
 //!   costs for an hour of seconds, measured as the growth of this process
 //!   while a store of one-hour retention fills 5,000 series (and the same
-//!   with the default day of minutes).
+//!   with the default day of minutes);
+//! - `alert_latency_ms`: from a series crossing a rule's threshold to the
+//!   alert firing (a rule without `for`, evaluated every second as
+//!   `[alerts] interval = "1s"`), read from the monitor's API: the median
+//!   of the rounds, each started at a random phase of the sampler;
+//! - `fleet_cost`: `bench fleet` with its monitor off and on, each in its
+//!   own process: the highest rate whose p99 stays under 100 ms (each
+//!   searched), then the p99 of both at one rate (half the lower of the
+//!   two).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -38,6 +46,22 @@ pub struct MonitorBench {
     /// Rounds of each measurement (the median is reported).
     #[arg(long, default_value_t = 5)]
     rounds: u32,
+    /// Alerts fired to measure the detection latency.
+    #[arg(long, default_value_t = 10)]
+    alert_rounds: u32,
+    /// Skip the fleet's cost (four `bench fleet` runs, about six minutes).
+    #[arg(long)]
+    skip_fleet: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct FleetCost {
+    max_rate_on: Option<f64>,
+    max_rate_off: Option<f64>,
+    /// The rate both p99s were measured at.
+    rate: f64,
+    p99_ms_on: f64,
+    p99_ms_off: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,6 +95,14 @@ struct Report {
     /// What the store's layout says a series costs with the default
     /// retention.
     memory_bytes_per_series_computed: usize,
+    /// Median, in milliseconds, beyond `for`.
+    alert_latency_ms: f64,
+    /// The slowest round.
+    alert_latency_ms_max: f64,
+    /// The rules' evaluation interval in that measurement.
+    alert_interval_s: u64,
+    /// `None` with `--skip-fleet`.
+    fleet_cost: Option<FleetCost>,
     ops: u64,
     rounds: u32,
 }
@@ -128,8 +160,23 @@ pub fn run(args: &MonitorBench) -> anyhow::Result<ExitCode> {
     // freed would be reused by the second and hide its cost.
     let (hour, _kept) = store_memory(60);
     let (default, _kept_too) = store_memory(botfleet_monitor::store::MINUTES);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let latencies = runtime.block_on(alert_latency(args.alert_rounds.max(1)))?;
+    drop(runtime);
+    let fleet_cost = if args.skip_fleet {
+        None
+    } else {
+        Some(fleet_cost()?)
+    };
     let report = Report {
         machine: Machine::current(),
+        alert_latency_ms: round(quantile(&latencies, 0.5)),
+        alert_latency_ms_max: round(quantile(&latencies, 1.0)),
+        alert_interval_s: 1,
+        fleet_cost,
         record,
         render,
         memory_bytes_per_series_hour: hour,
@@ -139,6 +186,133 @@ pub fn run(args: &MonitorBench) -> anyhow::Result<ExitCode> {
         rounds: args.rounds,
     };
     super::output(args.json, &report, print)
+}
+
+/// Fires `rounds` alerts through a real monitor (rules every second) and
+/// returns, per round, the milliseconds from the series crossing the
+/// threshold to the API listing the alert as firing.
+async fn alert_latency(rounds: u32) -> anyhow::Result<Vec<f64>> {
+    use botfleet_monitor::{Alerting, Monitor, Readiness, Sources};
+    let text = r#"
+[[bot]]
+name = "probe"
+token = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
+worker.command = "true"
+[monitor]
+bind = "127.0.0.1:0"
+[alerts]
+interval = "1s"
+default_rules = false
+[[alerts.groups]]
+name = "bench"
+[[alerts.groups.rules]]
+alert = "Probe"
+expr = "botfleet_bench_probe > 0"
+"#;
+    let config = botfleet_config::FleetConfig::parse(
+        text,
+        "bench-monitor.toml",
+        &std::collections::HashMap::<String, String>::new(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let registry = botfleet_monitor::Registry::new(1000);
+    let sources = Sources {
+        ready: Arc::new(|| Box::pin(async { Readiness::default() })),
+        processes: Arc::new(Vec::new),
+        fleet: Arc::new(|| Box::pin(async { botfleet_monitor::fleet::FleetSummary::default() })),
+    };
+    let mut monitor = Monitor::start(&config.monitor, registry.clone(), sources).await?;
+    monitor.start_alerting(Alerting {
+        engine: botfleet_monitor::alerts::Engine::new(&config.alerts.groups)
+            .map_err(anyhow::Error::msg)?,
+        config: config.alerts.clone(),
+        telegram: None,
+    });
+    let url = format!("http://{}/api/v1/alerts", monitor.addr());
+    let client = reqwest::Client::new();
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        // A random phase against the sampler's and the rules' seconds.
+        tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..1000))).await;
+        let label = [("round".to_owned(), round.to_string())];
+        let started = Instant::now();
+        registry.set_gauge("botfleet_bench_probe", &label, 1.0);
+        loop {
+            let body: serde_json::Value = client.get(&url).send().await?.json().await?;
+            let firing = body["alerts"].as_array().is_some_and(|alerts| {
+                alerts.iter().any(|a| {
+                    a["labels"]["round"] == round.to_string().as_str() && a["state"] == "firing"
+                })
+            });
+            if firing {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "the probe alert did not fire within 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        out.push(started.elapsed().as_secs_f64() * 1e3);
+        registry.set_gauge("botfleet_bench_probe", &label, 0.0);
+    }
+    monitor.stop().await;
+    Ok(out)
+}
+
+/// One `botfleet bench fleet --json` in its own process.
+fn fleet_run(monitor: &str, rate: Option<f64>) -> anyhow::Result<serde_json::Value> {
+    let exe = std::env::current_exe().context("cannot find the botfleet executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "bench",
+        "fleet",
+        "--json",
+        "--hol-chats",
+        "0",
+        "--monitor",
+        monitor,
+    ]);
+    if let Some(rate) = rate {
+        cmd.args(["--rate", &rate.to_string()]);
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "bench monitor: bench fleet with the monitor {monitor}{} ...",
+        rate.map(|r| format!(" at {r} updates/s"))
+            .unwrap_or_default()
+    );
+    let output = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run bench fleet")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "bench fleet --monitor {monitor} failed ({})",
+        output.status
+    );
+    serde_json::from_slice(&output.stdout).context("bench fleet printed no JSON report")
+}
+
+/// The fleet's rate and p99 with its monitor off and on.
+fn fleet_cost() -> anyhow::Result<FleetCost> {
+    let off = fleet_run("off", None)?;
+    let on = fleet_run("on", None)?;
+    let max = |r: &serde_json::Value| r["max_rate_p99_under_100ms"].as_f64();
+    let (max_off, max_on) = (max(&off), max(&on));
+    let rate = (max_off.unwrap_or(100.0).min(max_on.unwrap_or(100.0)) / 2.0)
+        .round()
+        .max(1.0);
+    let p99 = |r: serde_json::Value| r["p99_ms"].as_f64().unwrap_or(f64::NAN);
+    let p99_off = p99(fleet_run("off", Some(rate))?);
+    let p99_on = p99(fleet_run("on", Some(rate))?);
+    Ok(FleetCost {
+        max_rate_on: max_on,
+        max_rate_off: max_off,
+        rate,
+        p99_ms_on: p99_on,
+        p99_ms_off: p99_off,
+    })
 }
 
 fn round(v: f64) -> f64 {
@@ -353,5 +527,36 @@ fn print(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         r.memory_bytes_per_series_hour,
         r.memory_bytes_per_series_default,
         r.memory_bytes_per_series_computed
-    )
+    )?;
+    writeln!(
+        out,
+        "alert detection latency (rules every {} s): median {:.0} ms, slowest {:.0} ms",
+        r.alert_interval_s, r.alert_latency_ms, r.alert_latency_ms_max
+    )?;
+    if let Some(c) = &r.fleet_cost {
+        let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+        writeln!(out, "\nthe monitor's cost on bench fleet:")?;
+        writeln!(
+            out,
+            "{:<10} {:>22} {:>16}",
+            "monitor",
+            "max rate (p99<100ms)",
+            format!("p99 at {:.0}/s", c.rate)
+        )?;
+        writeln!(
+            out,
+            "{:<10} {:>22} {:>16.2}",
+            "off",
+            show(c.max_rate_off),
+            c.p99_ms_off
+        )?;
+        writeln!(
+            out,
+            "{:<10} {:>22} {:>16.2}",
+            "on",
+            show(c.max_rate_on),
+            c.p99_ms_on
+        )?;
+    }
+    Ok(())
 }

@@ -20,9 +20,13 @@ pub const DB_POOL_SIZE: &str = "BOTFLEET_DB_POOL_SIZE";
 /// for `botfleet bench ipc`).
 pub const IPC_MAX_BATCH: &str = "BOTFLEET_IPC_MAX_BATCH";
 
+/// `off` when the supervisor collects no metrics (no monitor): the worker
+/// then sends no `series` messages and need not record any.
+pub const METRICS: &str = "BOTFLEET_METRICS";
+
 /// Every variable of the contract, in the order docs/protocol.md lists
 /// them.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 8] = [
     SOCKET,
     WORKER_ID,
     BOT,
@@ -30,4 +34,5 @@ pub const ALL: [&str; 7] = [
     DB_POOL_SIZE,
     REDIS_URL,
     IPC_MAX_BATCH,
+    METRICS,
 ];

@@ -20,6 +20,7 @@ pub mod dead;
 mod dispatcher;
 mod ingest;
 pub mod journal;
+pub mod monitor;
 mod process;
 mod ring;
 mod route;
@@ -321,6 +322,10 @@ fn worker_env(
     }
     if let Some(size) = pool_size {
         vars.push((env::DB_POOL_SIZE.into(), size.to_string()));
+    }
+    if botfleet_monitor::installed().is_none() {
+        // Nobody would read what the workers forward.
+        vars.push((env::METRICS.into(), "off".into()));
     }
     vars
 }

@@ -390,8 +390,13 @@ where
     /// until it says stop or goes away: the handshake, the bot's database
     /// and Redis, the start-up hook, `ready`, then updates until the end.
     pub async fn run(self) -> Result<(), Error> {
-        // Before the database opens: it makes its metric handles then.
-        let metrics = botfleet_monitor::install(botfleet_monitor::registry::DEFAULT_SERIES_CAP);
+        // Before the database opens: it makes its metric handles then. A
+        // supervisor without a monitor says so: nothing is recorded then.
+        let metrics = if std::env::var(botfleet_protocol::env::METRICS).as_deref() == Ok("off") {
+            None
+        } else {
+            botfleet_monitor::install(botfleet_monitor::registry::DEFAULT_SERIES_CAP)
+        };
         let env = WorkerEnv::from_env()?;
         let Link {
             mut reader,

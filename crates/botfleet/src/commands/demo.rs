@@ -99,7 +99,8 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     .await?;
     let mut rules = vec![botfleet_monitor::alerts::default_rules()];
     rules.extend(world.config.alerts.groups.iter().cloned());
-    let monitor = super::monitor::start(&world.config, world.fleet().view(), rules).await;
+    let monitor =
+        botfleet_runtime::monitor::start(&world.config, world.fleet().view(), rules).await;
     let storage = world.storage;
     writeln!(
         out,

@@ -61,7 +61,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let mut fleet = Fleet::start(&config, options)
             .await
             .context("cannot start the fleet")?;
-        let monitor = super::monitor::start(&config, fleet.view(), rules).await;
+        let monitor = botfleet_runtime::monitor::start(&config, fleet.view(), rules).await;
         let mut out = std::io::stdout().lock();
         writeln!(out, "botfleet: {}", config.summary())?;
         for bot in &config.bots {

@@ -396,6 +396,7 @@ fn fleet_answers_private_chats_while_a_group_is_held_at_its_limit() {
         "{json}"
     );
     assert_eq!(json["lost"], 0, "{json}");
+    assert_eq!(json["monitor"], true, "{json}");
     let hol = &json["hol"];
     assert!(hol["private_chats"].as_u64().unwrap() >= 100, "{hol}");
     // The group was held: most of its 30 commands wait for its limit...
@@ -413,7 +414,16 @@ fn bench_monitor_measures_the_three_recorders_and_the_store() {
     let output = botfleet(
         &dir,
         &[
-            "bench", "monitor", "--ops", "1000", "--rounds", "1", "--json",
+            "bench",
+            "monitor",
+            "--ops",
+            "1000",
+            "--rounds",
+            "1",
+            "--alert-rounds",
+            "3",
+            "--skip-fleet",
+            "--json",
         ],
         &[],
     );
@@ -443,4 +453,9 @@ fn bench_monitor_measures_the_three_recorders_and_the_store() {
         json["memory_bytes_per_series_hour"].as_f64().unwrap() > 28_000.0,
         "{json}"
     );
+    // Sampled each second, evaluated each second: an alert fires within
+    // about two.
+    let latency = json["alert_latency_ms"].as_f64().unwrap();
+    assert!(latency > 0.0 && latency < 3_000.0, "{json}");
+    assert!(json["fleet_cost"].is_null(), "{json}");
 }

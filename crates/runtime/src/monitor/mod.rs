@@ -1,33 +1,34 @@
-//! The monitor that `run` and `demo` start: its readiness from the fleet's
-//! status and its dependencies (`deps.rs`), and a clear line when it cannot
-//! start (the fleet runs on without it: its users' answers matter more
-//! than its metrics).
+//! The monitor of a running fleet, as `botfleet run`, `demo` and
+//! `bench fleet` start it: its readiness from the fleet's status and its
+//! dependencies (`deps.rs`), its fleet view, its alert rules sent through
+//! the fleet's bots, and a clear line when it cannot start (the fleet runs
+//! on without it: its users' answers matter more than its metrics).
 
 mod deps;
 
 use std::sync::Arc;
 
+use crate::{FleetView, Status};
 use botfleet_monitor::alerts::Engine;
 use botfleet_monitor::fleet::{BotSummary, FleetSource, FleetSummary};
 use botfleet_monitor::{
     Alerting, Monitor, ProcessList, Readiness, ReadyCheck, Sources, TelegramSend,
 };
-use botfleet_runtime::{FleetView, Status};
 
 /// The monitor, and the task that polls the fleet's dependencies.
-pub(crate) struct Running {
+pub struct Running {
     monitor: Monitor,
     poller: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Where it listens.
-    pub(crate) fn addr(&self) -> std::net::SocketAddr {
+    pub fn addr(&self) -> std::net::SocketAddr {
         self.monitor.addr()
     }
 
     /// Stops both.
-    pub(crate) async fn stop(self) {
+    pub async fn stop(self) {
         self.poller.abort();
         self.monitor.stop().await;
     }
@@ -37,7 +38,7 @@ impl Running {
 /// registry, the polling of its database and Redis, and the alert `rules`
 /// (notifying `[alerts]`' receivers); `None` (and an ERROR line) when it
 /// cannot listen.
-pub(crate) async fn start(
+pub async fn start(
     config: &botfleet_config::FleetConfig,
     view: FleetView,
     rules: Vec<botfleet_config::RuleGroup>,

@@ -98,7 +98,7 @@ async fn poll_postgres(
     url: &str,
     db: &mut Option<Database>,
     registry: &Registry,
-) -> anyhow::Result<()> {
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     if db.is_none() {
         *db = Some(
             Database::builder(url)
