@@ -263,6 +263,10 @@ expr = "botfleet_bench_probe > 0"
 /// One `botfleet bench fleet --json` in its own process.
 fn fleet_run(monitor: &str, rate: Option<f64>) -> anyhow::Result<serde_json::Value> {
     let exe = std::env::current_exe().context("cannot find the botfleet executable")?;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a benchmark runs its own binary as a child and waits for its report"
+    )]
     let mut cmd = std::process::Command::new(exe);
     cmd.args([
         "bench",

@@ -158,12 +158,11 @@ mod tests {
 
     #[test]
     fn a_failed_bot_or_one_without_workers_makes_the_fleet_not_ready() {
-        let bot = |name: &str, ready: usize, failed: bool| {
-            let mut s = Status::default();
-            s.bot = name.to_owned();
-            s.ready_workers = ready;
-            s.failed_bot = failed;
-            s
+        let bot = |name: &str, ready: usize, failed: bool| Status {
+            bot: name.to_owned(),
+            ready_workers: ready,
+            failed_bot: failed,
+            ..Status::default()
         };
         assert!(readiness(&[bot("a", 2, false), bot("b", 1, false)]).ready);
         let r = readiness(&[bot("a", 2, false), bot("b", 0, true), bot("c", 0, false)]);
