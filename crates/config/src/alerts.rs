@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use crate::reader::{Ctx, Spanned, Table, Text};
-use crate::source::Source;
-use crate::{ConfigError, Env, tree};
+use crate::reader::{Ctx, Spanned, Table, Text, read_document};
+use crate::{ConfigError, Env};
 
 /// `[alerts]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -178,24 +177,11 @@ pub fn parse_rules(
     file_name: &str,
     env: &dyn Env,
 ) -> Result<Vec<RuleGroup>, ConfigError> {
-    let mut cx = Ctx::new(Source::new(file_name, text), env);
-    let root = match tree::parse(text) {
-        Ok(root) => root,
-        Err((span, message)) => {
-            cx.error(&span, "", format!("TOML syntax error: {message}"));
-            return Err(ConfigError::Invalid(cx.into_diagnostics()));
-        }
-    };
-    let groups = Table::root(&root).map(|mut root| {
-        let groups = rule_groups(&mut cx, &mut root, "groups");
-        root.finish(&mut cx);
-        groups
-    });
-    let diagnostics = cx.into_diagnostics();
-    match groups {
-        Some(groups) if diagnostics.is_empty() => Ok(groups),
-        _ => Err(ConfigError::Invalid(diagnostics)),
-    }
+    read_document(text, file_name, env, |cx, mut root| {
+        let groups = rule_groups(cx, &mut root, "groups");
+        root.finish(cx);
+        Some(groups)
+    })
 }
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -531,46 +517,36 @@ pub fn parse_rule_tests(
     file_name: &str,
     env: &dyn Env,
 ) -> Result<RuleTests, ConfigError> {
-    let mut cx = Ctx::new(Source::new(file_name, text), env);
-    let root = match tree::parse(text) {
-        Ok(root) => root,
-        Err((span, message)) => {
-            cx.error(&span, "", format!("TOML syntax error: {message}"));
-            return Err(ConfigError::Invalid(cx.into_diagnostics()));
-        }
-    };
-    let read = Table::root(&root).map(|mut root| {
+    read_document(text, file_name, env, |cx, mut root| {
         let rule_files = root
-            .string_array(&mut cx, "rule_files")
+            .string_array(cx, "rule_files")
             .map(|f| f.into_iter().map(|s| s.value.value).collect())
             .unwrap_or_default();
-        let default_rules = root
-            .boolean(&mut cx, "default_rules")
-            .is_some_and(|b| b.value);
+        let default_rules = root.boolean(cx, "default_rules").is_some_and(|b| b.value);
         let evaluation_interval = root
-            .duration(&mut cx, "evaluation_interval", Duration::from_secs(1)..=DAY)
+            .duration(cx, "evaluation_interval", Duration::from_secs(1)..=DAY)
             .map_or(Duration::from_secs(60), |v| v.value);
         let tests = root
-            .array_of_tables(&mut cx, "tests")
+            .array_of_tables(cx, "tests")
             .into_iter()
             .enumerate()
             .map(|(i, mut t)| {
                 let origin = format!("{}:{}", cx.source.name, cx.line(&t.span));
                 let name = t
-                    .string(&mut cx, "name")
+                    .string(cx, "name")
                     .map_or_else(|| format!("test {}", i + 1), |n| n.value.value);
                 let interval = t
-                    .duration(&mut cx, "interval", Duration::from_secs(1)..=DAY)
+                    .duration(cx, "interval", Duration::from_secs(1)..=DAY)
                     .map_or(evaluation_interval, |v| v.value);
                 let input_series = t
-                    .array_of_tables(&mut cx, "input_series")
+                    .array_of_tables(cx, "input_series")
                     .into_iter()
                     .filter_map(|mut s| {
-                        let series = s.string(&mut cx, "series");
-                        let values = s.string(&mut cx, "values");
+                        let series = s.string(cx, "series");
+                        let values = s.string(cx, "values");
                         let span = s.span.clone();
                         let path = s.path().to_owned();
-                        s.finish(&mut cx);
+                        s.finish(cx);
                         match (series, values) {
                             (Some(a), Some(b)) => Some((a.value.value, b.value.value)),
                             _ => {
@@ -581,21 +557,21 @@ pub fn parse_rule_tests(
                     })
                     .collect();
                 let alert_rule_test = t
-                    .array_of_tables(&mut cx, "alert_rule_test")
+                    .array_of_tables(cx, "alert_rule_test")
                     .into_iter()
                     .filter_map(|mut a| {
                         let origin = format!("{}:{}", cx.source.name, cx.line(&a.span));
-                        let eval_time = a.duration(&mut cx, "eval_time", Duration::ZERO..=7 * DAY);
-                        let alertname = a.string(&mut cx, "alertname");
+                        let eval_time = a.duration(cx, "eval_time", Duration::ZERO..=7 * DAY);
+                        let alertname = a.string(cx, "alertname");
                         let exp_alerts = a
-                            .array_of_tables(&mut cx, "exp_alerts")
+                            .array_of_tables(cx, "exp_alerts")
                             .into_iter()
                             .map(|mut e| {
-                                let exp_labels = pairs(&mut cx, &mut e, "exp_labels");
+                                let exp_labels = pairs(cx, &mut e, "exp_labels");
                                 let exp_annotations = e
                                     .contains("exp_annotations")
-                                    .then(|| pairs(&mut cx, &mut e, "exp_annotations"));
-                                e.finish(&mut cx);
+                                    .then(|| pairs(cx, &mut e, "exp_annotations"));
+                                e.finish(cx);
                                 ExpectedAlert {
                                     exp_labels,
                                     exp_annotations,
@@ -604,7 +580,7 @@ pub fn parse_rule_tests(
                             .collect();
                         let span = a.span.clone();
                         let path = a.path().to_owned();
-                        a.finish(&mut cx);
+                        a.finish(cx);
                         match (eval_time, alertname) {
                             (Some(e), Some(n)) => Some(AlertTest {
                                 eval_time: e.value,
@@ -619,7 +595,7 @@ pub fn parse_rule_tests(
                         }
                     })
                     .collect();
-                t.finish(&mut cx);
+                t.finish(cx);
                 RuleTest {
                     name,
                     interval,
@@ -629,17 +605,12 @@ pub fn parse_rule_tests(
                 }
             })
             .collect();
-        root.finish(&mut cx);
-        RuleTests {
+        root.finish(cx);
+        Some(RuleTests {
             rule_files,
             default_rules,
             evaluation_interval,
             tests,
-        }
-    });
-    let diagnostics = cx.into_diagnostics();
-    match read {
-        Some(tests) if diagnostics.is_empty() => Ok(tests),
-        _ => Err(ConfigError::Invalid(diagnostics)),
-    }
+        })
+    })
 }

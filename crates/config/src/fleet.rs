@@ -10,9 +10,7 @@ use crate::error::ConfigError;
 use crate::preset::Environment;
 use crate::reader::{Ctx, Table, choice};
 use crate::sections::{self, DatabaseConfig, MonitorConfig, RedisConfig};
-use crate::source::Source;
 use crate::telegram::{self, TelegramConfig};
-use crate::tree;
 
 /// A validated fleet configuration, with presets applied and `${VAR}`
 /// references resolved.
@@ -48,20 +46,7 @@ impl FleetConfig {
     /// Every problem is reported, not only the first, each with its
     /// `FILE:LINE:COL`.
     pub fn parse(text: &str, file_name: &str, env: &dyn Env) -> Result<FleetConfig, ConfigError> {
-        let mut cx = Ctx::new(Source::new(file_name, text), env);
-        let root = match tree::parse(text) {
-            Ok(root) => root,
-            Err((span, message)) => {
-                cx.error(&span, "", format!("TOML syntax error: {message}"));
-                return Err(ConfigError::Invalid(cx.into_diagnostics()));
-            }
-        };
-        let config = Table::root(&root).and_then(|root| read(&mut cx, root));
-        let diagnostics = cx.into_diagnostics();
-        match config {
-            Some(config) if diagnostics.is_empty() => Ok(config),
-            _ => Err(ConfigError::Invalid(diagnostics)),
-        }
+        crate::reader::read_document(text, file_name, env, read)
     }
 
     /// Every secret value in this configuration (tokens, passwords, webhook

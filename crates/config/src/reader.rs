@@ -54,6 +54,30 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Reads `text`, the file called `file_name`, with `read` from its root
+/// table: its value when no problem was found, else every problem.
+pub(crate) fn read_document<T>(
+    text: &str,
+    file_name: &str,
+    env: &dyn Env,
+    read: impl FnOnce(&mut Ctx<'_>, Table<'_>) -> Option<T>,
+) -> Result<T, crate::ConfigError> {
+    let mut cx = Ctx::new(Source::new(file_name, text), env);
+    let root = match crate::tree::parse(text) {
+        Ok(root) => root,
+        Err((span, message)) => {
+            cx.error(&span, "", format!("TOML syntax error: {message}"));
+            return Err(crate::ConfigError::Invalid(cx.into_diagnostics()));
+        }
+    };
+    let value = Table::root(&root).and_then(|root| read(&mut cx, root));
+    let diagnostics = cx.into_diagnostics();
+    match value {
+        Some(value) if diagnostics.is_empty() => Ok(value),
+        _ => Err(crate::ConfigError::Invalid(diagnostics)),
+    }
+}
+
 /// A value with the span it was read from.
 #[derive(Clone, Debug)]
 pub(crate) struct Spanned<T> {

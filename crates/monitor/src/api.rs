@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::alerts::{Alert, State as AlertState};
 use crate::notify::{self, Grouper, Matcher, Silence};
 use crate::store::Store;
-use crate::{AlertsShared, AppState, TelegramSend, bad_request, refused, unix_now};
+use crate::{AlertsShared, AppState, TelegramSend, bad_request, query_pairs, refused, unix_now};
 
 /// What Alertmanager was told: each alert's labels and state.
 type Told = Vec<(BTreeMap<String, String>, AlertState)>;
@@ -296,11 +296,10 @@ pub(crate) async fn query(State(state): State<AppState>, headers: HeaderMap, uri
     if let Some(refusal) = refused(&state, &headers) {
         return refusal;
     }
-    let pairs: Vec<(String, String)> =
-        match serde_urlencoded::from_str(uri.query().unwrap_or_default()) {
-            Ok(p) => p,
-            Err(e) => return bad_request(format!("the query string: {e}")),
-        };
+    let pairs = match query_pairs(&uri) {
+        Ok(p) => p,
+        Err(refusal) => return refusal,
+    };
     let mut text = None;
     let mut t = unix_now();
     for (k, v) in pairs {

@@ -466,6 +466,12 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The pairs of a request's query string, or a 400 that says why not.
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, Response> {
+    serde_urlencoded::from_str(uri.query().unwrap_or_default())
+        .map_err(|e| bad_request(format!("the query string: {e}")))
+}
+
 /// A 400 with what was wrong, as JSON.
 fn bad_request(message: String) -> Response {
     (
@@ -485,11 +491,10 @@ async fn series_json(State(state): State<AppState>, headers: HeaderMap, uri: Uri
     if let Some(refusal) = refused(&state, &headers) {
         return refusal;
     }
-    let pairs: Vec<(String, String)> =
-        match serde_urlencoded::from_str(uri.query().unwrap_or_default()) {
-            Ok(p) => p,
-            Err(e) => return bad_request(format!("the query string: {e}")),
-        };
+    let pairs = match query_pairs(&uri) {
+        Ok(p) => p,
+        Err(refusal) => return refusal,
+    };
     let mut name = None;
     let (mut start, mut end, mut step, mut agg) = (None, None, None, None);
     let mut matchers = Vec::new();

@@ -703,7 +703,10 @@ fn histogram_quantile(q: f64, v: Vec<Sample>) -> Vec<Sample> {
         .collect()
 }
 
-fn bucket_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+/// The `q` quantile of cumulative `buckets` `(upper bound, count)`, sorted,
+/// the last `+Inf`: linear within the bucket, as Prometheus's
+/// `histogram_quantile`; NaN without observations.
+pub(crate) fn bucket_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     let &(top, total) = buckets.last()?;
     if !top.is_infinite() || buckets.len() < 2 {
         return Some(f64::NAN);

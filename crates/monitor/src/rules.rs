@@ -106,10 +106,10 @@ pub fn run_tests(tests: &RuleTests, groups: &[RuleGroup]) -> Result<Report, Stri
             .unwrap_or(0);
         let mut checks: Vec<_> = test.alert_rule_test.iter().collect();
         checks.sort_by_key(|a| a.eval_time);
-        let mut next_check = 0;
+        let mut checks = checks.into_iter().peekable();
         let mut fed = 0;
         let mut t = 0;
-        while t <= end {
+        loop {
             // Every value up to t, in time order, one snapshot per second.
             let mut by_time: BTreeMap<i64, Vec<Series>> = BTreeMap::new();
             for (at, series) in samples.iter().skip(fed).take_while(|(at, _)| *at <= t) {
@@ -120,9 +120,10 @@ pub fn run_tests(tests: &RuleTests, groups: &[RuleGroup]) -> Result<Report, Stri
                 store.record(ZERO + at, &Snapshot { series });
             }
             engine.eval(&store, ZERO + t);
-            while next_check < checks.len() && checks[next_check].eval_time.as_secs() as i64 <= t {
-                let check = checks[next_check];
-                next_check += 1;
+            // The checks up to t; past the end, those between two
+            // evaluations see the last one.
+            let last = t + step > end;
+            while let Some(check) = checks.next_if(|c| last || c.eval_time.as_secs() as i64 <= t) {
                 report.checks += 1;
                 if let Some(message) = compare(&engine, check) {
                     report.failures.push(Failure {
@@ -132,20 +133,10 @@ pub fn run_tests(tests: &RuleTests, groups: &[RuleGroup]) -> Result<Report, Stri
                     });
                 }
             }
-            t += step;
-        }
-        // Checks between two evaluations see the last one.
-        while next_check < checks.len() {
-            let check = checks[next_check];
-            next_check += 1;
-            report.checks += 1;
-            if let Some(message) = compare(&engine, check) {
-                report.failures.push(Failure {
-                    origin: check.origin.clone(),
-                    test: test.name.clone(),
-                    message,
-                });
+            if last {
+                break;
             }
+            t += step;
         }
     }
     Ok(report)

@@ -472,28 +472,7 @@ impl Store {
             })
             .collect();
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let total = buckets.last()?.1;
-        if total <= 0.0 {
-            return None;
-        }
-        let rank = q * total;
-        let mut below = (0.0, 0.0);
-        for &(bound, count) in &buckets {
-            if count >= rank {
-                if bound.is_infinite() {
-                    return Some(below.0);
-                }
-                let within = count - below.1;
-                let share = if within > 0.0 {
-                    (rank - below.1) / within
-                } else {
-                    1.0
-                };
-                return Some(below.0 + (bound - below.0) * share);
-            }
-            below = (bound, count);
-        }
-        None
+        crate::promql::bucket_quantile(q, &buckets).filter(|v| !v.is_nan())
     }
 
     /// The least-squares line through the last `window` seconds of each

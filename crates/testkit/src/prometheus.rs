@@ -87,10 +87,29 @@ fn start_ready(
 /// the test process dies first.
 #[derive(Debug)]
 pub struct PrometheusServer {
+    served: Served,
+}
+
+/// A server process of this module on its port, with its watchdog and
+/// folder; killed on drop.
+#[derive(Debug)]
+struct Served {
     process: ServerProcess,
     port: u16,
     _watchdog: Watchdog,
     _dir: TempDir,
+}
+
+impl Served {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+    }
 }
 
 impl PrometheusServer {
@@ -120,27 +139,23 @@ impl PrometheusServer {
             ]
         })?;
         Ok(PrometheusServer {
-            process,
-            port,
-            _watchdog: watchdog,
-            _dir: dir,
+            served: Served {
+                process,
+                port,
+                _watchdog: watchdog,
+                _dir: dir,
+            },
         })
     }
 
     /// Its base URL (`http://127.0.0.1:PORT`).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.served.url()
     }
 
     /// Its log so far.
     pub fn log(&self) -> String {
-        self.process.log()
-    }
-}
-
-impl Drop for PrometheusServer {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
+        self.served.process.log()
     }
 }
 
@@ -205,10 +220,7 @@ pub fn check_rules(text: &str) -> Result<(bool, String)> {
 /// Stopped on drop, and by a watchdog if the test process dies first.
 #[derive(Debug)]
 pub struct AlertmanagerServer {
-    process: ServerProcess,
-    port: u16,
-    _watchdog: Watchdog,
-    _dir: TempDir,
+    served: Served,
 }
 
 impl AlertmanagerServer {
@@ -233,26 +245,22 @@ impl AlertmanagerServer {
             ]
         })?;
         Ok(AlertmanagerServer {
-            process,
-            port,
-            _watchdog: watchdog,
-            _dir: dir,
+            served: Served {
+                process,
+                port,
+                _watchdog: watchdog,
+                _dir: dir,
+            },
         })
     }
 
     /// Its base URL (`http://127.0.0.1:PORT`).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.served.url()
     }
 
     /// Its log so far.
     pub fn log(&self) -> String {
-        self.process.log()
-    }
-}
-
-impl Drop for AlertmanagerServer {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
+        self.served.process.log()
     }
 }
