@@ -298,7 +298,7 @@ pub(crate) async fn query(State(state): State<AppState>, headers: HeaderMap, uri
     }
     let pairs = match query_pairs(&uri) {
         Ok(p) => p,
-        Err(refusal) => return refusal,
+        Err(e) => return bad_request(e),
     };
     let mut text = None;
     let mut t = unix_now();

@@ -466,10 +466,10 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// The pairs of a request's query string, or a 400 that says why not.
-fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, Response> {
+/// The pairs of a request's query string, or why not.
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, String> {
     serde_urlencoded::from_str(uri.query().unwrap_or_default())
-        .map_err(|e| bad_request(format!("the query string: {e}")))
+        .map_err(|e| format!("the query string: {e}"))
 }
 
 /// A 400 with what was wrong, as JSON.
@@ -493,7 +493,7 @@ async fn series_json(State(state): State<AppState>, headers: HeaderMap, uri: Uri
     }
     let pairs = match query_pairs(&uri) {
         Ok(p) => p,
-        Err(refusal) => return refusal,
+        Err(e) => return bad_request(e),
     };
     let mut name = None;
     let (mut start, mut end, mut step, mut agg) = (None, None, None, None);
