@@ -293,7 +293,10 @@ async fn run_at(
 ) -> anyhow::Result<Run> {
     let handled_before: u64 = world.status().await.iter().map(|s| s.acked).sum();
     let traffic = world.traffic(users, rate, ramp);
-    let mut err = std::io::stderr().lock();
+    // Not locked across the awaits below: the fleet's own log lines (the
+    // autoscaler's, say) write to stderr from the runtime's threads, and a
+    // lock held here would stop them all.
+    let err = std::io::stderr();
     let live = err.is_terminal();
     let began = Instant::now();
     tokio::time::sleep(ramp).await;
@@ -320,9 +323,9 @@ async fn run_at(
             histogram.value_at_quantile(0.99) as f64 / 1e3
         );
         if live {
-            let _ = write!(err, "\r{line}   ");
+            let _ = write!(err.lock(), "\r{line}   ");
         } else if ticks % 10 == 0 {
-            let _ = writeln!(err, "{line}");
+            let _ = writeln!(err.lock(), "{line}");
         }
     }
     let after = snapshot(world).await;
@@ -338,7 +341,7 @@ async fn run_at(
     }
     let handled = world.status().await.iter().map(|s| s.acked).sum::<u64>() - handled_before;
     if live {
-        let _ = writeln!(err);
+        let _ = writeln!(err.lock());
     }
     Ok(Run {
         histogram,
