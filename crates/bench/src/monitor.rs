@@ -49,9 +49,14 @@ pub struct MonitorBench {
     /// Alerts fired to measure the detection latency.
     #[arg(long, default_value_t = 10)]
     alert_rounds: u32,
-    /// Skip the fleet's cost (four `bench fleet` runs, about six minutes).
+    /// Skip the fleet's cost (two searches and the rounds below, about
+    /// ten minutes).
     #[arg(long)]
     skip_fleet: bool,
+    /// Pairs of fixed-rate `bench fleet` runs (off, then on) whose p99s'
+    /// medians are compared.
+    #[arg(long, default_value_t = 3)]
+    fleet_rounds: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,8 +65,12 @@ struct FleetCost {
     max_rate_off: Option<f64>,
     /// The rate both p99s were measured at.
     rate: f64,
+    /// Medians of the rounds.
     p99_ms_on: f64,
     p99_ms_off: f64,
+    /// Each round's, in order.
+    p99_ms_on_rounds: Vec<f64>,
+    p99_ms_off_rounds: Vec<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -169,7 +178,7 @@ pub fn run(args: &MonitorBench) -> anyhow::Result<ExitCode> {
     let fleet_cost = if args.skip_fleet {
         None
     } else {
-        Some(fleet_cost()?)
+        Some(fleet_cost(args.fleet_rounds.max(1))?)
     };
     let report = Report {
         machine: Machine::current(),
@@ -299,7 +308,7 @@ fn fleet_run(monitor: &str, rate: Option<f64>) -> anyhow::Result<serde_json::Val
 }
 
 /// The fleet's rate and p99 with its monitor off and on.
-fn fleet_cost() -> anyhow::Result<FleetCost> {
+fn fleet_cost(rounds: u32) -> anyhow::Result<FleetCost> {
     let off = fleet_run("off", None)?;
     let on = fleet_run("on", None)?;
     let max = |r: &serde_json::Value| r["max_rate_p99_under_100ms"].as_f64();
@@ -308,14 +317,19 @@ fn fleet_cost() -> anyhow::Result<FleetCost> {
         .round()
         .max(1.0);
     let p99 = |r: serde_json::Value| r["p99_ms"].as_f64().unwrap_or(f64::NAN);
-    let p99_off = p99(fleet_run("off", Some(rate))?);
-    let p99_on = p99(fleet_run("on", Some(rate))?);
+    let (mut p99_off, mut p99_on) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        p99_off.push(p99(fleet_run("off", Some(rate))?));
+        p99_on.push(p99(fleet_run("on", Some(rate))?));
+    }
     Ok(FleetCost {
         max_rate_on: max_on,
         max_rate_off: max_off,
         rate,
-        p99_ms_on: p99_on,
-        p99_ms_off: p99_off,
+        p99_ms_on: round(quantile(&p99_on, 0.5)),
+        p99_ms_off: round(quantile(&p99_off, 0.5)),
+        p99_ms_on_rounds: p99_on,
+        p99_ms_off_rounds: p99_off,
     })
 }
 

@@ -24,10 +24,13 @@ type Told = Vec<(BTreeMap<String, String>, AlertState)>;
 /// How often firing alerts are sent to Alertmanager again, at the least.
 const RESEND: i64 = 60;
 
-/// Evaluates the rules each interval and notifies the receivers.
+/// Evaluates the rules each interval, right after the sampler stored a
+/// second (so a sample is judged as soon as it is kept), and notifies the
+/// receivers.
 pub(crate) async fn run_alerting(
     shared: Arc<AlertsShared>,
     store: Arc<Store>,
+    mut sampled: tokio::sync::watch::Receiver<i64>,
     config: AlertsConfig,
     telegram: Option<TelegramSend>,
     generator: String,
@@ -37,14 +40,21 @@ pub(crate) async fn run_alerting(
         .build()
         .ok();
     let mut grouper = Grouper::new(config.route.clone());
-    let mut tick = tokio::time::interval(config.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = (config.interval.as_secs() as i64).max(1);
+    let mut evaluated = i64::MIN;
     // What Alertmanager was last told, and when.
     let mut told: (Told, i64) = (Vec::new(), i64::MIN);
     let hold = 4 * (config.interval.as_secs() as i64).max(RESEND);
     loop {
-        tick.tick().await;
-        let now = unix_now();
+        if sampled.changed().await.is_err() {
+            // The monitor stopped.
+            return;
+        }
+        let now = *sampled.borrow_and_update();
+        if evaluated != i64::MIN && now - evaluated < every {
+            continue;
+        }
+        evaluated = now;
         let alerts = {
             let mut engine = shared.engine.lock();
             engine.eval(&store, now);

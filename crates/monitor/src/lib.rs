@@ -173,6 +173,8 @@ pub struct Monitor {
     sampler: JoinHandle<()>,
     alerting: Option<JoinHandle<()>>,
     store: Arc<store::Store>,
+    /// The second each sample was stored at, as the sampler stores it.
+    sampled: tokio::sync::watch::Receiver<i64>,
     alerts: Arc<OnceLock<Arc<AlertsShared>>>,
 }
 
@@ -217,13 +219,17 @@ impl Monitor {
         ));
         let sampled = registry.clone();
         let kept = store.clone();
+        let (sampled_tx, sampled_rx) = tokio::sync::watch::channel(0i64);
         let sampler = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 procfs::sample(&sampled, std::path::Path::new("/proc"), &processes());
-                kept.record(unix_now(), &sampled.snapshot());
+                let now = unix_now();
+                kept.record(now, &sampled.snapshot());
+                // The rules run on what was just stored.
+                sampled_tx.send_replace(now);
                 sampled.set_gauge("botfleet_monitor_store_series", &[], kept.len() as f64);
                 sampled.set_float_counter(
                     "botfleet_monitor_store_dropped_total",
@@ -286,12 +292,13 @@ impl Monitor {
             sampler,
             alerting: None,
             store,
+            sampled: sampled_rx,
             alerts,
         })
     }
 
     /// Evaluates `alerting`'s rules every `[alerts].interval` over the
-    /// store, serves their alerts and silences on the API, and notifies
+    /// store, each time right after the sampler stored a second, serves their alerts and silences on the API, and notifies
     /// the receivers (`notify.rs`).
     pub fn start_alerting(&mut self, alerting: Alerting) {
         let Alerting {
@@ -311,7 +318,12 @@ impl Monitor {
         let store = self.store.clone();
         let generator = format!("http://{}/api/v1/alerts", self.addr);
         self.alerting = Some(tokio::spawn(api::run_alerting(
-            shared, store, config, telegram, generator,
+            shared,
+            store,
+            self.sampled.clone(),
+            config,
+            telegram,
+            generator,
         )));
     }
 
