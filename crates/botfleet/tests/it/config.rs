@@ -192,6 +192,17 @@ fn show_prints_the_resolved_config_without_secrets() {
         target_latency = "200ms"
         tick = "1s"
         scale_down_window = "1m"
+
+        [alerts]
+        interval = "10s"
+        default_rules = true
+        rule_files = []
+
+        [alerts.route]
+        group_by = ["alertname", "bot"]
+        group_wait = "30s"
+        group_interval = "5m"
+        repeat_interval = "4h"
     "##]]
     .assert_eq(&stdout(&output));
     let all = format!("{}{}", stdout(&output), stderr(&output));
