@@ -66,6 +66,43 @@ enum Command {
     /// The updates a fleet set aside (dead letters): list, show, replay,
     /// drop.
     DeadLetters(commands::dead_letters::DeadLettersArgs),
+    /// A running fleet's bots and workers: pid, state, uptime, restarts,
+    /// CPU, memory, updates/s, p99, queue, 429s, failed/dead-lettered.
+    Status {
+        /// One JSON document instead of the table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: commands::remote::Remote,
+    },
+    /// Make a running fleet read its fleet file again and apply it (as
+    /// SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        remote: commands::remote::Remote,
+    },
+    /// Restart a bot of a running fleet: its workers one at a time, each
+    /// drained first; nothing is lost.
+    Restart {
+        /// The bot.
+        bot: String,
+        #[command(flatten)]
+        remote: commands::remote::Remote,
+    },
+    /// Stop a bot of a running fleet (drained; nothing is lost).
+    Stop {
+        /// The bot.
+        bot: String,
+        #[command(flatten)]
+        remote: commands::remote::Remote,
+    },
+    /// Start a bot `botfleet stop` stopped.
+    Start {
+        /// The bot.
+        bot: String,
+        #[command(flatten)]
+        remote: commands::remote::Remote,
+    },
     /// Alert rules: check them, run their unit tests, export them for
     /// Prometheus.
     #[command(subcommand)]
@@ -156,6 +193,21 @@ pub(crate) fn run() -> ExitCode {
         Command::Db(command) => commands::db::run(&command),
         Command::DeadLetters(args) => commands::dead_letters::run(&args),
         Command::Rules(command) => commands::rules::run(&command),
+        Command::Status { json, remote } => {
+            commands::remote::run(&commands::remote::Ask::Status { json }, &remote)
+        }
+        Command::Reload { remote } => {
+            commands::remote::run(&commands::remote::Ask::Reload, &remote)
+        }
+        Command::Restart { bot, remote } => {
+            commands::remote::run(&commands::remote::Ask::Restart(bot), &remote)
+        }
+        Command::Stop { bot, remote } => {
+            commands::remote::run(&commands::remote::Ask::Stop(bot), &remote)
+        }
+        Command::Start { bot, remote } => {
+            commands::remote::run(&commands::remote::Ask::Start(bot), &remote)
+        }
         Command::Emulator(args) => commands::emulator::run(&args),
     };
     match result {

@@ -85,6 +85,8 @@ struct Bot {
     restarts: u64,
     failed: u64,
     dead_lettered: u64,
+    /// 429s from Telegram since the start.
+    throttled: u64,
 }
 
 /// The fleet's JSON at `now` (Unix seconds).
@@ -135,6 +137,9 @@ pub fn json(summary: &FleetSummary, store: &Store, now: u64) -> serde_json::Valu
                 restarts: b.restarts,
                 failed: b.failed,
                 dead_lettered: b.dead_lettered,
+                throttled: store
+                    .latest("botfleet_telegram_429_total", &bot)
+                    .map_or(0, |n| n as u64),
             }
         })
         .collect();

@@ -15,7 +15,9 @@
 //!   every series each second for an hour, by the minute for a day);
 //! - `/api/v1/query`: a PromQL expression evaluated now (`promql.rs`);
 //! - `/api/v1/alerts`, `/api/v1/rules`, `/api/v1/silences`: the alert
-//!   rules' state and the silences (`alerts.rs`, `notify.rs`).
+//!   rules' state and the silences (`alerts.rs`, `notify.rs`);
+//! - `POST /api/v1/reload`, `POST /api/v1/bots/{bot}/restart|stop|start`:
+//!   the operator's actions, with the control token (`control.rs`).
 //!
 //! With a `monitor.token`, every path but `/health` wants it as
 //! `Authorization: Bearer <token>`, compared in constant time; the fleet
@@ -39,6 +41,7 @@ use tokio::task::JoinHandle;
 pub mod alerts;
 pub mod anomaly;
 mod api;
+pub mod control;
 pub mod expo;
 pub mod fleet;
 mod help;
@@ -176,6 +179,7 @@ pub struct Monitor {
     /// The second each sample was stored at, as the sampler stores it.
     sampled: tokio::sync::watch::Receiver<i64>,
     alerts: Arc<OnceLock<Arc<AlertsShared>>>,
+    control: Arc<OnceLock<control::ControlShared>>,
 }
 
 #[derive(Clone)]
@@ -186,6 +190,7 @@ struct AppState {
     token: Option<Arc<[u8]>>,
     ready: ReadyCheck,
     alerts: Arc<OnceLock<Arc<AlertsShared>>>,
+    control: Arc<OnceLock<control::ControlShared>>,
 }
 
 impl Monitor {
@@ -239,9 +244,11 @@ impl Monitor {
             }
         });
         let alerts = Arc::new(OnceLock::new());
+        let control = Arc::new(OnceLock::new());
         let state = AppState {
             store: store.clone(),
             alerts: alerts.clone(),
+            control: control.clone(),
             fleet,
             registry,
             token: config
@@ -272,6 +279,11 @@ impl Monitor {
                 "/api/v1/silences/{id}",
                 axum::routing::delete(api::drop_silence),
             )
+            .route("/api/v1/reload", axum::routing::post(control::reload))
+            .route(
+                "/api/v1/bots/{bot}/{action}",
+                axum::routing::post(control::bot),
+            )
             .fallback(not_found)
             .with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -294,7 +306,20 @@ impl Monitor {
             store,
             sampled: sampled_rx,
             alerts,
+            control,
         })
+    }
+
+    /// Takes actions on the control API (`control.rs`) from whoever holds
+    /// `token`, carried out by `send`.
+    pub fn start_control(&mut self, token: &str, send: control::ControlSend) {
+        let shared = control::ControlShared {
+            token: Arc::from(token.as_bytes()),
+            send,
+        };
+        if self.control.set(shared).is_err() {
+            tracing::warn!("the control API was started twice; the second is ignored");
+        }
     }
 
     /// Evaluates `alerting`'s rules every `[alerts].interval` over the
@@ -466,7 +491,7 @@ async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
     (
         StatusCode::NOT_FOUND,
-        "no such page; the monitor serves /metrics, /metrics/all, /metrics/database, /metrics/cache, /performance/report, /health, /ready, /api/v1/fleet, /api/v1/series, /api/v1/names, /api/v1/query, /api/v1/alerts, /api/v1/rules and /api/v1/silences\n",
+        "no such page; the monitor serves /metrics, /metrics/all, /metrics/database, /metrics/cache, /performance/report, /health, /ready, /api/v1/fleet, /api/v1/series, /api/v1/names, /api/v1/query, /api/v1/alerts, /api/v1/rules and /api/v1/silences, and takes POST /api/v1/reload and /api/v1/bots/BOT/restart|stop|start\n",
     )
         .into_response()
 }

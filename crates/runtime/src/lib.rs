@@ -153,6 +153,8 @@ pub struct Fleet {
 #[derive(Clone, Default)]
 pub struct FleetView {
     bots: Arc<Mutex<Vec<Arc<bot::BotCtx>>>>,
+    /// Bots of the configuration stopped by an operator.
+    stopped: Arc<Mutex<Vec<String>>>,
     workers: Registry,
 }
 
@@ -165,6 +167,11 @@ impl std::fmt::Debug for FleetView {
 }
 
 impl FleetView {
+    /// Bots of the configuration an operator stopped.
+    pub fn stopped(&self) -> Vec<String> {
+        self.stopped.lock().clone()
+    }
+
     /// Sends `text` to `chat` as `bot`, through the client (and limiter)
     /// its ingest uses: the monitor's alerts to an operator's chat.
     pub async fn send_text(&self, bot: &str, chat: i64, text: &str) -> Result<(), String> {
@@ -369,6 +376,7 @@ impl Fleet {
             owns_socket_dir,
             view: FleetView {
                 bots: Arc::default(),
+                stopped: Arc::default(),
                 workers: workers_view,
             },
         };
@@ -542,6 +550,77 @@ impl Fleet {
         *self.view.bots.lock() = self.bots.iter().map(|b| b.ctx.clone()).collect();
     }
 
+    /// Restarts `bot`'s workers one at a time, as a reload rolls them: each
+    /// new one ready before an old one leaves (when `max_workers` allows),
+    /// each old one drained first. Nothing is lost.
+    pub async fn restart_bot(&mut self, bot: &str) -> Result<(), String> {
+        let run = self
+            .bots
+            .iter()
+            .find(|b| b.ctx.name == bot)
+            .ok_or_else(|| self.no_such_bot(bot))?;
+        let spec = run.ctx.spec.lock().clone();
+        let (tx, rx) = oneshot::channel();
+        run.roll
+            .send(scale::Roll { spec, done: tx })
+            .map_err(|_| format!("bot {bot}: its autoscaler is gone"))?;
+        rx.await
+            .map_err(|_| format!("bot {bot}: its autoscaler is gone"))?
+            .map_err(|e| format!("bot {bot}: {e}"))
+    }
+
+    /// Stops `bot` without losing an update (its ingest confirms only what
+    /// was acked, its workers drain); it stays in the configuration,
+    /// stopped, until [`Fleet::start_stopped_bot`] or the next start.
+    pub async fn stop_bot(&mut self, bot: &str) -> Result<(), String> {
+        let at = self
+            .bots
+            .iter()
+            .position(|b| b.ctx.name == bot)
+            .ok_or_else(|| self.no_such_bot(bot))?;
+        let run = self.bots.remove(at);
+        self.publish();
+        stop_bots(vec![run]).await;
+        self.view.stopped.lock().push(bot.to_owned());
+        Ok(())
+    }
+
+    /// Starts again a bot [`Fleet::stop_bot`] stopped.
+    pub async fn start_stopped_bot(&mut self, bot: &str) -> Result<(), String> {
+        if self.bots.iter().any(|b| b.ctx.name == bot) {
+            return Err(format!("bot {bot} is running already"));
+        }
+        let config = self
+            .config
+            .bots
+            .iter()
+            .find(|b| b.name == bot)
+            .cloned()
+            .ok_or_else(|| self.no_such_bot(bot))?;
+        let run = self
+            .start_bot(&config)
+            .await
+            .map_err(|e| format!("bot {bot} did not start: {e}"))?;
+        self.bots.push(run);
+        self.view.stopped.lock().retain(|b| b != bot);
+        self.publish();
+        Ok(())
+    }
+
+    /// Bots stopped by [`Fleet::stop_bot`].
+    pub fn stopped_bots(&self) -> Vec<String> {
+        self.view.stopped()
+    }
+
+    fn no_such_bot(&self, bot: &str) -> String {
+        let names: Vec<&str> = self.config.bots.iter().map(|b| b.name.as_str()).collect();
+        if names.contains(&bot) {
+            format!("bot {bot} is stopped")
+        } else {
+            format!("no bot is named {bot}; the fleet has {}", names.join(", "))
+        }
+    }
+
     /// The bots failed now (their restart intensity was exceeded; each is
     /// retried after its `failed_retry`).
     pub fn failed_bots(&self) -> Vec<String> {
@@ -656,6 +735,8 @@ impl Fleet {
                 },
             }
         }
+        // Every bot of the new file runs now, those stopped included.
+        self.view.stopped.lock().clear();
         self.publish();
         done
     }

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use botfleet_runtime::{Fleet, RunOptions};
@@ -61,7 +62,38 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let mut fleet = Fleet::start(&config, options)
             .await
             .context("cannot start the fleet")?;
-        let monitor = botfleet_runtime::monitor::start(&config, fleet.view(), rules).await;
+        let mut monitor = botfleet_runtime::monitor::start(&config, fleet.view(), rules).await;
+        // The control API's way into this loop, and where a local CLI
+        // finds it (docs/operating.md).
+        let (control_tx, mut control_rx) = tokio::sync::mpsc::unbounded_channel::<Asked>();
+        let control_files = match &mut monitor {
+            Some(m) => {
+                let token = config
+                    .monitor
+                    .token
+                    .as_ref()
+                    .map_or_else(super::remote::new_token, |t| t.expose().clone());
+                let send: botfleet_monitor::control::ControlSend = Arc::new(move |action| {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    let sent = control_tx.send((action, reply));
+                    Box::pin(async move {
+                        sent.map_err(|_| "the fleet is stopping".to_owned())?;
+                        answer
+                            .await
+                            .map_err(|_| "the fleet is stopping".to_owned())?
+                    })
+                });
+                m.start_control(&token, send);
+                match super::remote::write_files(&args.data_dir, m.addr(), &token) {
+                    Ok(files) => Some(files),
+                    Err(e) => {
+                        tracing::error!("{e:#}; `botfleet status` and the other commands need --url and --token-file");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let mut out = std::io::stdout().lock();
         writeln!(out, "botfleet: {}", config.summary())?;
         for bot in &config.bots {
@@ -92,8 +124,18 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                     break;
                 }
                 _ = term.recv() => break,
-                _ = hangup.recv() => reload(&mut fleet, &args.config.file).await?,
+                _ = hangup.recv() => {
+                    // Its problems are logged; the fleet runs on either way.
+                    let _ = reload(&mut fleet, &args.config.file).await?;
+                }
+                Some((action, reply)) = control_rx.recv() => {
+                    let outcome = act(&mut fleet, &args.config.file, action).await?;
+                    let _ = reply.send(outcome);
+                }
             }
+        }
+        if let Some(files) = control_files {
+            files.remove();
         }
         let failed = fleet.failed_bots();
         let mut out = std::io::stdout().lock();
@@ -123,9 +165,79 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Reads `file` again and applies it (SIGHUP). An invalid or unreadable
-/// file changes nothing: its problems are logged and the fleet runs on.
-async fn reload(fleet: &mut Fleet, file: &std::path::Path) -> anyhow::Result<()> {
+/// An action of the control API and where its outcome goes.
+type Asked = (
+    botfleet_monitor::control::Control,
+    tokio::sync::oneshot::Sender<Result<serde_json::Value, String>>,
+);
+
+/// Carries out an operator's action; its outcome, or why not.
+async fn act(
+    fleet: &mut Fleet,
+    file: &std::path::Path,
+    action: botfleet_monitor::control::Control,
+) -> anyhow::Result<Result<serde_json::Value, String>> {
+    use botfleet_monitor::control::Control;
+    let done = |bot: &str, what: &str| serde_json::json!({ "bot": bot, "done": what });
+    Ok(match action {
+        Control::Reload => reload(fleet, file).await?.map(|r| {
+            serde_json::json!({
+                "added": r.added, "removed": r.removed, "rolled": r.rolled,
+                "restarted": r.restarted, "problems": r.problems,
+                "not_applied": r.not_applied,
+            })
+        }),
+        Control::Restart(bot) => {
+            say(&format!(
+                "botfleet: restarting {bot} (one worker at a time)"
+            ))?;
+            let r = fleet
+                .restart_bot(&bot)
+                .await
+                .map(|()| done(&bot, "restarted"));
+            say(&format!(
+                "botfleet: {}",
+                outcome_line(&bot, "restarted", &r)
+            ))?;
+            r
+        }
+        Control::Stop(bot) => {
+            let r = fleet.stop_bot(&bot).await.map(|()| done(&bot, "stopped"));
+            say(&format!("botfleet: {}", outcome_line(&bot, "stopped", &r)))?;
+            r
+        }
+        Control::Start(bot) => {
+            let r = fleet
+                .start_stopped_bot(&bot)
+                .await
+                .map(|()| done(&bot, "started"));
+            say(&format!("botfleet: {}", outcome_line(&bot, "started", &r)))?;
+            r
+        }
+    })
+}
+
+fn outcome_line(bot: &str, what: &str, r: &Result<serde_json::Value, String>) -> String {
+    match r {
+        Ok(_) => format!("{bot} {what}"),
+        Err(e) => format!("{bot} not {what}: {e}"),
+    }
+}
+
+/// One line on stdout, now.
+fn say(line: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
+
+/// Reads `file` again and applies it (SIGHUP, or the control API). An
+/// invalid or unreadable file changes nothing: its problems are logged,
+/// returned, and the fleet runs on.
+async fn reload(
+    fleet: &mut Fleet,
+    file: &std::path::Path,
+) -> anyhow::Result<Result<botfleet_runtime::Reloaded, String>> {
     let config = match botfleet_config::load(file) {
         Ok(config) => config,
         Err(botfleet_config::ConfigError::Invalid(problems)) => {
@@ -133,22 +245,23 @@ async fn reload(fleet: &mut Fleet, file: &std::path::Path) -> anyhow::Result<()>
                 tracing::error!("{problem}");
             }
             tracing::error!(
-                "SIGHUP: {} has {} problems; the running fleet is kept as it is",
+                "reload: {} has {} problems; the running fleet is kept as it is",
                 file.display(),
                 problems.len()
             );
-            return Ok(());
+            let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Ok(Err(lines.join("\n")));
         }
         Err(e) => {
-            tracing::error!("SIGHUP: {e:#}; the running fleet is kept as it is");
-            return Ok(());
+            tracing::error!("reload: {e:#}; the running fleet is kept as it is");
+            return Ok(Err(format!("{e:#}")));
         }
     };
     for warning in super::config::warnings(&config) {
         tracing::warn!("{warning}");
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "botfleet: SIGHUP: reloading {}", file.display())?;
+    writeln!(out, "botfleet: reloading {}", file.display())?;
     out.flush()?;
     drop(out);
     let done = fleet.reload(&config).await;
@@ -184,7 +297,7 @@ async fn reload(fleet: &mut Fleet, file: &std::path::Path) -> anyhow::Result<()>
         writeln!(out, "{}", bot_line(bot))?;
     }
     out.flush()?;
-    Ok(())
+    Ok(Ok(done))
 }
 
 /// A handler of `kind`, named `name` in its error.

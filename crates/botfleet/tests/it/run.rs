@@ -1106,3 +1106,206 @@ annotations = {{ summary = "Redis is gone (up = {{{{ $value }}}})" }}
     terminate(&supervisor);
     assert!(supervisor.wait().unwrap().success());
 }
+
+/// `botfleet status`, `restart`, `stop`, `start` and `reload` against a
+/// running fleet, found through its data directory: every worker with its
+/// pid; a restart under load and a stop/start lose nothing; a reload adds
+/// a bot and removes one; a wrong token and no fleet are said clearly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_shows_and_operates_a_running_fleet() {
+    use crate::{botfleet, stderr, stdout};
+    const SECOND: &str = "220302654:AAGjJ7rRq6cl8mTnUf0m8l6rHd0qXz3xYp2";
+    const THIRD: &str = "330403765:AAKkK8sSr7dm9nUoVg1n9m7sIe1rYa4yZq3";
+    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    e.add_bot(TOKEN, "echo_bot").unwrap();
+    e.add_bot(SECOND, "second_bot").unwrap();
+    e.add_bot(THIRD, "third_bot").unwrap();
+    for u in 1..=20 {
+        e.add_user(u, "user");
+    }
+    let dir = scratch("run-cli");
+    let bot = |name: &str, token: &str| {
+        BotFile::new(name, token)
+            .workers(2, 2)
+            .command("sh", ["-c", r#"exec python3 "$0""#, &python_worker()])
+    };
+    let file = |bots: Vec<BotFile>| {
+        let mut f = FleetFile::new().telegram_api(e.base_url());
+        for b in bots {
+            f = f.bot(b);
+        }
+        std::fs::write(dir.join("fleet.toml"), f.to_toml()).unwrap();
+    };
+    file(vec![bot("echo", TOKEN), bot("second", SECOND)]);
+    let (mut supervisor, _) = start_monitored(&dir).await;
+    answered(&e, &dir, 1, "#1").await;
+    let cli = |args: Vec<String>| {
+        let dir = dir.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                botfleet(&dir, &args, &[])
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let status = || async {
+        let out = cli(args(&["status", "--json", "--data-dir", "data"])).await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+    let pids = |s: &serde_json::Value, name: &str| -> Vec<u64> {
+        let bots = s["bots"].as_array().unwrap();
+        let bot = bots.iter().find(|b| b["name"] == name).unwrap();
+        bot["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["pid"].as_u64().unwrap())
+            .collect()
+    };
+    // Both workers of echo are ready, listed with their pids.
+    let mut before = Vec::new();
+    for _ in 0..100 {
+        let s = status().await;
+        before = pids(&s, "echo");
+        if before.len() == 2 && before.iter().all(|p| *p > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(before.len(), 2);
+    let table = cli(args(&["status", "--data-dir", "data"])).await;
+    let table = stdout(&table);
+    for pid in &before {
+        assert!(table.contains(&pid.to_string()), "{table}");
+    }
+    assert!(
+        table.contains("echo") && table.contains("second"),
+        "{table}"
+    );
+    // A restart of echo under load: every message answered, new pids,
+    // second untouched.
+    let second_before = pids(&status().await, "second");
+    let restart = tokio::spawn(cli(args(&["restart", "echo", "--data-dir", "data"])));
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        let chat = 1 + i % 20;
+        let text = format!("r{i}");
+        e.inject_message(TOKEN, chat, chat, &text).unwrap();
+        sent.push((chat, text));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = restart.await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "echo restarted\n");
+    for (chat, text) in &sent {
+        let want = format!("echo {text}");
+        assert!(
+            until(Duration::from_secs(30), || replies(&e, *chat)
+                .contains(&want))
+            .await,
+            "lost {text} in the restart: {}",
+            log(&dir, "stderr.log")
+        );
+    }
+    let after = pids(&status().await, "echo");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(
+        pids(&status().await, "second"),
+        second_before,
+        "second was touched"
+    );
+    // Stop, a message meanwhile, start: it is answered after.
+    let out = cli(args(&["stop", "echo", "--data-dir", "data"])).await;
+    assert_eq!(stdout(&out), "echo stopped\n", "{}", stderr(&out));
+    let s = status().await;
+    let echo = s["bots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "echo")
+        .unwrap()
+        .clone();
+    assert_eq!(echo["state"], "stopped", "{s}");
+    e.inject_message(TOKEN, 3, 3, "while stopped").unwrap();
+    let out = cli(args(&["start", "echo", "--data-dir", "data"])).await;
+    assert_eq!(stdout(&out), "echo started\n", "{}", stderr(&out));
+    assert!(
+        until(Duration::from_secs(30), || replies(&e, 3)
+            .contains(&"echo while stopped".to_owned()))
+        .await,
+        "the message sent while echo was stopped was lost"
+    );
+    let out = cli(args(&["stop", "nobody", "--data-dir", "data"])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no bot is named nobody"),
+        "{}",
+        stderr(&out)
+    );
+    // Reload: second goes, third comes.
+    file(vec![bot("echo", TOKEN), bot("third", THIRD)]);
+    let out = cli(args(&["reload", "--data-dir", "data"])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "reloaded: added third; removed second\n");
+    let s = status().await;
+    let names: Vec<&str> = s["bots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"third") && !names.contains(&"second"),
+        "{s}"
+    );
+    // A wrong token, and no fleet at all, are said as such.
+    std::fs::write(dir.join("bad.token"), "not-the-token").unwrap();
+    let out = cli(args(&[
+        "restart",
+        "echo",
+        "--data-dir",
+        "data",
+        "--token-file",
+        "bad.token",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("refused the token from bad.token"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cli(args(&["status", "--url", "http://127.0.0.1:9"])).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no fleet answers at http://127.0.0.1:9"),
+        "{}",
+        stderr(&out)
+    );
+    let token = std::fs::read_to_string(dir.join("data/control.token")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("data/control.token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(
+        !log(&dir, "stderr.log").contains(token.trim()),
+        "the control token leaked"
+    );
+    terminate(&supervisor);
+    assert!(supervisor.wait().unwrap().success());
+    assert!(
+        !dir.join("data/control.token").exists(),
+        "the token file outlived the fleet"
+    );
+}

@@ -27,6 +27,12 @@ impl Running {
         self.monitor.addr()
     }
 
+    /// Takes the operator's actions on the control API from whoever holds
+    /// `token` (`botfleet_monitor::control`).
+    pub fn start_control(&mut self, token: &str, send: botfleet_monitor::control::ControlSend) {
+        self.monitor.start_control(token, send);
+    }
+
     /// Stops both.
     pub async fn stop(self) {
         self.poller.abort();
@@ -76,8 +82,14 @@ pub async fn start(
     let fleet: FleetSource = Arc::new(move || {
         let view = view.clone();
         Box::pin(async move {
+            let mut bots: Vec<BotSummary> = view.status().await.iter().map(bot_summary).collect();
+            bots.extend(view.stopped().into_iter().map(|name| BotSummary {
+                name,
+                state: "stopped".to_owned(),
+                ..BotSummary::default()
+            }));
             FleetSummary {
-                bots: view.status().await.iter().map(bot_summary).collect(),
+                bots,
                 workers: view.workers(),
             }
         })

@@ -1,0 +1,322 @@
+//! Commands against a running fleet, through its monitor's API:
+//! `botfleet status`, `reload`, `restart`, `stop`, `start`; and the files
+//! `run` writes so they find it (`monitor.url`, and `control.token`, mode
+//! 0600, in its data directory).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use crate::exit;
+
+/// The file with the control token, in the data directory.
+const TOKEN_FILE: &str = "control.token";
+/// The file with the monitor's address, in the data directory.
+const URL_FILE: &str = "monitor.url";
+
+/// A fresh control token: 32 hex digits from the system's random source.
+pub(crate) fn new_token() -> String {
+    let mut bytes = [0u8; 16];
+    // /dev/urandom does not fail on Linux once booted; a short read still
+    // leaves a token nobody can guess from outside the process.
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The files `run` wrote; removed when it stops.
+pub(crate) struct ControlFiles {
+    token: PathBuf,
+    url: PathBuf,
+}
+
+impl ControlFiles {
+    /// Removes both.
+    pub(crate) fn remove(self) {
+        let _ = std::fs::remove_file(&self.token);
+        let _ = std::fs::remove_file(&self.url);
+    }
+}
+
+/// Writes `monitor.url` and `control.token` (0600) in `data_dir`.
+pub(crate) fn write_files(
+    data_dir: &Path,
+    addr: std::net::SocketAddr,
+    token: &str,
+) -> anyhow::Result<ControlFiles> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let token_path = data_dir.join(TOKEN_FILE);
+    let _ = std::fs::remove_file(&token_path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&token_path)
+        .with_context(|| format!("cannot write {}", token_path.display()))?;
+    f.write_all(token.as_bytes())?;
+    let url_path = data_dir.join(URL_FILE);
+    std::fs::write(&url_path, format!("http://{addr}\n"))
+        .with_context(|| format!("cannot write {}", url_path.display()))?;
+    Ok(ControlFiles {
+        token: token_path,
+        url: url_path,
+    })
+}
+
+/// How a command finds the fleet.
+#[derive(Debug, Args)]
+pub(crate) struct Remote {
+    /// The fleet's monitor, such as http://127.0.0.1:8001 [default: what
+    /// `run` wrote in --data-dir, else the fleet file's `[monitor] bind`].
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// A file holding the control token [default: control.token in
+    /// --data-dir, else the fleet file's `[monitor] token`].
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// The data directory `botfleet run` was given.
+    #[arg(long, value_name = "DIR", default_value = "botfleet-data")]
+    data_dir: PathBuf,
+    /// The fleet file, read when the data directory says nothing.
+    #[arg(long = "config", value_name = "FLEET_FILE", env = crate::cli::BOTFLEET_CONFIG, default_value = botfleet_config::DEFAULT_CONFIG_FILE)]
+    config: PathBuf,
+}
+
+/// A fleet found: its base URL and token.
+struct Fleet {
+    url: String,
+    token: Option<String>,
+    /// Where the token came from, for errors.
+    token_from: String,
+}
+
+impl Remote {
+    fn find(&self) -> anyhow::Result<Fleet> {
+        let fleet_file = || botfleet_config::load(&self.config).ok();
+        let url = match &self.url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => match std::fs::read_to_string(self.data_dir.join(URL_FILE)) {
+                Ok(u) => u.trim().trim_end_matches('/').to_owned(),
+                Err(_) => match fleet_file() {
+                    Some(c) => format!("http://{}", c.monitor.bind),
+                    None => format!("http://{}", botfleet_config::DEFAULT_MONITOR_BIND),
+                },
+            },
+        };
+        let (token, token_from) = match &self.token_file {
+            Some(f) => (
+                Some(
+                    std::fs::read_to_string(f)
+                        .with_context(|| format!("cannot read the token file {}", f.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                f.display().to_string(),
+            ),
+            None => {
+                let path = self.data_dir.join(TOKEN_FILE);
+                match std::fs::read_to_string(&path) {
+                    Ok(t) => (Some(t.trim().to_owned()), path.display().to_string()),
+                    Err(_) => (
+                        fleet_file().and_then(|c| c.monitor.token.map(|t| t.expose().clone())),
+                        format!("{}'s [monitor] token", self.config.display()),
+                    ),
+                }
+            }
+        };
+        Ok(Fleet {
+            url,
+            token,
+            token_from,
+        })
+    }
+}
+
+impl Fleet {
+    /// GETs or POSTs `path`; the JSON answer, or an error that says what
+    /// went wrong in the user's terms.
+    async fn call(&self, post: bool, path: &str) -> anyhow::Result<serde_json::Value> {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(600))
+            .build()?;
+        let url = format!("{}{path}", self.url);
+        let mut request = if post {
+            client.post(&url)
+        } else {
+            client.get(&url)
+        };
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                anyhow::anyhow!(
+                    "no fleet answers at {} (is `botfleet run` running? give --url, or the --data-dir it was given)",
+                    self.url
+                )
+            } else {
+                anyhow::anyhow!("{}: {e}", self.url)
+            }
+        })?;
+        let status = response.status();
+        let body: serde_json::Value = response
+            .json()
+            .await
+            .unwrap_or_else(|_| serde_json::json!({}));
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            match &self.token {
+                Some(_) => bail!(
+                    "the fleet at {} refused the token from {} (give the running fleet's --token-file, or its --data-dir)",
+                    self.url,
+                    self.token_from
+                ),
+                None => bail!(
+                    "the fleet at {} wants a token and none was found (give --token-file, or the --data-dir `botfleet run` was given)",
+                    self.url
+                ),
+            }
+        }
+        if !status.is_success() {
+            let why = body["error"]
+                .as_str()
+                .unwrap_or("no reason given")
+                .to_owned();
+            bail!("{why}");
+        }
+        Ok(body)
+    }
+}
+
+/// What a remote command asks.
+#[derive(Debug)]
+pub(crate) enum Ask {
+    Status { json: bool },
+    Reload,
+    Restart(String),
+    Stop(String),
+    Start(String),
+}
+
+pub(crate) fn run(ask: &Ask, remote: &Remote) -> anyhow::Result<ExitCode> {
+    let fleet = remote.find()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (post, path) = match ask {
+        Ask::Status { .. } => (false, "/api/v1/fleet".to_owned()),
+        Ask::Reload => (true, "/api/v1/reload".to_owned()),
+        Ask::Restart(bot) => (true, format!("/api/v1/bots/{bot}/restart")),
+        Ask::Stop(bot) => (true, format!("/api/v1/bots/{bot}/stop")),
+        Ask::Start(bot) => (true, format!("/api/v1/bots/{bot}/start")),
+    };
+    let answer = runtime.block_on(fleet.call(post, &path))?;
+    let mut out = std::io::stdout().lock();
+    match ask {
+        Ask::Status { json: true } => writeln!(out, "{answer}")?,
+        Ask::Status { json: false } => status_table(&mut out, &answer)?,
+        Ask::Reload => {
+            let list = |key: &str| -> String {
+                answer[key]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            };
+            let mut changes = Vec::new();
+            for key in ["added", "removed", "rolled", "restarted"] {
+                let l = list(key);
+                if !l.is_empty() {
+                    changes.push(format!("{key} {l}"));
+                }
+            }
+            if changes.is_empty() {
+                writeln!(out, "reloaded; no bot changed")?;
+            } else {
+                writeln!(out, "reloaded: {}", changes.join("; "))?;
+            }
+            let problems = list("problems");
+            if !problems.is_empty() {
+                writeln!(out, "problems: {problems}")?;
+                return Ok(ExitCode::from(exit::FAILURE));
+            }
+        }
+        Ask::Restart(bot) | Ask::Stop(bot) | Ask::Start(bot) => {
+            writeln!(out, "{bot} {}", answer["done"].as_str().unwrap_or("done"))?;
+        }
+    }
+    Ok(ExitCode::from(exit::OK))
+}
+
+/// `pm2 ls` for a fleet: a line per bot, a line per worker under it.
+fn status_table(out: &mut impl Write, fleet: &serde_json::Value) -> std::io::Result<()> {
+    let num = |v: &serde_json::Value, digits: usize| {
+        v.as_f64()
+            .map_or_else(|| "-".to_owned(), |x| format!("{x:.digits$}"))
+    };
+    writeln!(
+        out,
+        "{:<14} {:>6} {:>8} {:<9} {:>8} {:>8} {:>6} {:>8} {:>9} {:>8} {:>6} {:>5} {:>7}",
+        "bot/worker",
+        "slot",
+        "pid",
+        "state",
+        "uptime",
+        "restarts",
+        "cpu%",
+        "mem MiB",
+        "updates/s",
+        "p99 ms",
+        "queue",
+        "429s",
+        "failed"
+    )?;
+    for bot in fleet["bots"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "{:<14} {:>6} {:>8} {:<9} {:>8} {:>8} {:>6} {:>8} {:>9} {:>8} {:>6} {:>5} {:>7}",
+            bot["name"].as_str().unwrap_or("?"),
+            "",
+            "",
+            bot["state"].as_str().unwrap_or("?"),
+            "",
+            bot["restarts"],
+            "",
+            "",
+            num(&bot["rate"], 1),
+            num(&bot["p99_ms"], 1),
+            bot["queue"],
+            bot["throttled"],
+            format!("{}/{}", bot["failed"], bot["dead_lettered"]),
+        )?;
+        for w in bot["workers"].as_array().into_iter().flatten() {
+            let uptime = w["uptime_s"].as_u64().map_or_else(
+                || "-".to_owned(),
+                |s| botfleet_config::duration::format(std::time::Duration::from_secs(s)),
+            );
+            writeln!(
+                out,
+                "{:<14} {:>6} {:>8} {:<9} {:>8} {:>8} {:>6} {:>8}",
+                "",
+                w["slot"],
+                w["pid"],
+                w["state"].as_str().unwrap_or("?"),
+                uptime,
+                w["restarts"],
+                num(&w["cpu_pct"], 1),
+                num(&w["rss_mib"], 1),
+            )?;
+        }
+    }
+    Ok(())
+}
