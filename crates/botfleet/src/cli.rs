@@ -75,6 +75,14 @@ enum Command {
         #[command(flatten)]
         remote: commands::remote::Remote,
     },
+    /// The recent output of a running fleet's workers (1,000 lines per
+    /// worker kept by the supervisor), or with --follow as it comes.
+    Logs {
+        #[command(flatten)]
+        logs: commands::remote::LogsArgs,
+        #[command(flatten)]
+        remote: commands::remote::Remote,
+    },
     /// Make a running fleet read its fleet file again and apply it (as
     /// SIGHUP does).
     Reload {
@@ -195,6 +203,9 @@ pub(crate) fn run() -> ExitCode {
         Command::Rules(command) => commands::rules::run(&command),
         Command::Status { json, remote } => {
             commands::remote::run(&commands::remote::Ask::Status { json }, &remote)
+        }
+        Command::Logs { logs, remote } => {
+            commands::remote::run(&commands::remote::Ask::Logs(logs), &remote)
         }
         Command::Reload { remote } => {
             commands::remote::run(&commands::remote::Ask::Reload, &remote)

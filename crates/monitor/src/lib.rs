@@ -45,6 +45,7 @@ pub mod control;
 pub mod expo;
 pub mod fleet;
 mod help;
+pub mod logs;
 pub mod notify;
 pub mod procfs;
 pub mod promql;
@@ -180,6 +181,7 @@ pub struct Monitor {
     sampled: tokio::sync::watch::Receiver<i64>,
     alerts: Arc<OnceLock<Arc<AlertsShared>>>,
     control: Arc<OnceLock<control::ControlShared>>,
+    logs: Arc<OnceLock<logs::Served>>,
 }
 
 #[derive(Clone)]
@@ -191,6 +193,7 @@ struct AppState {
     ready: ReadyCheck,
     alerts: Arc<OnceLock<Arc<AlertsShared>>>,
     control: Arc<OnceLock<control::ControlShared>>,
+    logs: Arc<OnceLock<logs::Served>>,
 }
 
 impl Monitor {
@@ -245,7 +248,9 @@ impl Monitor {
         });
         let alerts = Arc::new(OnceLock::new());
         let control = Arc::new(OnceLock::new());
+        let logs = Arc::new(OnceLock::new());
         let state = AppState {
+            logs: logs.clone(),
             store: store.clone(),
             alerts: alerts.clone(),
             control: control.clone(),
@@ -279,6 +284,7 @@ impl Monitor {
                 "/api/v1/silences/{id}",
                 axum::routing::delete(api::drop_silence),
             )
+            .route("/api/v1/logs", get(logs::logs))
             .route("/api/v1/reload", axum::routing::post(control::reload))
             .route(
                 "/api/v1/bots/{bot}/{action}",
@@ -307,7 +313,15 @@ impl Monitor {
             sampled: sampled_rx,
             alerts,
             control,
+            logs,
         })
+    }
+
+    /// Serves the workers' recent output at `/api/v1/logs` from `source`.
+    pub fn serve_logs(&mut self, source: logs::LogSource) {
+        if self.logs.set(logs::Served(source)).is_err() {
+            tracing::warn!("the logs were served twice; the second is ignored");
+        }
     }
 
     /// Takes actions on the control API (`control.rs`) from whoever holds
@@ -491,7 +505,7 @@ async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
     (
         StatusCode::NOT_FOUND,
-        "no such page; the monitor serves /metrics, /metrics/all, /metrics/database, /metrics/cache, /performance/report, /health, /ready, /api/v1/fleet, /api/v1/series, /api/v1/names, /api/v1/query, /api/v1/alerts, /api/v1/rules and /api/v1/silences, and takes POST /api/v1/reload and /api/v1/bots/BOT/restart|stop|start\n",
+        "no such page; the monitor serves /metrics, /metrics/all, /metrics/database, /metrics/cache, /performance/report, /health, /ready, /api/v1/fleet, /api/v1/series, /api/v1/names, /api/v1/query, /api/v1/alerts, /api/v1/rules, /api/v1/silences and /api/v1/logs, and takes POST /api/v1/reload and /api/v1/bots/BOT/restart|stop|start\n",
     )
         .into_response()
 }

@@ -182,6 +182,8 @@ pub(crate) struct BotCtx {
     pub(crate) journal: crate::journal::Journal,
     /// The fleet's data directory (the journal, dead letters).
     pub(crate) data_dir: std::path::PathBuf,
+    /// Every worker's recent output, the fleet's.
+    pub(crate) logs: crate::logbook::LogBook,
 }
 
 impl BotCtx {

@@ -20,6 +20,7 @@ pub mod dead;
 mod dispatcher;
 mod ingest;
 pub mod journal;
+pub mod logbook;
 pub mod monitor;
 mod process;
 mod ring;
@@ -153,6 +154,8 @@ pub struct Fleet {
 #[derive(Clone, Default)]
 pub struct FleetView {
     bots: Arc<Mutex<Vec<Arc<bot::BotCtx>>>>,
+    /// Every worker's recent output.
+    logs: logbook::LogBook,
     /// Bots of the configuration stopped by an operator.
     stopped: Arc<Mutex<Vec<String>>>,
     workers: Registry,
@@ -167,6 +170,11 @@ impl std::fmt::Debug for FleetView {
 }
 
 impl FleetView {
+    /// Every worker's recent output (`botfleet logs`).
+    pub fn logs(&self) -> &logbook::LogBook {
+        &self.logs
+    }
+
     /// Bots of the configuration an operator stopped.
     pub fn stopped(&self) -> Vec<String> {
         self.stopped.lock().clone()
@@ -376,6 +384,7 @@ impl Fleet {
             owns_socket_dir,
             view: FleetView {
                 bots: Arc::default(),
+                logs: logbook::LogBook::default(),
                 stopped: Arc::default(),
                 workers: workers_view,
             },
@@ -458,6 +467,7 @@ impl Fleet {
             calling: std::sync::atomic::AtomicUsize::new(0),
             journal,
             data_dir: self.data_dir(),
+            logs: self.view.logs.clone(),
         });
         tokio::spawn(bot::actor(ctx.clone(), rx));
         if recovered.cut > 0 {

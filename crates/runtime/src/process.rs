@@ -50,11 +50,22 @@ pub(crate) type Recent = std::sync::Arc<parking_lot::Mutex<std::collections::Vec
 /// Lines [`Recent`] keeps.
 const RECENT_LINES: usize = 20;
 
+/// Where a worker's output lines go besides the log.
+#[derive(Clone)]
+struct Sink {
+    recent: Recent,
+    book: crate::logbook::LogBook,
+    slot: u32,
+    pid: u32,
+}
+
 pub(crate) fn spawn(
     spec: &Spec,
     bot: &str,
     worker: u32,
     recent: &Recent,
+    book: &crate::logbook::LogBook,
+    slot: u32,
 ) -> std::io::Result<Child> {
     let mut command = Command::new(&spec.program);
     command
@@ -66,13 +77,19 @@ pub(crate) fn spawn(
         .process_group(0)
         .kill_on_drop(true);
     let mut child = command.spawn()?;
+    let sink = Sink {
+        recent: recent.clone(),
+        book: book.clone(),
+        slot,
+        pid: child.id().unwrap_or(0),
+    };
     if let Some(out) = child.stdout.take() {
         tokio::spawn(relay(
             BufReader::new(out),
             bot.to_owned(),
             worker,
             "stdout",
-            recent.clone(),
+            sink.clone(),
         ));
     }
     if let Some(err) = child.stderr.take() {
@@ -81,7 +98,7 @@ pub(crate) fn spawn(
             bot.to_owned(),
             worker,
             "stderr",
-            recent.clone(),
+            sink,
         ));
     }
     Ok(child)
@@ -97,20 +114,16 @@ async fn relay<R: tokio::io::AsyncBufRead + Unpin>(
     bot: String,
     worker: u32,
     stream: &'static str,
-    recent: Recent,
+    sink: Sink,
 ) {
     let mut budget = LogBudget::new(tokio::time::Instant::now(), LINE_BURST, LINES_PER_SECOND);
     relay_lines(reader, |line| {
         {
-            let mut recent = recent.lock();
+            let mut recent = sink.recent.lock();
             if recent.len() == RECENT_LINES {
                 recent.pop_front();
             }
             recent.push_back(line.to_owned());
-        }
-        match budget.take(tokio::time::Instant::now()) {
-            Take::Log { dropped } => report_dropped(&bot, worker, stream, dropped),
-            Take::Drop => return,
         }
         // A worker's stderr is where its errors and tracebacks go; a line
         // that names its level is logged at that level.
@@ -119,6 +132,26 @@ async fn relay<R: tokio::io::AsyncBufRead + Unpin>(
         } else {
             tracing::Level::INFO
         });
+        sink.book.push(crate::logbook::LogLine {
+            t_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            bot: bot.clone(),
+            worker: sink.slot,
+            pid: sink.pid,
+            stream,
+            level: match level {
+                tracing::Level::ERROR => "error",
+                tracing::Level::WARN => "warn",
+                tracing::Level::INFO => "info",
+                _ => "debug",
+            },
+            line: line.to_owned(),
+        });
+        match budget.take(tokio::time::Instant::now()) {
+            Take::Log { dropped } => report_dropped(&bot, worker, stream, dropped),
+            Take::Drop => return,
+        }
         match level {
             tracing::Level::ERROR => {
                 tracing::error!(target: "botfleet::worker", bot = %bot, worker, stream, "{line}");

@@ -87,7 +87,14 @@ pub(crate) async fn supervise(
         spec.env
             .push((botfleet_protocol::env::WORKER_ID.into(), worker.to_string()));
         let started = Instant::now();
-        let spawned = process::spawn(&spec, &bot.name, worker, &shared.output);
+        let spawned = process::spawn(
+            &spec,
+            &bot.name,
+            worker,
+            &shared.output,
+            &bot.logs,
+            shared.index,
+        );
         tracing::debug!(bot = %bot.name, worker, spawn_us = started.elapsed().as_micros() as u64, "spawned");
         // Why the process ended, and how, for the log.
         let (reason, status) = match spawned {

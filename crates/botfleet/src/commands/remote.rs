@@ -193,10 +193,31 @@ impl Fleet {
     }
 }
 
+/// What `botfleet logs` asks.
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// Only this bot's workers.
+    bot: Option<String>,
+    /// Only this worker slot (the `worker` label; `status` lists them).
+    #[arg(long, value_name = "N")]
+    worker: Option<u32>,
+    /// Keep printing new lines until Ctrl-C.
+    #[arg(long, short)]
+    follow: bool,
+    /// Lines from this long ago [default: all the fleet kept, 1,000 per
+    /// worker].
+    #[arg(long, value_name = "DURATION", value_parser = botfleet_config::duration::positive_arg)]
+    since: Option<std::time::Duration>,
+    /// This level and above: debug, info, warn, error.
+    #[arg(long, default_value = "debug", value_parser = ["debug", "info", "warn", "error"])]
+    level: String,
+}
+
 /// What a remote command asks.
 #[derive(Debug)]
 pub(crate) enum Ask {
     Status { json: bool },
+    Logs(LogsArgs),
     Reload,
     Restart(String),
     Stop(String),
@@ -209,7 +230,11 @@ pub(crate) fn run(ask: &Ask, remote: &Remote) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    if let Ask::Logs(args) = ask {
+        return runtime.block_on(logs(&fleet, args));
+    }
     let (post, path) = match ask {
+        Ask::Logs(_) => unreachable!("answered above"),
         Ask::Status { .. } => (false, "/api/v1/fleet".to_owned()),
         Ask::Reload => (true, "/api/v1/reload".to_owned()),
         Ask::Restart(bot) => (true, format!("/api/v1/bots/{bot}/restart")),
@@ -219,6 +244,7 @@ pub(crate) fn run(ask: &Ask, remote: &Remote) -> anyhow::Result<ExitCode> {
     let answer = runtime.block_on(fleet.call(post, &path))?;
     let mut out = std::io::stdout().lock();
     match ask {
+        Ask::Logs(_) => {}
         Ask::Status { json: true } => writeln!(out, "{answer}")?,
         Ask::Status { json: false } => status_table(&mut out, &answer)?,
         Ask::Reload => {
@@ -256,6 +282,55 @@ pub(crate) fn run(ask: &Ask, remote: &Remote) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(exit::OK))
+}
+
+/// Prints the lines `args` asks for, and with `--follow` the new ones
+/// every half second.
+async fn logs(fleet: &Fleet, args: &LogsArgs) -> anyhow::Result<ExitCode> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut since = args
+        .since
+        .map_or(0, |d| now_ms.saturating_sub(d.as_millis() as u64));
+    loop {
+        let mut query = vec![
+            ("since".to_owned(), since.to_string()),
+            ("level".to_owned(), args.level.clone()),
+        ];
+        if let Some(bot) = &args.bot {
+            query.push(("bot".to_owned(), bot.clone()));
+        }
+        if let Some(w) = args.worker {
+            query.push(("worker".to_owned(), w.to_string()));
+        }
+        let path = format!(
+            "/api/v1/logs?{}",
+            serde_urlencoded::to_string(&query).unwrap_or_default()
+        );
+        let answer = fleet.call(false, &path).await?;
+        let mut out = std::io::stdout().lock();
+        for l in answer["lines"].as_array().into_iter().flatten() {
+            let t = l["t_ms"].as_u64().unwrap_or(0);
+            since = since.max(t);
+            writeln!(
+                out,
+                "{} {}/{} [{}] {:<5} {}",
+                botfleet_monitor::notify::rfc3339((t / 1000) as i64),
+                l["bot"].as_str().unwrap_or("?"),
+                l["worker"],
+                l["pid"],
+                l["level"].as_str().unwrap_or("?").to_uppercase(),
+                l["line"].as_str().unwrap_or("")
+            )?;
+        }
+        out.flush()?;
+        drop(out);
+        if !args.follow {
+            return Ok(ExitCode::from(exit::OK));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// `pm2 ls` for a fleet: a line per bot, a line per worker under it.

@@ -1309,3 +1309,111 @@ async fn the_cli_shows_and_operates_a_running_fleet() {
         "the token file outlived the fleet"
     );
 }
+
+/// `botfleet logs`: a worker's lines only, by level, and with --follow the
+/// new ones as they come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_show_one_workers_lines_by_level() {
+    use crate::{botfleet, stderr, stdout};
+    let e = Emulator::start(EmulatorConfig::default()).await.unwrap();
+    e.add_bot(TOKEN, "echo_bot").unwrap();
+    e.add_user(1, "user");
+    let dir = scratch("run-logs");
+    // `$$$$` is the shell's `$$` once the fleet file's `$$` escape is read.
+    let script = r#"echo "WARNING hello from $$$$" >&2; echo "ERROR oops in $$$$" >&2; echo "plain $$$$"; exec python3 "$0""#;
+    let file = FleetFile::new().telegram_api(e.base_url()).bot(
+        BotFile::new("echo", TOKEN)
+            .workers(2, 2)
+            .command("sh", ["-c", script, &python_worker()]),
+    );
+    std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
+    let (mut supervisor, base) = start_monitored(&dir).await;
+    answered(&e, &dir, 1, "#1").await;
+    let fleet: serde_json::Value = reqwest::get(format!("{base}/api/v1/fleet"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pid_of = |slot: u64| -> String {
+        fleet["bots"][0]["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["slot"] == slot)
+            .map(|w| w["pid"].to_string())
+            .unwrap()
+    };
+    let (zero, one) = (pid_of(0), pid_of(1));
+    let cli = |args: &'static [&'static str]| {
+        let dir = dir.clone();
+        async move {
+            tokio::task::spawn_blocking(move || botfleet(&dir, args, &[]))
+                .await
+                .unwrap()
+        }
+    };
+    let mut out = cli(&["logs", "echo", "--worker", "0", "--data-dir", "data"]).await;
+    for _ in 0..50 {
+        if stdout(&out).contains(&format!("oops in {zero}")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        out = cli(&["logs", "echo", "--worker", "0", "--data-dir", "data"]).await;
+    }
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for want in [
+        format!("echo/0 [{zero}] WARN  WARNING hello from {zero}"),
+        format!("echo/0 [{zero}] ERROR ERROR oops in {zero}"),
+        format!("echo/0 [{zero}] INFO  plain {zero}"),
+    ] {
+        assert!(said.contains(&want), "{want} missing:\n{said}");
+    }
+    assert!(!said.contains(&one) && !said.contains("echo/1"), "{said}");
+    let errors = stdout(&cli(&["logs", "--level", "error", "--data-dir", "data"]).await);
+    assert!(
+        errors.contains(&format!("oops in {zero}")) && errors.contains(&format!("oops in {one}")),
+        "{errors}"
+    );
+    assert!(
+        !errors.contains("hello from") && !errors.contains("plain"),
+        "{errors}"
+    );
+    // --follow prints what comes after: a restarted worker's first lines
+    // (the first workers' are over a second old by then).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "integration tests run the real binary"
+    )]
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
+        .args([
+            "logs",
+            "--follow",
+            "--since",
+            "1s",
+            "--level",
+            "error",
+            "--data-dir",
+            "data",
+        ])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let restarted = cli(&["restart", "echo", "--data-dir", "data"]).await;
+    assert_eq!(restarted.status.code(), Some(0), "{}", stderr(&restarted));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    follow.kill().unwrap();
+    let followed = follow.wait_with_output().unwrap();
+    let followed = String::from_utf8_lossy(&followed.stdout);
+    assert!(followed.matches("ERROR oops in").count() >= 2, "{followed}");
+    assert!(
+        !followed.contains(&format!("oops in {zero}")),
+        "old lines again: {followed}"
+    );
+    terminate(&supervisor);
+    assert!(supervisor.wait().unwrap().success());
+}

@@ -79,6 +79,13 @@ pub async fn start(
             Box::pin(async move { view.send_text(&bot, chat, &text).await })
         })
     };
+    let book = view.logs().clone();
+    let logs: botfleet_monitor::logs::LogSource = Arc::new(move |q| {
+        book.query(q.bot.as_deref(), q.worker, q.since_ms, &q.level, q.limit)
+            .into_iter()
+            .filter_map(|l| serde_json::to_value(l).ok())
+            .collect()
+    });
     let fleet: FleetSource = Arc::new(move || {
         let view = view.clone();
         Box::pin(async move {
@@ -101,6 +108,7 @@ pub async fn start(
     };
     match Monitor::start(&config.monitor, registry.clone(), sources).await {
         Ok(mut monitor) => {
+            monitor.serve_logs(logs);
             match Engine::new(&rules) {
                 Ok(engine) => monitor.start_alerting(Alerting {
                     engine,
