@@ -7,6 +7,7 @@ mod bench;
 mod bots;
 mod config;
 mod dead_letters;
+mod deploy;
 mod emulator;
 mod rules;
 mod run;
