@@ -75,6 +75,13 @@ enum Command {
         #[command(flatten)]
         remote: commands::remote::Remote,
     },
+    /// A running fleet's status redrawn every second, with its alerts.
+    Top {
+        #[command(flatten)]
+        top: commands::remote::TopArgs,
+        #[command(flatten)]
+        remote: commands::remote::Remote,
+    },
     /// The recent output of a running fleet's workers (1,000 lines per
     /// worker kept by the supervisor), or with --follow as it comes.
     Logs {
@@ -203,6 +210,9 @@ pub(crate) fn run() -> ExitCode {
         Command::Rules(command) => commands::rules::run(&command),
         Command::Status { json, remote } => {
             commands::remote::run(&commands::remote::Ask::Status { json }, &remote)
+        }
+        Command::Top { top, remote } => {
+            commands::remote::run(&commands::remote::Ask::Top(top), &remote)
         }
         Command::Logs { logs, remote } => {
             commands::remote::run(&commands::remote::Ask::Logs(logs), &remote)

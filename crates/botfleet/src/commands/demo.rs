@@ -136,7 +136,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // Each bot's acked count at the last tick.
     let mut last = [0u64; 2];
     let mut seen_latencies = 0;
-    let mut drawn = 0;
+    let mut view = super::live::Live::new(live);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let failed = loop {
@@ -207,18 +207,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             "cache: hit ratio per tier since the start (L2: Redis); loads: misses; pool: in use/size"
                 .to_owned(),
         );
-        if live {
-            if drawn > 0 {
-                write!(out, "\x1b[{drawn}A")?;
-            }
-            for line in &lines {
-                writeln!(out, "\x1b[2K{line}")?;
-            }
-            drawn = lines.len();
-        } else {
-            writeln!(out, "{}", lines.join("\n"))?;
-        }
-        out.flush()?;
+        view.draw(&mut out, &lines)?;
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break None;
         }

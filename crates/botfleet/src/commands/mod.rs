@@ -8,6 +8,7 @@ pub(crate) mod dead_letters;
 #[cfg(feature = "bench")]
 pub(crate) mod demo;
 pub(crate) mod emulator;
+pub(crate) mod live;
 pub(crate) mod remote;
 pub(crate) mod rules;
 pub(crate) mod run;

@@ -213,10 +213,22 @@ pub(crate) struct LogsArgs {
     level: String,
 }
 
+/// What `botfleet top` asks.
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    /// Between two frames.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = botfleet_config::duration::positive_arg)]
+    interval: std::time::Duration,
+    /// Stop after this many frames [default: until Ctrl-C].
+    #[arg(long, value_name = "N")]
+    frames: Option<u32>,
+}
+
 /// What a remote command asks.
 #[derive(Debug)]
 pub(crate) enum Ask {
     Status { json: bool },
+    Top(TopArgs),
     Logs(LogsArgs),
     Reload,
     Restart(String),
@@ -233,8 +245,11 @@ pub(crate) fn run(ask: &Ask, remote: &Remote) -> anyhow::Result<ExitCode> {
     if let Ask::Logs(args) = ask {
         return runtime.block_on(logs(&fleet, args));
     }
+    if let Ask::Top(args) = ask {
+        return runtime.block_on(top(&fleet, args));
+    }
     let (post, path) = match ask {
-        Ask::Logs(_) => unreachable!("answered above"),
+        Ask::Logs(_) | Ask::Top(_) => unreachable!("answered above"),
         Ask::Status { .. } => (false, "/api/v1/fleet".to_owned()),
         Ask::Reload => (true, "/api/v1/reload".to_owned()),
         Ask::Restart(bot) => (true, format!("/api/v1/bots/{bot}/restart")),
@@ -244,7 +259,7 @@ pub(crate) fn run(ask: &Ask, remote: &Remote) -> anyhow::Result<ExitCode> {
     let answer = runtime.block_on(fleet.call(post, &path))?;
     let mut out = std::io::stdout().lock();
     match ask {
-        Ask::Logs(_) => {}
+        Ask::Logs(_) | Ask::Top(_) => {}
         Ask::Status { json: true } => writeln!(out, "{answer}")?,
         Ask::Status { json: false } => status_table(&mut out, &answer)?,
         Ask::Reload => {
@@ -330,6 +345,66 @@ async fn logs(fleet: &Fleet, args: &LogsArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(exit::OK));
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// The status table redrawn every `--interval`, with the alerts firing
+/// and pending: `pm2 monit` for a fleet.
+async fn top(fleet: &Fleet, args: &TopArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let mut view = super::live::Live::new(std::io::stdout().is_terminal());
+    let mut frames = 0;
+    loop {
+        let status = fleet.call(false, "/api/v1/fleet").await?;
+        let alerts = fleet.call(false, "/api/v1/alerts").await.ok();
+        let mut table = Vec::new();
+        status_table(&mut table, &status)?;
+        let mut lines = vec![format!(
+            "botfleet top: {} (every {}; Ctrl-C ends)",
+            fleet.url,
+            botfleet_config::duration::format(args.interval)
+        )];
+        lines.extend(String::from_utf8_lossy(&table).lines().map(str::to_owned));
+        lines.push(alert_line(alerts.as_ref()));
+        view.draw(&mut std::io::stdout().lock(), &lines)?;
+        frames += 1;
+        if args.frames.is_some_and(|n| frames >= n) {
+            return Ok(ExitCode::from(exit::OK));
+        }
+        tokio::time::sleep(args.interval).await;
+    }
+}
+
+/// `alerts: 1 firing (BotSlow bot=dating), 2 pending`.
+fn alert_line(alerts: Option<&serde_json::Value>) -> String {
+    let Some(alerts) = alerts.and_then(|a| a["alerts"].as_array()) else {
+        return "alerts: - (this fleet runs no rules)".to_owned();
+    };
+    let named = |a: &serde_json::Value| {
+        let labels = a["labels"].as_object();
+        let name = labels
+            .and_then(|l| l.get("alertname"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("?");
+        match labels.and_then(|l| l.get("bot")).and_then(|v| v.as_str()) {
+            Some(bot) => format!("{name} bot={bot}"),
+            None => name.to_owned(),
+        }
+    };
+    let firing: Vec<String> = alerts
+        .iter()
+        .filter(|a| a["state"] == "firing")
+        .map(named)
+        .collect();
+    let pending = alerts.iter().filter(|a| a["state"] == "pending").count();
+    if firing.is_empty() {
+        format!("alerts: none firing, {pending} pending")
+    } else {
+        format!(
+            "alerts: {} firing ({}), {pending} pending",
+            firing.len(),
+            firing.join(", ")
+        )
     }
 }
 
