@@ -33,6 +33,12 @@ pub enum Control {
     Stop(String),
     /// Start a stopped bot.
     Start(String),
+    /// List the dead letters (of one bot, or all).
+    DeadLetters(Option<String>),
+    /// Hand a bot's dead letter (or all of them) back, with fresh attempts.
+    Replay(String, Option<i64>),
+    /// Delete a bot's dead letter (or all of them).
+    Drop(String, Option<i64>),
 }
 
 /// Carries out an action: its outcome as JSON, or why it could not be
@@ -91,6 +97,60 @@ async fn act(state: &AppState, headers: &HeaderMap, action: Control) -> Response
         Ok(outcome) => axum::Json(outcome).into_response(),
         Err(e) => json_error(StatusCode::CONFLICT, e),
     }
+}
+
+/// `GET /api/v1/dead-letters[?bot=BOT]` (with the control token: dead
+/// letters hold users' messages).
+pub(crate) async fn dead_letters(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let pairs = match crate::query_pairs(&uri) {
+        Ok(p) => p,
+        Err(e) => return crate::bad_request(e),
+    };
+    let mut bot = None;
+    for (k, v) in pairs {
+        if k != "bot" {
+            return crate::bad_request(format!("unknown parameter `{k}`; known: bot"));
+        }
+        bot = Some(v);
+    }
+    act(&state, &headers, Control::DeadLetters(bot)).await
+}
+
+/// `POST /api/v1/dead-letters/{bot}/{what}`: `replay` or `drop` them all;
+/// `POST /api/v1/dead-letters/{bot}/{id}/{what}`: one.
+pub(crate) async fn dead_letter(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(parts): Path<Vec<String>>,
+) -> Response {
+    let (bot, id, what) = match parts.as_slice() {
+        [bot, what] => (bot.clone(), None, what.as_str()),
+        [bot, id, what] => match id.parse::<i64>() {
+            Ok(id) => (bot.clone(), Some(id), what.as_str()),
+            Err(_) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{id:?} is not an update id"),
+                );
+            }
+        },
+        _ => return json_error(StatusCode::NOT_FOUND, "no such path"),
+    };
+    let action = match what {
+        "replay" => Control::Replay(bot, id),
+        "drop" => Control::Drop(bot, id),
+        other => {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                format!("no action {other:?}; dead letters can be told replay or drop"),
+            );
+        }
+    };
+    act(&state, &headers, action).await
 }
 
 /// `POST /api/v1/reload`.

@@ -286,6 +286,15 @@ impl Monitor {
             )
             .route("/api/v1/logs", get(logs::logs))
             .route("/api/v1/reload", axum::routing::post(control::reload))
+            .route("/api/v1/dead-letters", get(control::dead_letters))
+            .route(
+                "/api/v1/dead-letters/{bot}/{what}",
+                axum::routing::post(control::dead_letter),
+            )
+            .route(
+                "/api/v1/dead-letters/{bot}/{id}/{what}",
+                axum::routing::post(control::dead_letter),
+            )
             .route(
                 "/api/v1/bots/{bot}/{action}",
                 axum::routing::post(control::bot),

@@ -38,7 +38,8 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    fn to_json(&self) -> Value {
+    /// The letter as its file holds it.
+    pub fn to_json(&self) -> Value {
         json!({
             "bot": self.bot,
             "update_id": self.update_id,

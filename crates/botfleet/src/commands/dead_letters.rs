@@ -94,43 +94,52 @@ pub(crate) fn run(args: &DeadLettersArgs) -> anyhow::Result<ExitCode> {
         }
         DeadLettersCommand::Replay(which) | DeadLettersCommand::Drop(which) => {
             let replay = matches!(args.command, DeadLettersCommand::Replay(_));
-            let ids: Vec<i64> = match which.update_id {
-                Some(id) => vec![id],
-                None => dead::list(data, Some(&which.bot))?
-                    .iter()
-                    .map(|l| l.update_id)
-                    .collect(),
-            };
+            let ids = hand_back(data, &which.bot, which.update_id, replay)?;
             if ids.is_empty() && which.all {
                 writeln!(out, "bot {} has no dead letters", which.bot)?;
             }
+            let what = if replay {
+                "handed back to"
+            } else {
+                "dropped from"
+            };
             for id in ids {
-                let done = if replay {
-                    dead::replay(data, &which.bot, id)
-                } else {
-                    dead::drop(data, &which.bot, id)
-                };
-                if let Err(e) = done {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        bail!(
-                            "no dead letter {id} of bot {} in {}",
-                            which.bot,
-                            data.display()
-                        );
-                    }
-                    return Err(e)
-                        .with_context(|| format!("dead letter {id} of bot {}", which.bot));
-                }
-                let what = if replay {
-                    "handed back to"
-                } else {
-                    "dropped from"
-                };
                 writeln!(out, "update {id} {what} bot {}", which.bot)?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Replays (hands back to the bot, with fresh attempts) or drops `bot`'s
+/// dead letter `update_id`, or all of them with `None`; the ids done.
+pub(crate) fn hand_back(
+    data: &std::path::Path,
+    bot: &str,
+    update_id: Option<i64>,
+    replay: bool,
+) -> anyhow::Result<Vec<i64>> {
+    let ids: Vec<i64> = match update_id {
+        Some(id) => vec![id],
+        None => dead::list(data, Some(bot))?
+            .iter()
+            .map(|l| l.update_id)
+            .collect(),
+    };
+    for &id in &ids {
+        let done = if replay {
+            dead::replay(data, bot, id)
+        } else {
+            dead::drop(data, bot, id)
+        };
+        if let Err(e) = done {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                bail!("no dead letter {id} of bot {bot} in {}", data.display());
+            }
+            return Err(e).with_context(|| format!("dead letter {id} of bot {bot}"));
+        }
+    }
+    Ok(ids)
 }
 
 /// `secs` since the epoch, in RFC 3339 (UTC).

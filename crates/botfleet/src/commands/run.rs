@@ -129,7 +129,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                     let _ = reload(&mut fleet, &args.config.file).await?;
                 }
                 Some((action, reply)) = control_rx.recv() => {
-                    let outcome = act(&mut fleet, &args.config.file, action).await?;
+                    let outcome = act(&mut fleet, &args.config.file, &args.data_dir, action).await?;
                     let _ = reply.send(outcome);
                 }
             }
@@ -175,6 +175,7 @@ type Asked = (
 async fn act(
     fleet: &mut Fleet,
     file: &std::path::Path,
+    data_dir: &std::path::Path,
     action: botfleet_monitor::control::Control,
 ) -> anyhow::Result<Result<serde_json::Value, String>> {
     use botfleet_monitor::control::Control;
@@ -214,7 +215,28 @@ async fn act(
             say(&format!("botfleet: {}", outcome_line(&bot, "started", &r)))?;
             r
         }
+        Control::DeadLetters(bot) => botfleet_runtime::dead::list(data_dir, bot.as_deref())
+            .map(|letters| {
+                let letters: Vec<serde_json::Value> = letters.iter().map(|l| l.to_json()).collect();
+                serde_json::json!({ "dead_letters": letters })
+            })
+            .map_err(|e| format!("cannot read the dead letters: {e}")),
+        Control::Replay(bot, id) => dead_letters(data_dir, &bot, id, true),
+        Control::Drop(bot, id) => dead_letters(data_dir, &bot, id, false),
     })
+}
+
+/// Replays or drops dead letters, as `botfleet dead-letters` does.
+fn dead_letters(
+    data_dir: &std::path::Path,
+    bot: &str,
+    id: Option<i64>,
+    replay: bool,
+) -> Result<serde_json::Value, String> {
+    let key = if replay { "replayed" } else { "dropped" };
+    super::dead_letters::hand_back(data_dir, bot, id, replay)
+        .map(|ids| serde_json::json!({ "bot": bot, key: ids }))
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn outcome_line(bot: &str, what: &str, r: &Result<serde_json::Value, String>) -> String {

@@ -1265,6 +1265,62 @@ async fn the_cli_shows_and_operates_a_running_fleet() {
         names.contains(&"third") && !names.contains(&"second"),
         "{s}"
     );
+    // Dead letters through the control API: listed and dropped with the
+    // control token only (they hold users' messages).
+    let letters = dir.join("data/dead-letters/echo");
+    std::fs::create_dir_all(&letters).unwrap();
+    std::fs::write(
+        letters.join("41.json"),
+        serde_json::json!({
+            "bot": "echo", "update_id": 41, "chat": 7, "attempts": 3,
+            "reason": "its worker died while handling it", "output": [],
+            "dead_at": 1_796_645_045u64, "update": {"update_id": 41},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let base = std::fs::read_to_string(dir.join("data/monitor.url")).unwrap();
+    let base = base.trim();
+    let control = std::fs::read_to_string(dir.join("data/control.token")).unwrap();
+    let http = reqwest::Client::new();
+    let listed = http
+        .get(format!("{base}/api/v1/dead-letters?bot=echo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 401, "dead letters without the token");
+    let listed: serde_json::Value = http
+        .get(format!("{base}/api/v1/dead-letters?bot=echo"))
+        .bearer_auth(control.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["dead_letters"][0]["update_id"], 41, "{listed}");
+    let post = |path: &str| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(control.trim())
+            .send()
+    };
+    let missing = post("/api/v1/dead-letters/echo/99/replay").await.unwrap();
+    assert_eq!(missing.status(), 409);
+    assert!(
+        missing
+            .text()
+            .await
+            .unwrap()
+            .contains("no dead letter 99 of bot echo")
+    );
+    let dropped: serde_json::Value = post("/api/v1/dead-letters/echo/41/drop")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dropped["dropped"][0], 41, "{dropped}");
+    assert!(!letters.join("41.json").exists());
     // A wrong token, and no fleet at all, are said as such.
     std::fs::write(dir.join("bad.token"), "not-the-token").unwrap();
     let out = cli(args(&[
