@@ -37,6 +37,8 @@ pub struct FleetConfig {
     pub bots: Vec<BotConfig>,
     /// `[alerts]`: rules, grouping, receivers.
     pub alerts: crate::AlertsConfig,
+    /// `[logs]`: per-bot log files, when set.
+    pub logs: Option<crate::LogFilesConfig>,
 }
 
 impl FleetConfig {
@@ -130,6 +132,8 @@ fn read(cx: &mut Ctx<'_>, mut root: Table<'_>) -> Option<FleetConfig> {
     let telegram = telegram::telegram(cx, telegram_table);
     let monitor_table = root.table(cx, "monitor");
     let monitor = sections::monitor(cx, monitor_table);
+    let logs_table = root.table(cx, "logs");
+    let logs = sections::logs(cx, logs_table);
 
     let bot_tables = root.array_of_tables(cx, "bot");
     let bot_given = root.contains("bot");
@@ -163,6 +167,7 @@ fn read(cx: &mut Ctx<'_>, mut root: Table<'_>) -> Option<FleetConfig> {
         telegram,
         bots,
         alerts,
+        logs,
     })
 }
 

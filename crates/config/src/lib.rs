@@ -79,7 +79,8 @@ pub use fleet::FleetConfig;
 pub use preset::{Environment, Preset};
 pub use secret::{REDACTED, Secret, redact_url, url_password};
 pub use sections::{
-    Backend, DEFAULT_MONITOR_BIND, DatabaseConfig, DatabaseUrl, MonitorConfig, RedisConfig,
+    Backend, DEFAULT_MONITOR_BIND, DatabaseConfig, DatabaseUrl, LogFilesConfig, MonitorConfig,
+    RedisConfig,
 };
 pub use source::Position;
 pub use supervision::{RestartPolicy, Scaling, Supervision};

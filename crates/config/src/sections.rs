@@ -284,3 +284,41 @@ fn bad_scheme(url: &str, expected: &str) -> String {
         _ => format!("not a URL; expected one starting with {expected}"),
     }
 }
+
+/// `[logs]`: each bot's worker output also written to a file of its own,
+/// rotated by size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogFilesConfig {
+    /// The folder of the files (`<dir>/<bot>.log`); relative to the data
+    /// directory unless absolute.
+    pub dir: std::path::PathBuf,
+    /// A file is rotated when it would grow past this many bytes.
+    pub max_bytes: u64,
+    /// Rotated files kept (`<bot>.log.1` the newest).
+    pub keep: u32,
+}
+
+pub(crate) fn logs(cx: &mut Ctx<'_>, t: Option<Table<'_>>) -> Option<LogFilesConfig> {
+    let mut t = t?;
+    let dir = t.string(cx, "dir");
+    let max_size_mib = t
+        .integer(cx, "max_size_mib", 1..=10_240)
+        .map_or(10, |v| v.value as u64);
+    let keep = t.integer(cx, "keep", 1..=100).map_or(5, |v| v.value as u32);
+    let span = t.span.clone();
+    t.finish(cx);
+    let Some(dir) = dir else {
+        cx.error(
+            &span,
+            "logs.dir",
+            "is required: the folder of each bot's log file, such as \"logs\" (in the data directory)",
+        );
+        return None;
+    };
+    Some(LogFilesConfig {
+        dir: dir.value.value.into(),
+        max_bytes: max_size_mib * 1024 * 1024,
+        keep,
+    })
+}

@@ -57,6 +57,13 @@ impl FleetConfig {
         }
         doc["bot"] = Item::ArrayOfTables(bots);
         doc["alerts"] = Item::Table(alerts_table(&self.alerts));
+        if let Some(logs) = &self.logs {
+            let mut t = Table::new();
+            t["dir"] = value(logs.dir.display().to_string());
+            t["max_size_mib"] = value((logs.max_bytes / (1024 * 1024)) as i64);
+            t["keep"] = value(i64::from(logs.keep));
+            doc["logs"] = Item::Table(t);
+        }
 
         let header = format!(
             "# Resolved configuration (environment = \"{}\"); secrets are shown as {REDACTED}.\n",

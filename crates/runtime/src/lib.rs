@@ -349,6 +349,23 @@ impl Fleet {
     /// Starts every bot of `config`: the socket, the workers (each bot's
     /// `min_workers`), the dispatchers and ingest.
     pub async fn start(config: &FleetConfig, options: RunOptions) -> Result<Fleet, Error> {
+        // Each bot's worker output, and its files when `[logs]` says so
+        // (a relative folder is in the data directory).
+        let logs = match &config.logs {
+            Some(l) => {
+                let dir = if l.dir.is_absolute() {
+                    l.dir.clone()
+                } else {
+                    options
+                        .data_dir
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("botfleet-data"))
+                        .join(&l.dir)
+                };
+                logbook::LogBook::with_files(dir, l.max_bytes, l.keep)
+            }
+            None => logbook::LogBook::default(),
+        };
         let (socket_dir, owns_socket_dir) = match &options.socket_dir {
             Some(dir) => (dir.clone(), false),
             None => (
@@ -384,7 +401,7 @@ impl Fleet {
             owns_socket_dir,
             view: FleetView {
                 bots: Arc::default(),
-                logs: logbook::LogBook::default(),
+                logs,
                 stopped: Arc::default(),
                 workers: workers_view,
             },
@@ -670,13 +687,14 @@ impl Fleet {
     pub async fn reload(&mut self, new: &FleetConfig) -> Reloaded {
         let mut done = Reloaded::default();
         let old = &self.config;
-        let sections: [(&'static str, bool); 6] = [
+        let sections: [(&'static str, bool); 7] = [
             ("environment", old.environment != new.environment),
             ("[database]", old.database != new.database),
             ("[redis]", old.redis != new.redis),
             ("[monitor]", old.monitor != new.monitor),
             ("[cache]", old.cache != new.cache),
             ("[telegram]", old.telegram != new.telegram),
+            ("[logs]", old.logs != new.logs),
         ];
         done.not_applied = sections
             .into_iter()

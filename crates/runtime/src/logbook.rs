@@ -43,6 +43,91 @@ struct Ring {
 #[derive(Clone, Default)]
 pub struct LogBook {
     rings: Arc<Mutex<HashMap<(String, u32), Ring>>>,
+    /// The per-bot files' writer, when `[logs]` is set.
+    files: Option<std::sync::mpsc::SyncSender<LogLine>>,
+}
+
+/// Lines waiting for the file writer; past it, lines are not written to
+/// the files (they are still kept in memory and logged) and counted.
+const FILE_QUEUE: usize = 10_000;
+
+/// Writes each bot's lines to `<dir>/<bot>.log`, rotating a file to
+/// `.1` (and `.1` to `.2`, ... up to `keep`) before it would pass
+/// `max_bytes`. On a thread of its own: a slow disk never holds a
+/// worker's output.
+fn write_files(
+    rx: std::sync::mpsc::Receiver<LogLine>,
+    dir: std::path::PathBuf,
+    max_bytes: u64,
+    keep: u32,
+) {
+    use std::io::Write;
+    let mut open: HashMap<String, (std::io::BufWriter<std::fs::File>, u64)> = HashMap::new();
+    let path = |bot: &str, n: u32| {
+        if n == 0 {
+            dir.join(format!("{bot}.log"))
+        } else {
+            dir.join(format!("{bot}.log.{n}"))
+        }
+    };
+    let mut warned = false;
+    loop {
+        // Flush when idle for 100 ms, so `tail -f` sees lines promptly.
+        let line = match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                for (w, _) in open.values_mut() {
+                    let _ = w.flush();
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let text = format!(
+            "{} worker={} pid={} {} {}\n",
+            line.t_ms, line.worker, line.pid, line.level, line.line
+        );
+        let bytes = text.len() as u64;
+        if let Some((w, size)) = open.get_mut(&line.bot) {
+            if *size + bytes > max_bytes && *size > 0 {
+                let _ = w.flush();
+                open.remove(&line.bot);
+                for n in (1..keep).rev() {
+                    let _ = std::fs::rename(path(&line.bot, n), path(&line.bot, n + 1));
+                }
+                let _ = std::fs::rename(path(&line.bot, 0), path(&line.bot, 1));
+            }
+        }
+        if !open.contains_key(&line.bot) {
+            let file = std::fs::create_dir_all(&dir).and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path(&line.bot, 0))
+            });
+            match file {
+                Ok(f) => {
+                    let size = f.metadata().map_or(0, |m| m.len());
+                    open.insert(line.bot.clone(), (std::io::BufWriter::new(f), size));
+                }
+                Err(e) => {
+                    if !warned {
+                        tracing::error!(dir = %dir.display(), error = %e, "cannot write the bots' log files; their lines are kept in memory only");
+                        warned = true;
+                    }
+                    continue;
+                }
+            }
+        }
+        if let Some((w, size)) = open.get_mut(&line.bot) {
+            if w.write_all(text.as_bytes()).is_ok() {
+                *size += bytes;
+            }
+        }
+    }
+    for (w, _) in open.values_mut() {
+        let _ = w.flush();
+    }
 }
 
 impl std::fmt::Debug for LogBook {
@@ -65,7 +150,26 @@ pub fn rank(level: &str) -> u8 {
 }
 
 impl LogBook {
+    /// A book that also writes each bot's lines to `<dir>/<bot>.log`,
+    /// rotated past `max_bytes`, `keep` old files kept.
+    pub fn with_files(dir: std::path::PathBuf, max_bytes: u64, keep: u32) -> LogBook {
+        let (tx, rx) = std::sync::mpsc::sync_channel(FILE_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("log-files".into())
+            .spawn(move || write_files(rx, dir, max_bytes, keep));
+        LogBook {
+            rings: Arc::default(),
+            files: spawned.is_ok().then_some(tx),
+        }
+    }
+
     pub(crate) fn push(&self, line: LogLine) {
+        if let Some(files) = &self.files {
+            if files.try_send(line.clone()).is_err() {
+                metrics::counter!("botfleet_worker_log_file_lines_dropped_total", "bot" => line.bot.clone())
+                    .increment(1);
+            }
+        }
         let mut rings = self.rings.lock();
         let ring = rings.entry((line.bot.clone(), line.worker)).or_default();
         ring.bytes += line.line.len();
@@ -148,5 +252,48 @@ mod tests {
             book.push(line("c", 0, i, "info", &"y".repeat(64 * 1024)));
         }
         assert_eq!(book.query(Some("c"), None, 0, "debug", 100).len(), 4);
+    }
+
+    #[test]
+    fn files_are_written_per_bot_and_rotated_by_size() {
+        let tmp = botfleet_testkit::TempDir::new("logbook").unwrap();
+        let dir = tmp.path().join("logs");
+        let book = LogBook::with_files(dir.clone(), 1000, 2);
+        for i in 0..60 {
+            book.push(line(
+                "a",
+                0,
+                i,
+                "info",
+                &format!("line {i:03} {}", "x".repeat(40)),
+            ));
+        }
+        book.push(line("b", 1, 99, "error", "only b"));
+        // The writer flushes within 100 ms of going idle.
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+        for _ in 0..50 {
+            if read("a.log").contains("line 059") && read("b.log").contains("only b") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(read("a.log").contains("line 059"));
+        assert!(read("b.log").contains("worker=1 pid=7 error only b"));
+        assert!(!read("a.log").contains("only b"), "one file per bot");
+        // Rotated: each file under the size, two old ones kept, the oldest
+        // lines gone.
+        for name in ["a.log", "a.log.1", "a.log.2"] {
+            let text = read(name);
+            assert!(
+                !text.is_empty() && text.len() <= 1000,
+                "{name}: {}",
+                text.len()
+            );
+        }
+        assert!(!dir.join("a.log.3").exists());
+        assert!(
+            !read("a.log.2").contains("line 000"),
+            "the oldest lines went"
+        );
     }
 }

@@ -1377,11 +1377,14 @@ async fn logs_show_one_workers_lines_by_level() {
     let dir = scratch("run-logs");
     // `$$$$` is the shell's `$$` once the fleet file's `$$` escape is read.
     let script = r#"echo "WARNING hello from $$$$" >&2; echo "ERROR oops in $$$$" >&2; echo "plain $$$$"; exec python3 "$0""#;
-    let file = FleetFile::new().telegram_api(e.base_url()).bot(
-        BotFile::new("echo", TOKEN)
-            .workers(2, 2)
-            .command("sh", ["-c", script, &python_worker()]),
-    );
+    let file = FleetFile::new()
+        .telegram_api(e.base_url())
+        .set("logs.dir", "logs")
+        .bot(
+            BotFile::new("echo", TOKEN)
+                .workers(2, 2)
+                .command("sh", ["-c", script, &python_worker()]),
+        );
     std::fs::write(dir.join("fleet.toml"), file.to_toml()).unwrap();
     let (mut supervisor, base) = start_monitored(&dir).await;
     answered(&e, &dir, 1, "#1").await;

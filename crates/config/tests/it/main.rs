@@ -2,6 +2,7 @@
 
 mod alerts;
 mod errors;
+mod logs;
 mod presets;
 mod properties;
 mod secrets;
