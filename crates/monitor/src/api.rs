@@ -366,3 +366,101 @@ pub(crate) async fn query(State(state): State<AppState>, headers: HeaderMap, uri
     }))
     .into_response()
 }
+
+/// `/api/v1/query_range?query=EXPR&start=UNIX&end=UNIX&step=SECONDS`: the
+/// expression evaluated at each step from `start` to `end` (default: the
+/// last 5 minutes, every second up to an hour, else every minute), in
+/// Prometheus's matrix shape — what the dashboard's charts draw. At most
+/// 11,000 steps.
+pub(crate) async fn query_range(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    let pairs = match query_pairs(&uri) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
+    let (mut text, mut start, mut end, mut step) = (None, None, None, None);
+    for (k, v) in pairs {
+        let number = |v: &str| {
+            v.parse::<f64>()
+                .map(|x| x as i64)
+                .map_err(|_| format!("`{k}` must be a number of seconds, not {v:?}"))
+        };
+        let parsed = match k.as_str() {
+            "query" => {
+                text = Some(v);
+                Ok(())
+            }
+            "start" => number(&v).map(|n| start = Some(n)),
+            "end" => number(&v).map(|n| end = Some(n)),
+            "step" => number(&v).map(|n| step = Some(n)),
+            other => Err(format!(
+                "unknown parameter `{other}`; known: query, start, end, step"
+            )),
+        };
+        if let Err(e) = parsed {
+            return bad_request(e);
+        }
+    }
+    let Some(text) = text else {
+        return bad_request("`query` is required: a PromQL expression".to_owned());
+    };
+    let end = end.unwrap_or_else(unix_now);
+    let start = start.unwrap_or(end - 300);
+    let step = step.unwrap_or(if end - start <= 3600 { 1 } else { 60 });
+    if start > end || step < 1 || (end - start) / step > 11_000 {
+        return bad_request(format!(
+            "from {start} to {end} every {step} s is not a range of 1 to 11,000 steps"
+        ));
+    }
+    let expr = match botfleet_config::promql::parse(&text) {
+        Ok(e) => e,
+        Err(e) => return bad_request(format!("not valid PromQL: {}", e.trim())),
+    };
+    // One series per label set, its points in time order.
+    let mut series: BTreeMap<Vec<(String, String)>, Vec<serde_json::Value>> = BTreeMap::new();
+    let mut state_of = crate::promql::State::default();
+    let mut t = start;
+    while t <= end {
+        let value = match crate::promql::eval(&state.store, &expr, t, &mut state_of) {
+            Ok(v) => v,
+            Err(e) => return bad_request(e),
+        };
+        let samples = match value {
+            crate::promql::Value::Vector(v) => v,
+            crate::promql::Value::Scalar(v) => vec![crate::promql::Sample {
+                labels: Vec::new(),
+                value: v,
+            }],
+            _ => {
+                return bad_request(
+                    "a range query wants an instant vector or a number at each step".to_owned(),
+                );
+            }
+        };
+        for s in samples {
+            series
+                .entry(s.labels)
+                .or_default()
+                .push(serde_json::json!([t, crate::expo::float(s.value)]));
+        }
+        t += step;
+    }
+    let result: Vec<serde_json::Value> = series
+        .into_iter()
+        .map(|(labels, values)| {
+            let metric: BTreeMap<String, String> = labels.into_iter().collect();
+            serde_json::json!({ "metric": metric, "values": values })
+        })
+        .collect();
+    axum::Json(serde_json::json!({
+        "status": "success",
+        "data": { "resultType": "matrix", "result": result },
+    }))
+    .into_response()
+}

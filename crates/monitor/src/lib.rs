@@ -13,7 +13,8 @@
 //! - `/api/v1/fleet`: every bot and worker with its figures (`fleet.rs`);
 //! - `/api/v1/series` and `/api/v1/names`: the store's series (`store.rs`:
 //!   every series each second for an hour, by the minute for a day);
-//! - `/api/v1/query`: a PromQL expression evaluated now (`promql.rs`);
+//! - `/api/v1/query` and `/api/v1/query_range`: a PromQL expression
+//!   evaluated now, or at each step of a range (`promql.rs`);
 //! - `/api/v1/alerts`, `/api/v1/rules`, `/api/v1/silences`: the alert
 //!   rules' state and the silences (`alerts.rs`, `notify.rs`);
 //! - `POST /api/v1/reload`, `POST /api/v1/bots/{bot}/restart|stop|start`:
@@ -274,6 +275,7 @@ impl Monitor {
             .route("/api/v1/names", get(names_json))
             .route("/api/v1/fleet", get(fleet_json))
             .route("/api/v1/query", get(api::query))
+            .route("/api/v1/query_range", get(api::query_range))
             .route("/api/v1/alerts", get(api::alerts))
             .route("/api/v1/rules", get(api::rules))
             .route(
@@ -514,7 +516,7 @@ async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
     (
         StatusCode::NOT_FOUND,
-        "no such page; the monitor serves /metrics, /metrics/all, /metrics/database, /metrics/cache, /performance/report, /health, /ready, /api/v1/fleet, /api/v1/series, /api/v1/names, /api/v1/query, /api/v1/alerts, /api/v1/rules, /api/v1/silences and /api/v1/logs, and takes POST /api/v1/reload and /api/v1/bots/BOT/restart|stop|start\n",
+        "no such page; the monitor serves /metrics, /metrics/all, /metrics/database, /metrics/cache, /performance/report, /health, /ready, /api/v1/fleet, /api/v1/series, /api/v1/names, /api/v1/query, /api/v1/query_range, /api/v1/alerts, /api/v1/rules, /api/v1/silences and /api/v1/logs, and takes POST /api/v1/reload and /api/v1/bots/BOT/restart|stop|start\n",
     )
         .into_response()
 }

@@ -415,6 +415,28 @@ annotations = { summary = "{{ $labels.bot }}: {{ $value }}" }
     assert_eq!(rules["rules"][0]["active"], 1, "{rules}");
     let q = get("/api/v1/query?query=sum(botfleet_queue_depth)%20*%202").await;
     assert_eq!(q["data"]["result"][0]["value"][1], "1000", "{q}");
+    // Over a range, step by step: what a chart draws.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let r = get(&format!(
+        "/api/v1/query_range?query=sum%20by%20(bot)%20(botfleet_queue_depth)&start={}&end={now}&step=1",
+        now - 10
+    ))
+    .await;
+    assert_eq!(r["data"]["resultType"], "matrix", "{r}");
+    assert_eq!(r["data"]["result"][0]["metric"]["bot"], "dating", "{r}");
+    let values = r["data"]["result"][0]["values"].as_array().unwrap();
+    assert!(
+        !values.is_empty() && values.iter().all(|v| v[1] == "500"),
+        "{r}"
+    );
+    let bad = get(&format!("/api/v1/query_range?query=up&start={now}&end=0")).await;
+    assert!(
+        bad["error"].as_str().unwrap().contains("not a range"),
+        "{bad}"
+    );
     // A silence: listed, marks the alert, and can be ended.
     let post = |body: serde_json::Value| {
         let request = client
