@@ -167,7 +167,7 @@ fn install_servers_if_missing() -> Result<(), String> {
         .join("\n");
     if !is_root() {
         return Err(format!(
-            "the tests need PostgreSQL, Redis, Prometheus (with promtool), Alertmanager and Python 3 installed:\n{list}\nrun as root to install them automatically, or: sudo apt-get install -y postgresql redis-server prometheus prometheus-alertmanager python3"
+            "the tests need PostgreSQL, Redis, Prometheus (with promtool), Alertmanager, Chromium (with its driver) and Python 3 installed:\n{list}\nrun as root to install them automatically, or: sudo apt-get install -y postgresql redis-server prometheus prometheus-alertmanager chromium chromium-driver python3"
         ));
     }
     say(&format!(
@@ -183,6 +183,8 @@ fn install_servers_if_missing() -> Result<(), String> {
             "redis-server",
             "prometheus",
             "prometheus-alertmanager",
+            "chromium",
+            "chromium-driver",
             "python3",
         ][..],
     ] {

@@ -3,6 +3,8 @@
 //! [`install`] before any command runs), and the HTTP server on
 //! `[monitor].bind` ([`Monitor`]) that serves them:
 //!
+//! - `/`: the dashboard (`dashboard.rs`: live charts of the store, the
+//!   workers, the alerts; a login form when a token is wanted);
 //! - `/metrics`: Prometheus text 0.0.4, or OpenMetrics 1.0 when the
 //!   scraper's `Accept` asks for it (the same at `/metrics/all`; only the
 //!   database's at `/metrics/database`, the caches' at `/metrics/cache`);
@@ -20,8 +22,9 @@
 //! - `POST /api/v1/reload`, `POST /api/v1/bots/{bot}/restart|stop|start`:
 //!   the operator's actions, with the control token (`control.rs`).
 //!
-//! With a `monitor.token`, every path but `/health` wants it as
-//! `Authorization: Bearer <token>`, compared in constant time; the fleet
+//! With a `monitor.token`, every path but `/health` (and the dashboard's
+//! login form and assets) wants it as `Authorization: Bearer <token>` or
+//! the dashboard's cookie, compared in constant time; the fleet
 //! file refuses a bind off loopback without one.
 
 use std::future::Future;
@@ -43,6 +46,7 @@ pub mod alerts;
 pub mod anomaly;
 mod api;
 pub mod control;
+mod dashboard;
 pub mod expo;
 pub mod fleet;
 mod help;
@@ -287,6 +291,11 @@ impl Monitor {
                 axum::routing::delete(api::drop_silence),
             )
             .route("/api/v1/logs", get(logs::logs))
+            .route("/", get(dashboard::page))
+            .route("/login", axum::routing::post(dashboard::login))
+            .route("/assets/{file}", get(dashboard::asset))
+            .route("/api/v1/dashboard", get(dashboard::charts))
+            .route("/api/v1/stream", get(dashboard::stream))
             .route("/api/v1/reload", axum::routing::post(control::reload))
             .route("/api/v1/dead-letters", get(control::dead_letters))
             .route(
@@ -397,14 +406,7 @@ impl Monitor {
 
 /// Refuses a request without the token, when there is one.
 fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    let token = state.token.as_ref()?;
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::as_bytes)
-        .unwrap_or_default();
-    if bool::from(given.ct_eq(token)) {
+    if authorized(state, headers) {
         return None;
     }
     Some(
@@ -415,6 +417,23 @@ fn refused(state: &AppState, headers: &HeaderMap) -> Option<Response> {
         )
             .into_response(),
     )
+}
+
+/// Whether the request may read: no token set, or it carries the token
+/// as `Authorization: Bearer` or as the dashboard's cookie (both compared
+/// in constant time).
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = state.token.as_ref() else {
+        return true;
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::as_bytes)
+        .unwrap_or_default();
+    let cookie = dashboard::cookie_token(headers).unwrap_or_default();
+    bool::from(bearer.ct_eq(token)) | bool::from(cookie.as_bytes().ct_eq(token))
 }
 
 async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -516,7 +535,7 @@ async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Respons
     }
     (
         StatusCode::NOT_FOUND,
-        "no such page; the monitor serves /metrics, /metrics/all, /metrics/database, /metrics/cache, /performance/report, /health, /ready, /api/v1/fleet, /api/v1/series, /api/v1/names, /api/v1/query, /api/v1/query_range, /api/v1/alerts, /api/v1/rules, /api/v1/silences and /api/v1/logs, and takes POST /api/v1/reload and /api/v1/bots/BOT/restart|stop|start\n",
+        "no such page; the monitor serves / (the dashboard), /metrics, /metrics/all, /metrics/database, /metrics/cache, /performance/report, /health, /ready, /api/v1/fleet, /api/v1/series, /api/v1/names, /api/v1/query, /api/v1/query_range, /api/v1/alerts, /api/v1/rules, /api/v1/silences and /api/v1/logs, and takes POST /api/v1/reload and /api/v1/bots/BOT/restart|stop|start\n",
     )
         .into_response()
 }

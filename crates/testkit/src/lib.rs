@@ -34,6 +34,7 @@
 //! # Ok::<(), botfleet_testkit::Error>(())
 //! ```
 
+mod browser;
 mod error;
 mod port;
 mod postgres;
@@ -45,6 +46,7 @@ mod wait;
 
 use std::sync::OnceLock;
 
+pub use browser::{ChromeDriver, chromium};
 pub use error::{Error, Result};
 pub use postgres::{PostgresBuilder, PostgresServer, SUPERUSER, TestDatabase};
 pub use prometheus::{AlertmanagerServer, PrometheusServer, check_metrics, check_rules, promtool};
@@ -113,6 +115,8 @@ pub fn preflight() -> std::result::Result<(), Vec<Error>> {
     let promtool = prometheus::promtool();
     let prometheus = prometheus::find_prometheus();
     let alertmanager = prometheus::find_alertmanager();
+    let chromium = browser::chromium();
+    let chromedriver = prometheus::find("chromedriver", "chromium-driver");
     let errors: Vec<Error> = [
         bins.err(),
         psql.err(),
@@ -120,6 +124,8 @@ pub fn preflight() -> std::result::Result<(), Vec<Error>> {
         promtool.err(),
         prometheus.err(),
         alertmanager.err(),
+        chromium.err(),
+        chromedriver.err(),
     ]
     .into_iter()
     .flatten()

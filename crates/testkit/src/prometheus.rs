@@ -15,7 +15,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `name` on PATH, `/usr/bin` or `/usr/local/bin`, from Debian's
 /// `package`.
-fn find(name: &str, package: &str) -> Result<PathBuf> {
+pub(crate) fn find(name: &str, package: &str) -> Result<PathBuf> {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -42,9 +42,10 @@ pub(crate) fn find_alertmanager() -> Result<PathBuf> {
 }
 
 /// Starts `what` with the arguments `args(port)` gives, on a free loopback
-/// port, and waits for its `/-/ready`; its pid goes to `pidfile` for the
-/// watchdog.
-fn start_ready(
+/// port, and waits for `ready` (a path answering 200); its pid goes to
+/// `pidfile` for the watchdog.
+pub(crate) fn start_ready(
+    ready: &str,
     what: &str,
     binary: &std::path::Path,
     dir: &std::path::Path,
@@ -63,7 +64,7 @@ fn start_ready(
             if let Some(status) = process.exited() {
                 return Some(Err(format!("{what} exited ({status})")));
             }
-            http_get(port, "/-/ready")
+            http_get(port, ready)
                 .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
                 .then_some(Ok(()))
         });
@@ -93,15 +94,15 @@ pub struct PrometheusServer {
 /// A server process of this module on its port, with its watchdog and
 /// folder; killed on drop.
 #[derive(Debug)]
-struct Served {
-    process: ServerProcess,
-    port: u16,
-    _watchdog: Watchdog,
-    _dir: TempDir,
+pub(crate) struct Served {
+    pub(crate) process: ServerProcess,
+    pub(crate) port: u16,
+    pub(crate) _watchdog: Watchdog,
+    pub(crate) _dir: TempDir,
 }
 
 impl Served {
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
@@ -131,13 +132,20 @@ impl PrometheusServer {
         let pidfile = dir.path().join("prometheus.pid");
         let watchdog = Watchdog::arm(&pidfile, "prometheus", "TERM", dir.path())?;
         let data = dir.path().join("data");
-        let (process, port) = start_ready("Prometheus", &binary, dir.path(), &pidfile, |port| {
-            vec![
-                format!("--config.file={}", config_file.display()),
-                format!("--storage.tsdb.path={}", data.display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-            ]
-        })?;
+        let (process, port) = start_ready(
+            "/-/ready",
+            "Prometheus",
+            &binary,
+            dir.path(),
+            &pidfile,
+            |port| {
+                vec![
+                    format!("--config.file={}", config_file.display()),
+                    format!("--storage.tsdb.path={}", data.display()),
+                    format!("--web.listen-address=127.0.0.1:{port}"),
+                ]
+            },
+        )?;
         Ok(PrometheusServer {
             served: Served {
                 process,
@@ -159,16 +167,21 @@ impl PrometheusServer {
     }
 }
 
-/// A plain HTTP/1.0 GET on loopback, for readiness: the whole response.
+/// A plain HTTP/1.1 GET on loopback, for readiness: the response's first
+/// bytes (its status line), without waiting for a server that keeps the
+/// connection open.
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).ok()?;
+    Some(String::from_utf8_lossy(&head[..n]).into_owned())
 }
 
 /// `promtool` on PATH, `/usr/bin` or `/usr/local/bin`.
@@ -236,14 +249,21 @@ impl AlertmanagerServer {
         let pidfile = dir.path().join("alertmanager.pid");
         let watchdog = Watchdog::arm(&pidfile, "alertmanager", "TERM", dir.path())?;
         let data = dir.path().join("data");
-        let (process, port) = start_ready("Alertmanager", &binary, dir.path(), &pidfile, |port| {
-            vec![
-                format!("--config.file={}", config_file.display()),
-                format!("--storage.path={}", data.display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                "--cluster.listen-address=".to_owned(),
-            ]
-        })?;
+        let (process, port) = start_ready(
+            "/-/ready",
+            "Alertmanager",
+            &binary,
+            dir.path(),
+            &pidfile,
+            |port| {
+                vec![
+                    format!("--config.file={}", config_file.display()),
+                    format!("--storage.path={}", data.display()),
+                    format!("--web.listen-address=127.0.0.1:{port}"),
+                    "--cluster.listen-address=".to_owned(),
+                ]
+            },
+        )?;
         Ok(AlertmanagerServer {
             served: Served {
                 process,

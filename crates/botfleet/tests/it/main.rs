@@ -6,6 +6,7 @@ mod bench;
 #[cfg(feature = "bench")]
 mod bots;
 mod config;
+mod dashboard;
 mod dead_letters;
 mod deploy;
 mod emulator;

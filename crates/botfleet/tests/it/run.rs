@@ -113,7 +113,7 @@ async fn a_supervisor_killed_mid_run_loses_nothing() {
     assert_eq!(e.pending_updates(TOKEN), 0);
 }
 
-fn terminate(child: &std::process::Child) {
+pub(crate) fn terminate(child: &std::process::Child) {
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
 }
