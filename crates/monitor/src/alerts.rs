@@ -102,9 +102,26 @@ struct Rule {
     error: Option<String>,
 }
 
+/// A change of an alert's state, for the history.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Transition {
+    /// When (Unix seconds).
+    pub t: i64,
+    /// The alert's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its state before (`None`: it was inactive).
+    pub from: Option<State>,
+    /// Its state after (`None`: inactive again, a pending alert dropped).
+    pub to: Option<State>,
+}
+
+/// Transitions kept.
+pub const HISTORY: usize = 500;
+
 /// The rule engine.
 pub struct Engine {
     rules: Vec<Rule>,
+    history: std::collections::VecDeque<Transition>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -146,7 +163,10 @@ impl Engine {
                 });
             }
         }
-        Ok(Engine { rules })
+        Ok(Engine {
+            rules,
+            history: std::collections::VecDeque::new(),
+        })
     }
 
     /// Rules loaded.
@@ -162,9 +182,46 @@ impl Engine {
     /// Evaluates every rule at `t` (Unix seconds) and moves the alerts'
     /// states on.
     pub fn eval(&mut self, store: &Store, t: i64) {
+        let before: HashMap<BTreeMap<String, String>, State> = self
+            .alerts()
+            .into_iter()
+            .map(|a| (a.labels, a.state))
+            .collect();
         for rule in &mut self.rules {
             rule.eval(store, t);
         }
+        let after = self.alerts();
+        let mut changes: Vec<Transition> = after
+            .iter()
+            .filter(|a| before.get(&a.labels) != Some(&a.state))
+            .map(|a| Transition {
+                t,
+                labels: a.labels.clone(),
+                from: before.get(&a.labels).copied(),
+                to: Some(a.state),
+            })
+            .collect();
+        for (labels, state) in before {
+            if state != State::Resolved && !after.iter().any(|a| a.labels == labels) {
+                changes.push(Transition {
+                    t,
+                    labels,
+                    from: Some(state),
+                    to: None,
+                });
+            }
+        }
+        for change in changes {
+            if self.history.len() == HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back(change);
+        }
+    }
+
+    /// The last [`HISTORY`] changes of state, oldest first.
+    pub fn history(&self) -> Vec<Transition> {
+        self.history.iter().cloned().collect()
     }
 
     /// The alerts pending, firing, and resolved within [`RESOLVED_KEPT`],
@@ -656,6 +713,22 @@ mod tests {
         assert_eq!(engine.alerts()[0].active_at, T0 + 70);
         // A pending alert whose condition ends is dropped without firing.
         assert_eq!(step(&mut engine, 80, 1.0), []);
+        // Every change is in the history, in order.
+        let changes: Vec<(i64, Option<State>, Option<State>)> = engine
+            .history()
+            .iter()
+            .map(|c| (c.t - T0, c.from, c.to))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                (10, None, Some(State::Pending)),
+                (40, Some(State::Pending), Some(State::Firing)),
+                (60, Some(State::Firing), Some(State::Resolved)),
+                (70, Some(State::Resolved), Some(State::Pending)),
+                (80, Some(State::Pending), None),
+            ]
+        );
         // Resolved alerts are listed for RESOLVED_KEPT seconds only.
         for t in [90, 100, 110, 120, 130] {
             step(&mut engine, t, 50.0);

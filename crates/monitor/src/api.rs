@@ -174,6 +174,17 @@ pub(crate) async fn alerts(State(state): State<AppState>, headers: HeaderMap) ->
     axum::Json(serde_json::json!({ "alerts": listed })).into_response()
 }
 
+/// `/api/v1/alerts/history`: the last changes of the alerts' states.
+pub(crate) async fn history(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refused(&state, &headers) {
+        return refusal;
+    }
+    let Some(shared) = state.alerts.get() else {
+        return alerting_off();
+    };
+    axum::Json(serde_json::json!({ "history": shared.engine.lock().history() })).into_response()
+}
+
 /// `/api/v1/rules`: every rule with its health.
 pub(crate) async fn rules(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(refusal) = refused(&state, &headers) {

@@ -6,8 +6,9 @@
 //!   sets an HttpOnly, SameSite=Strict cookie the API then accepts);
 //! - `/assets/app.js`, `/assets/style.css`;
 //! - `/api/v1/dashboard`: the charts, each a PromQL expression;
-//! - `/api/v1/stream`: every second, the fleet, the alerts and each chart's
-//!   newest values, as an SSE `data:` line of JSON.
+//! - `/api/v1/stream`: every second, the fleet, the alerts (and their
+//!   last 20 changes) and each chart's newest values, as an SSE `data:`
+//!   line of JSON.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -242,15 +243,21 @@ pub(crate) async fn stream(State(state): State<AppState>, headers: HeaderMap) ->
         let t = unix_now();
         let summary = (state.fleet)().await;
         let fleet = crate::fleet::json(&summary, &state.store, t as u64);
-        let alerts = state
+        let (alerts, history) = state
             .alerts
             .get()
-            .map(|a| a.engine.lock().alerts())
+            .map(|a| {
+                let engine = a.engine.lock();
+                let history = engine.history();
+                let recent = history[history.len().saturating_sub(20)..].to_vec();
+                (engine.alerts(), recent)
+            })
             .unwrap_or_default();
         let data = serde_json::json!({
             "t": t,
             "fleet": fleet,
             "alerts": alerts,
+            "history": history,
             "charts": chart_values(&state.store, t),
         });
         let event = Event::default().data(data.to_string());

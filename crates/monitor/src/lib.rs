@@ -281,6 +281,7 @@ impl Monitor {
             .route("/api/v1/query", get(api::query))
             .route("/api/v1/query_range", get(api::query_range))
             .route("/api/v1/alerts", get(api::alerts))
+            .route("/api/v1/alerts/history", get(api::history))
             .route("/api/v1/rules", get(api::rules))
             .route(
                 "/api/v1/silences",

@@ -115,7 +115,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     match &monitor {
         Some(m) => writeln!(
             out,
-            "the fleet's monitor at http://{}/ (/metrics for Prometheus, /ready, /health)",
+            "the dashboard at http://{}/ (open it in a browser; /metrics for Prometheus; `botfleet status --url` and `top --url` read it too)",
             m.addr()
         )?,
         None => writeln!(

@@ -102,7 +102,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         match &monitor {
             Some(m) => writeln!(
                 out,
-                "botfleet: monitor at http://{}/ (/metrics for Prometheus, /ready, /health)",
+                "botfleet: monitor at http://{}/ (the dashboard; /metrics for Prometheus; `botfleet status`, `top`, `logs` from here)",
                 m.addr()
             )?,
             None => writeln!(

@@ -257,6 +257,12 @@ annotations = { summary = "{{ $labels.bot }} is busy" }
             "the EchoBusy alert firing",
         )
         .await;
+    browser
+        .until(
+            "return !!document.querySelector('#alert-history li[data-change=\"EchoBusy:firing\"]')",
+            "the change to firing in the history",
+        )
+        .await;
     let text = browser.run("return document.body.innerText").await;
     assert!(text.as_str().unwrap().contains("echo is busy"), "{text}");
     assert!(

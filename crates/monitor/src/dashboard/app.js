@@ -156,6 +156,17 @@ function alertList(alerts) {
   list.replaceChildren(...(items.length ? items : [el("li", { class: "none" }, "none")]));
 }
 
+function historyList(history) {
+  const list = document.getElementById("alert-history");
+  const items = history
+    .filter((c) => !state.bot || !c.labels.bot || c.labels.bot === state.bot)
+    .reverse()
+    .map((c) => el("li", { class: c.to || "inactive", "data-change": `${c.labels.alertname}:${c.to || "inactive"}` },
+      `${new Date(c.t * 1000).toLocaleTimeString()} `, el("span", { class: "state" }, c.to || "inactive"),
+      ` ${c.labels.alertname} ${c.labels.bot ? `bot=${c.labels.bot}` : ""} (was ${c.from || "inactive"})`));
+  list.replaceChildren(...(items.length ? items : [el("li", { class: "none" }, "none")]));
+}
+
 function onTick(event) {
   const data = JSON.parse(event.data);
   state.ticks++;
@@ -163,6 +174,7 @@ function onTick(event) {
   document.getElementById("clock").textContent = `live · ${new Date(data.t * 1000).toLocaleTimeString()}`;
   fleetTable(data.fleet);
   alertList(data.alerts);
+  historyList(data.history || []);
   for (const chart of state.charts) {
     const series = state.series[chart.id] || (state.series[chart.id] = {});
     for (const [labels, value] of data.charts[chart.id] || []) {
