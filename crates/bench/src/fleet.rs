@@ -239,6 +239,7 @@ pub fn run(args: &FleetBench) -> anyhow::Result<ExitCode> {
             .or_else(|| redis.as_ref().map(botfleet_testkit::RedisServer::url)),
         no_limits: true,
         chat_limits: false,
+        workers: None,
         monitor: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

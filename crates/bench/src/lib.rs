@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod chaos;
+pub mod dashboard;
 pub mod db;
 pub mod fleet;
 mod harness;
@@ -75,6 +76,10 @@ pub enum BenchCommand {
     /// metrics-exporter-prometheus and prometheus-client, memory per
     /// stored series.
     Monitor(monitor::MonitorBench),
+    /// The operator's surfaces on the demo's fleet: the dashboard's page
+    /// weight and time to first chart in headless Chromium, the supervisor's
+    /// CPU per connected dashboard, `botfleet status`'s answer time.
+    Dashboard(dashboard::DashboardBench),
 }
 
 impl BenchCommand {
@@ -92,6 +97,7 @@ impl BenchCommand {
             BenchCommand::Fleet(args) => fleet::run(args),
             BenchCommand::Journal(args) => journal::run(args),
             BenchCommand::Monitor(args) => monitor::run(args),
+            BenchCommand::Dashboard(args) => dashboard::run(args),
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct WorldOptions {
     /// Where the fleet file's monitor listens (`None`: a port the system
     /// picks).
     pub monitor: Option<std::net::SocketAddr>,
+    /// Each bot's workers, fixed (`None`: dating 2 to 4, analytics 1 to 3,
+    /// the autoscaler's choice).
+    pub workers: Option<u32>,
 }
 
 /// The running world.
@@ -66,6 +69,7 @@ fn fleet_file(
     redis: Option<&str>,
     no_limits: bool,
     chat_limits: bool,
+    workers: Option<u32>,
 ) -> FleetFile {
     let mut file = FleetFile::new()
         .set("environment", "dev")
@@ -87,12 +91,12 @@ fn fleet_file(
     }
     file.bot(
         BotFile::new("dating", DATING_TOKEN)
-            .workers(2, 4)
+            .workers(workers.unwrap_or(2), workers.unwrap_or(4))
             .command(exe, ["demo-worker", "dating"]),
     )
     .bot(
         BotFile::new("analytics", ANALYTICS_TOKEN)
-            .workers(1, 3)
+            .workers(workers.unwrap_or(1), workers.unwrap_or(3))
             .command(exe, ["demo-worker", "analytics"]),
     )
 }
@@ -195,6 +199,7 @@ impl World {
             o.redis.as_deref(),
             o.no_limits,
             o.chat_limits,
+            o.workers,
         );
         if let Some(bind) = o.monitor {
             file = file.set("monitor.bind", bind.to_string());

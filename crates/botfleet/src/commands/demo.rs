@@ -94,6 +94,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         redis: args.redis.clone(),
         no_limits: args.no_limits,
         chat_limits: false,
+        workers: None,
         monitor: Some(args.monitor),
     })
     .await?;

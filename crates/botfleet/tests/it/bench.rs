@@ -459,3 +459,40 @@ fn bench_monitor_measures_the_three_recorders_and_the_store() {
     assert!(latency > 0.0 && latency < 3_000.0, "{json}");
     assert!(json["fleet_cost"].is_null(), "{json}");
 }
+
+/// `bench dashboard`, short: the page's weight, a first chart in the
+/// headless browser, the CPU figures and the status time.
+#[test]
+fn bench_dashboard_measures_the_operators_surfaces() {
+    let dir = scratch("bench-dashboard");
+    let output = botfleet(
+        &dir,
+        &[
+            "bench",
+            "dashboard",
+            "--workers",
+            "1",
+            "--seconds",
+            "1s",
+            "--rounds",
+            "1",
+            "--clients",
+            "1",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let bytes = json["page_bytes"].as_u64().unwrap();
+    assert!((5_000..100_000).contains(&bytes), "{json}");
+    assert!(json["first_chart_ms"].as_f64().unwrap() > 0.0, "{json}");
+    for key in [
+        "cpu_pct_idle",
+        "cpu_pct_with_dashboards",
+        "status_ms",
+        "fleet_api_ms",
+    ] {
+        assert!(json[key].as_f64().unwrap() > 0.0, "{key}: {json}");
+    }
+}
