@@ -159,10 +159,6 @@ async fn measure(args: &DashboardBench) -> anyhow::Result<Report> {
     let mut status = Vec::new();
     for _ in 0..args.rounds {
         let started = Instant::now();
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "a benchmark runs its own binary as the user would"
-        )]
         let out = tokio::process::Command::new(&exe)
             .args(["status", "--url", &base])
             .output()
