@@ -29,12 +29,17 @@ const STYLE: &str = include_str!("dashboard/style.css");
 /// The cookie that carries the token for the browser.
 const COOKIE: &str = "botfleet_token";
 
-/// A chart: its id, title, unit and expression (one line per element).
+/// A chart: its id, title, unit and expression (one line per element);
+/// `band`: drawn with each line's anomaly band (the EWMA baseline ± 3 σ
+/// the alert rules' detector judges against); `forecast`: with each
+/// line's least-squares trend drawn a quarter of the range ahead.
 pub(crate) struct Chart {
     id: &'static str,
     title: &'static str,
     unit: &'static str,
     expr: &'static str,
+    band: bool,
+    forecast: bool,
 }
 
 /// The overview's charts; a bot's page shows its own lines of each.
@@ -44,66 +49,88 @@ pub(crate) const CHARTS: &[Chart] = &[
         title: "Updates handled per second",
         unit: "/s",
         expr: "sum by (bot) (rate(botfleet_updates_acked_total[30s]))",
+        band: true,
+        forecast: false,
     },
     Chart {
         id: "p99",
         title: "Latency p99 (dispatch to ack)",
         unit: "s",
         expr: "histogram_quantile(0.99, sum by (bot, le) (rate(botfleet_update_handling_seconds_bucket[1m])))",
+        band: true,
+        forecast: false,
     },
     Chart {
         id: "p50",
         title: "Latency p50",
         unit: "s",
         expr: "histogram_quantile(0.5, sum by (bot, le) (rate(botfleet_update_handling_seconds_bucket[1m])))",
+        band: false,
+        forecast: false,
     },
     Chart {
         id: "errors",
         title: "Updates failed per second",
         unit: "/s",
         expr: "sum by (bot) (rate(botfleet_updates_failed_total[1m]))",
+        band: false,
+        forecast: false,
     },
     Chart {
         id: "sends",
         title: "Telegram calls per second",
         unit: "/s",
         expr: "sum by (bot) (rate(botfleet_telegram_calls_total[30s]))",
+        band: false,
+        forecast: false,
     },
     Chart {
         id: "throttled",
         title: "429s from Telegram per second",
         unit: "/s",
         expr: "sum by (bot) (rate(botfleet_telegram_429_total[1m]))",
+        band: false,
+        forecast: false,
     },
     Chart {
         id: "cpu",
         title: "Workers' CPU (cores)",
         unit: "",
         expr: "sum by (bot) (rate(botfleet_worker_cpu_seconds_total[30s]))",
+        band: false,
+        forecast: false,
     },
     Chart {
         id: "memory",
         title: "Workers' memory",
         unit: "B",
         expr: "sum by (bot) (botfleet_worker_resident_memory_bytes)",
+        band: false,
+        forecast: true,
     },
     Chart {
         id: "pool",
         title: "Database connections in use",
         unit: "",
         expr: "sum by (bot) (botfleet_db_pool_connections_in_use)",
+        band: false,
+        forecast: true,
     },
     Chart {
         id: "cache",
         title: "Cache hit ratio",
         unit: "%",
         expr: "100 * sum by (bot, tier) (rate(botfleet_cache_hits_total[1m])) / (sum by (bot, tier) (rate(botfleet_cache_hits_total[1m])) + sum by (bot, tier) (rate(botfleet_cache_misses_total[1m])))",
+        band: false,
+        forecast: false,
     },
     Chart {
         id: "queue",
         title: "Queue and journal depth",
         unit: "",
         expr: "sum by (bot) (botfleet_queue_depth) or sum by (bot) (botfleet_journal_depth)",
+        band: false,
+        forecast: true,
     },
 ];
 
@@ -197,9 +224,12 @@ pub(crate) async fn charts(State(state): State<AppState>, headers: HeaderMap) ->
     }
     let charts: Vec<serde_json::Value> = CHARTS
         .iter()
-        .map(
-            |c| serde_json::json!({ "id": c.id, "title": c.title, "unit": c.unit, "expr": c.expr }),
-        )
+        .map(|c| {
+            serde_json::json!({
+                "id": c.id, "title": c.title, "unit": c.unit, "expr": c.expr,
+                "band": c.band, "forecast": c.forecast,
+            })
+        })
         .collect();
     axum::Json(serde_json::json!({ "charts": charts })).into_response()
 }

@@ -269,6 +269,19 @@ annotations = { summary = "{{ $labels.bot }} is busy" }
         !text.as_str().unwrap().contains(TOKEN),
         "the bot's token on the page"
     );
+    // Anomaly bands and forecast lines on the charts they concern.
+    browser
+        .until(
+            "return document.querySelector('canvas[data-chart=memory]').dataset.forecast === '1'",
+            "the memory chart's forecast",
+        )
+        .await;
+    browser
+        .until(
+            "return document.querySelector('canvas[data-chart=p99]').dataset.band === '1' || document.querySelector('canvas[data-chart=rate]').dataset.band === '1'",
+            "an anomaly band",
+        )
+        .await;
     browser.screenshot("dashboard.png").await;
     // A bot's page: its own lines only.
     browser.goto(&format!("{base}/#bot=echo")).await;

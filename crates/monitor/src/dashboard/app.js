@@ -51,12 +51,20 @@ function draw(chart) {
   g.clearRect(0, 0, width, height);
   const now = Date.now() / 1000;
   const from = now - state.range;
+  // A forecast is drawn a quarter of the range ahead of now.
+  const ahead = chart.forecast ? state.range / 4 : 0;
   const lines = Object.values(state.series[chart.id] || {}).filter((s) => shown(s.labels));
   let lo = Infinity, hi = -Infinity, points = 0;
   for (const s of lines) {
     s.points = s.points.filter((p) => p[0] >= from);
     for (const [, v] of s.points) { lo = Math.min(lo, v); hi = Math.max(hi, v); points++; }
+    s.band = chart.band ? band(s.points) : null;
+    s.trend = chart.forecast ? trend(s.points) : null;
+    if (s.band) for (const [, l, h] of s.band) { lo = Math.min(lo, l); hi = Math.max(hi, h); }
+    if (s.trend) { const v = s.trend.at(now + ahead); if (isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); } }
   }
+  canvas.dataset.band = lines.some((s) => s.band && s.band.length) ? "1" : "0";
+  canvas.dataset.forecast = lines.some((s) => s.trend) ? "1" : "0";
   canvas.dataset.points = String(points);
   const left = 64, right = 8, top = 8, bottom = 20;
   g.strokeStyle = "#2a333d";
@@ -69,7 +77,7 @@ function draw(chart) {
   }
   if (lo === hi) { lo = Math.min(0, lo); hi = hi === 0 ? 1 : hi * 1.1; }
   lo = Math.min(lo, 0);
-  const x = (t) => left + (width - left - right) * (t - from) / state.range;
+  const x = (t) => left + (width - left - right) * (t - from) / (state.range + ahead);
   const y = (v) => top + (height - top - bottom) * (1 - (v - lo) / (hi - lo));
   for (let i = 0; i <= 3; i++) {
     const v = lo + (hi - lo) * i / 3;
@@ -79,6 +87,25 @@ function draw(chart) {
   const legend = [];
   lines.forEach((s, i) => {
     const color = COLORS[i % COLORS.length];
+    if (s.band && s.band.length > 1) {
+      // The anomaly band: where the detector's baseline expects the line.
+      g.fillStyle = color + "22";
+      g.beginPath();
+      s.band.forEach(([t, l], j) => (j ? g.lineTo(x(t), y(l)) : g.moveTo(x(t), y(l))));
+      for (let j = s.band.length - 1; j >= 0; j--) g.lineTo(x(s.band[j][0]), y(s.band[j][2]));
+      g.closePath();
+      g.fill();
+    }
+    if (s.trend) {
+      // The forecast: the least-squares line from now, a quarter range on.
+      g.strokeStyle = color;
+      g.setLineDash([4, 4]);
+      g.beginPath();
+      g.moveTo(x(now), y(s.trend.at(now)));
+      g.lineTo(x(now + ahead), y(s.trend.at(now + ahead)));
+      g.stroke();
+      g.setLineDash([]);
+    }
     g.strokeStyle = color;
     g.lineWidth = 1.5;
     g.beginPath();
@@ -96,6 +123,37 @@ function draw(chart) {
     legend.push(el("span", {}, el("i", { style: `background:${color}` }), `${name}: ${human(newest, chart.unit)}`));
   });
   chart.legend.replaceChildren(...legend);
+}
+
+// The detector's baseline at each point, from the points before it: an
+// EWMA mean and variance (lambda 0.2, as the alert rules' anomalous()),
+// the band mean +- 3 sigma, after a warm-up of 10 points.
+function band(points) {
+  const lambda = 0.2, out = [];
+  let mean = null, variance = 0, seen = 0;
+  for (const [t, v] of points) {
+    if (mean !== null && seen >= 10) {
+      const sd = Math.sqrt(variance);
+      out.push([t, mean - 3 * sd, mean + 3 * sd]);
+    }
+    if (mean === null) mean = v;
+    else { const d = v - mean; mean += lambda * d; variance = (1 - lambda) * (variance + lambda * d * d); }
+    seen++;
+  }
+  return out;
+}
+
+// The least-squares line through the points (predict_linear's), or null
+// with fewer than 10.
+function trend(points) {
+  if (points.length < 10) return null;
+  const n = points.length;
+  const mt = points.reduce((a, p) => a + p[0], 0) / n, mv = points.reduce((a, p) => a + p[1], 0) / n;
+  let sxy = 0, sxx = 0;
+  for (const [t, v] of points) { sxy += (t - mt) * (v - mv); sxx += (t - mt) * (t - mt); }
+  if (sxx === 0) return null;
+  const slope = sxy / sxx;
+  return { at: (t) => mv + slope * (t - mt) };
 }
 
 async function api(path) {
