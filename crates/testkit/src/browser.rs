@@ -56,6 +56,6 @@ impl ChromeDriver {
 
     /// Its log so far.
     pub fn log(&self) -> String {
-        self.served.process.log()
+        self.served.log()
     }
 }

@@ -105,6 +105,10 @@ impl Served {
     pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    pub(crate) fn log(&self) -> String {
+        self.process.log()
+    }
 }
 
 impl Drop for Served {
@@ -163,7 +167,7 @@ impl PrometheusServer {
 
     /// Its log so far.
     pub fn log(&self) -> String {
-        self.served.process.log()
+        self.served.log()
     }
 }
 
@@ -281,6 +285,6 @@ impl AlertmanagerServer {
 
     /// Its log so far.
     pub fn log(&self) -> String {
-        self.served.process.log()
+        self.served.log()
     }
 }

@@ -166,17 +166,7 @@ expr = "sum by (bot) (increase(botfleet_updates_acked_total[1m])) > 3"
 annotations = { summary = "{{ $labels.bot }} is busy" }
 "#;
     std::fs::write(dir.join("fleet.toml"), file.to_toml() + rules).unwrap();
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "integration tests run the real binary"
-    )]
-    let mut supervisor = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
-        .args(["run", "fleet.toml", "--data-dir", "data"])
-        .current_dir(&dir)
-        .stdout(std::fs::File::create(dir.join("stdout.log")).unwrap())
-        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut supervisor = crate::run::start_with(&dir, &[]);
     let url_file = dir.join("data/monitor.url");
     for _ in 0..300 {
         if url_file.exists() {

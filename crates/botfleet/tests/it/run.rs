@@ -22,7 +22,7 @@ fn start(dir: &std::path::Path) -> std::process::Child {
 
 /// `botfleet run fleet.toml` with `flags` in `dir`, its stdout and stderr
 /// in `dir/stdout.log` and `dir/stderr.log`.
-fn start_with(dir: &std::path::Path, flags: &[&str]) -> std::process::Child {
+pub(crate) fn start_with(dir: &std::path::Path, flags: &[&str]) -> std::process::Child {
     #[expect(
         clippy::disallowed_methods,
         reason = "integration tests run the real binary"
