@@ -236,13 +236,22 @@ pub(crate) async fn charts(State(state): State<AppState>, headers: HeaderMap) ->
 
 /// Each chart's values at `t`: `{id: [[labels, value], ...]}`.
 fn chart_values(store: &crate::store::Store, t: i64) -> serde_json::Value {
+    // Parsed once for the process, not at every tick of every dashboard.
+    static PARSED: std::sync::OnceLock<Vec<Option<botfleet_config::promql::Expr>>> =
+        std::sync::OnceLock::new();
+    let parsed = PARSED.get_or_init(|| {
+        CHARTS
+            .iter()
+            .map(|c| botfleet_config::promql::parse(c.expr).ok())
+            .collect()
+    });
     let mut out = serde_json::Map::new();
-    for c in CHARTS {
-        let Ok(expr) = botfleet_config::promql::parse(c.expr) else {
+    for (c, expr) in CHARTS.iter().zip(parsed) {
+        let Some(expr) = expr else {
             continue;
         };
         let points: Vec<serde_json::Value> =
-            match crate::promql::eval(store, &expr, t, &mut Default::default()) {
+            match crate::promql::eval(store, expr, t, &mut Default::default()) {
                 Ok(crate::promql::Value::Vector(v)) => v
                     .into_iter()
                     .filter(|s| s.value.is_finite())
@@ -296,4 +305,16 @@ pub(crate) async fn stream(State(state): State<AppState>, headers: HeaderMap) ->
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_chart_is_promql_the_monitor_evaluates() {
+        for c in super::CHARTS {
+            let expr =
+                botfleet_config::promql::parse(c.expr).unwrap_or_else(|e| panic!("{}: {e}", c.id));
+            crate::promql::check(&expr).unwrap_or_else(|e| panic!("{}: {e}", c.id));
+        }
+    }
 }

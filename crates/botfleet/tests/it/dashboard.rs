@@ -69,9 +69,10 @@ impl Browser {
             .await
     }
 
-    /// Waits until `script` returns true.
+    /// Waits until `script` returns true (up to a minute: a loaded CI
+    /// machine runs other tests beside the browser).
     async fn until(&self, script: &str, what: &str) {
-        for _ in 0..150 {
+        for _ in 0..300 {
             if self.run(script).await == Value::Bool(true) {
                 return;
             }
@@ -142,10 +143,7 @@ async fn the_dashboard_shows_the_fleet_live_in_a_browser() {
         e.add_user(u, "user");
     }
     let dir = scratch("dashboard");
-    let worker = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/python-worker/worker.py")
-        .display()
-        .to_string();
+    let worker = crate::run::python_worker();
     let file = FleetFile::new()
         .telegram_api(e.base_url())
         .set("monitor.bind", "0.0.0.0:0")

@@ -134,7 +134,7 @@ async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-fn python_worker() -> String {
+pub(crate) fn python_worker() -> String {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/python-worker/worker.py")
         .display()
