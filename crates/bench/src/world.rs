@@ -58,7 +58,7 @@ pub struct World {
     pub seeded: u64,
     /// The fleet file the fleet runs.
     pub config: botfleet_config::FleetConfig,
-    _dir: botfleet_testkit::TempDir,
+    dir: botfleet_testkit::TempDir,
 }
 
 /// The fleet's file: both bots, their workers this binary's `demo-worker`.
@@ -226,7 +226,7 @@ impl World {
             storage,
             seeded,
             config: config.clone(),
-            _dir: dir,
+            dir,
         })
     }
 
@@ -281,6 +281,21 @@ impl World {
     /// The running fleet.
     pub fn fleet(&self) -> &Fleet {
         self.fleet.as_ref().expect("the fleet runs until shutdown")
+    }
+
+    /// The running fleet, for actions on it.
+    pub fn fleet_mut(&mut self) -> &mut Fleet {
+        self.fleet.as_mut().expect("the fleet runs until shutdown")
+    }
+
+    /// The fleet's data directory (journal, dead letters), temporary.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The fleet file the fleet was started from, in the data directory.
+    pub fn fleet_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("fleet.toml")
     }
 
     /// Waits (at most `limit`) until every update the users sent was taken

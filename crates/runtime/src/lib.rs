@@ -580,20 +580,31 @@ impl Fleet {
     /// Restarts `bot`'s workers one at a time, as a reload rolls them: each
     /// new one ready before an old one leaves (when `max_workers` allows),
     /// each old one drained first. Nothing is lost.
-    pub async fn restart_bot(&mut self, bot: &str) -> Result<(), String> {
-        let run = self
-            .bots
-            .iter()
-            .find(|b| b.ctx.name == bot)
-            .ok_or_else(|| self.no_such_bot(bot))?;
-        let spec = run.ctx.spec.lock().clone();
-        let (tx, rx) = oneshot::channel();
-        run.roll
-            .send(scale::Roll { spec, done: tx })
-            .map_err(|_| format!("bot {bot}: its autoscaler is gone"))?;
-        rx.await
-            .map_err(|_| format!("bot {bot}: its autoscaler is gone"))?
-            .map_err(|e| format!("bot {bot}: {e}"))
+    ///
+    /// The request is made now; the future returned borrows nothing, so the
+    /// caller can await it elsewhere while the fleet serves other requests.
+    pub fn restart_bot(
+        &self,
+        bot: &str,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
+        let bot = bot.to_owned();
+        let asked = match self.bots.iter().find(|b| b.ctx.name == bot) {
+            None => Err(self.no_such_bot(&bot)),
+            Some(run) => {
+                let spec = run.ctx.spec.lock().clone();
+                let (tx, rx) = oneshot::channel();
+                run.roll
+                    .send(scale::Roll { spec, done: tx })
+                    .map(|()| rx)
+                    .map_err(|_| format!("bot {bot}: its autoscaler is gone"))
+            }
+        };
+        async move {
+            asked?
+                .await
+                .map_err(|_| format!("bot {bot}: its autoscaler is gone"))?
+                .map_err(|e| format!("bot {bot}: {e}"))
+        }
     }
 
     /// Stops `bot` without losing an update (its ingest confirms only what

@@ -5,10 +5,12 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use botfleet_bench::stats::quantile;
@@ -100,8 +102,23 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     .await?;
     let mut rules = vec![botfleet_monitor::alerts::default_rules()];
     rules.extend(world.config.alerts.groups.iter().cloned());
-    let monitor =
+    let mut monitor =
         botfleet_runtime::monitor::start(&world.config, world.fleet().view(), rules).await;
+    // The control API, as `run` has it: `botfleet restart --url ...` and
+    // the rest act on the demo's fleet too.
+    let (mut control_rx, control_files) = match &mut monitor {
+        Some(m) => {
+            let (rx, files) = super::control::open(m, None, world.data_dir());
+            (Some(rx), files)
+        }
+        None => (None, None),
+    };
+    // What the actions did, shown under the view (stdout is this loop's).
+    let said = Arc::new(Mutex::new(Vec::<String>::new()));
+    let say: super::control::Say = {
+        let said = Arc::clone(&said);
+        Arc::new(move |line| said.lock().push(line))
+    };
     let storage = world.storage;
     writeln!(
         out,
@@ -114,11 +131,21 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         world.emulator.base_url()
     )?;
     match &monitor {
-        Some(m) => writeln!(
-            out,
-            "the dashboard at http://{}/ (open it in a browser; /metrics for Prometheus; `botfleet status --url` and `top --url` read it too)",
-            m.addr()
-        )?,
+        Some(m) => {
+            writeln!(
+                out,
+                "the dashboard at http://{}/ (open it in a browser; /metrics for Prometheus)",
+                m.addr()
+            )?;
+            if let Some(files) = &control_files {
+                writeln!(
+                    out,
+                    "from another terminal: botfleet status|top|logs|restart|stop|start|reload --url http://{} --token-file {}",
+                    m.addr(),
+                    files.token_path().display()
+                )?;
+            }
+        }
         None => writeln!(
             out,
             "the fleet's monitor is off (it could not listen; see the log)"
@@ -140,11 +167,19 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let mut view = super::live::Live::new(live);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // The last lines the actions said, under the view on a terminal.
+    let mut recent: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let fleet_file = world.fleet_file();
+    let data_dir = world.data_dir().to_owned();
     let failed = loop {
         tokio::select! {
             _ = ticks.tick() => {}
             _ = &mut ctrl_c => break None,
             bot = world.fleet().failed() => break Some(bot),
+            Some(asked) = super::control::recv(&mut control_rx) => {
+                super::control::act(world.fleet_mut(), &fleet_file, &data_dir, asked, &say).await;
+                continue;
+            }
         }
         let status = world.status().await;
         let window = world.emulator.latencies_ms_from(seen_latencies);
@@ -208,11 +243,28 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             "cache: hit ratio per tier since the start (L2: Redis); loads: misses; pool: in use/size"
                 .to_owned(),
         );
+        let new = std::mem::take(&mut *said.lock());
+        if live {
+            recent.extend(new);
+            while recent.len() > 3 {
+                recent.pop_front();
+            }
+            lines.extend(recent.iter().map(|l| format!("> {l}")));
+        } else {
+            lines.extend(new.into_iter().map(|l| format!("> {l}")));
+        }
         view.draw(&mut out, &lines)?;
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break None;
         }
     };
+    if let Some(files) = control_files {
+        files.remove();
+    }
+    // What the last actions said since the last frame.
+    for line in std::mem::take(&mut *said.lock()) {
+        writeln!(out, "> {line}")?;
+    }
     writeln!(
         out,
         "stopping: the synthetic users first, then the fleet (drain, nothing lost)"

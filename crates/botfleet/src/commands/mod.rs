@@ -3,6 +3,7 @@
 //! returns the exit code.
 
 pub(crate) mod config;
+pub(crate) mod control;
 pub(crate) mod db;
 pub(crate) mod dead_letters;
 #[cfg(feature = "bench")]

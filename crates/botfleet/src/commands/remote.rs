@@ -35,6 +35,11 @@ pub(crate) struct ControlFiles {
 }
 
 impl ControlFiles {
+    /// The token's file, for `--token-file`.
+    pub(crate) fn token_path(&self) -> &Path {
+        &self.token
+    }
+
     /// Removes both.
     pub(crate) fn remove(self) {
         let _ = std::fs::remove_file(&self.token);

@@ -698,24 +698,114 @@ async fn dating_worker_killed_mid_conversation_loses_nothing_postgres_redis() {
     killed_mid_conversation(true).await;
 }
 
+/// The demo is operated as `run` is, from another process through
+/// `--url` and `--token-file` (restart, stop, start under its traffic,
+/// nothing lost), then stops cleanly on Ctrl-C with its summary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctrl_c_stops_the_demo_cleanly_with_a_summary() {
+async fn the_demo_is_operated_from_the_cli_and_stops_cleanly_on_ctrl_c() {
+    use std::io::BufRead;
     let dir = crate::scratch("demo-ctrl-c");
     #[expect(
         clippy::disallowed_methods,
         reason = "integration tests run the real binary"
     )]
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"));
-    let child = command
-        .args(["demo", "--users", "200", "--rate", "10"])
+    let mut child = command
+        .args([
+            "demo",
+            "--users",
+            "200",
+            "--rate",
+            "10",
+            "--monitor",
+            "127.0.0.1:0",
+        ])
         .current_dir(&dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Once the view has been drawn a few times, Ctrl-C.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Its output line by line, as it comes.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let reading = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in reader.lines() {
+            let line = line.unwrap();
+            all.push_str(&line);
+            all.push('\n');
+            let _ = lines_tx.send(line);
+        }
+        all
+    });
+    // "from another terminal: botfleet status|... --url URL --token-file FILE"
+    let (url, token_file) = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the demo never said how to reach it");
+        if let Some(rest) = line.strip_prefix("from another terminal: ") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let after = |flag: &str| {
+                let at = words.iter().position(|w| *w == flag).unwrap();
+                words[at + 1].to_owned()
+            };
+            break (after("--url"), after("--token-file"));
+        }
+    };
+    let cli = |args: &[&str]| {
+        let mut args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        args.extend(["--url".to_owned(), url.clone()]);
+        let dir = dir.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                crate::botfleet(&dir, &args, &[])
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let said = |out: &std::process::Output| format!("{}{}", crate::stdout(out), crate::stderr(out));
+    // Both bots listed with their workers' pids (reading needs no token on
+    // loopback).
+    let mut ready = false;
+    for _ in 0..100 {
+        let out = cli(&["status", "--json"]).await;
+        assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+        let status: serde_json::Value = serde_json::from_str(&crate::stdout(&out)).unwrap();
+        let pids = |bot: &str| -> Vec<u64> {
+            status["bots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b["name"] == bot)
+                .flat_map(|b| b["workers"].as_array().unwrap().clone())
+                .filter_map(|w| w["pid"].as_u64())
+                .filter(|pid| *pid > 0)
+                .collect()
+        };
+        if !pids("dating").is_empty() && !pids("analytics").is_empty() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ready, "the demo's workers were never listed");
+    // Actions take the token the demo wrote, and only it.
+    let out = cli(&["restart", "dating", "--token-file", &token_file]).await;
+    assert_eq!(crate::stdout(&out), "dating restarted\n", "{}", said(&out));
+    let out = cli(&["stop", "analytics", "--token-file", &token_file]).await;
+    assert_eq!(crate::stdout(&out), "analytics stopped\n", "{}", said(&out));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let out = cli(&["start", "analytics", "--token-file", &token_file]).await;
+    assert_eq!(crate::stdout(&out), "analytics started\n", "{}", said(&out));
+    std::fs::write(dir.join("wrong.token"), "wrong").unwrap();
+    let out = cli(&["restart", "dating", "--token-file", "wrong.token"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(said(&out).contains("refused the token"), "{}", said(&out));
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    // Ctrl-C: the users stop, the fleet drains, the summary follows.
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
         rustix::process::Signal::INT,
@@ -724,12 +814,32 @@ async fn ctrl_c_stops_the_demo_cleanly_with_a_summary() {
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = reading.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("upd/s"), "{stdout}");
+    assert!(stdout.contains("\n> dating restarted\n"), "{stdout}");
+    assert!(stdout.contains("\n> analytics started\n"), "{stdout}");
     assert!(stdout.contains("\nsummary after "), "{stdout}");
+    // Nothing lost across the restart and the stop.
+    for bot in ["dating", "analytics"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(bot) && l.contains("received"))
+            .unwrap_or_else(|| panic!("no summary of {bot}: {stdout}"));
+        let numbers: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert!(numbers[0] > 0, "{line}");
+        assert_eq!(numbers[0], numbers[1], "{line}");
+    }
+    assert!(
+        !std::path::Path::new(&token_file).exists(),
+        "the token file outlived the demo"
+    );
+    assert!(
+        !stdout.contains(token.trim()) && !stderr.contains(token.trim()),
+        "the control token leaked"
+    );
 }
