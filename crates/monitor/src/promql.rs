@@ -8,7 +8,8 @@
 //!   sum, count, last, stddev, stdvar, quantile, present),
 //!   `histogram_quantile`, `absent`, `absent_over_time`, `abs`, `ceil`,
 //!   `floor`, `round`, `sqrt`, `exp`, `ln`, `log2`, `log10`, `clamp`,
-//!   `clamp_min`, `clamp_max`, `scalar`, `vector`, `time`, and botfleet's
+//!   `clamp_min`, `clamp_max`, `scalar`, `vector`, `time`, `label_replace`
+//!   (what the dashboard uses to name the lines of one chart), and botfleet's
 //!   `anomalous` (see `botfleet_config::promql`).
 //! - Aggregations `sum`, `avg`, `min`, `max`, `count`, `group`, `stddev`,
 //!   `stdvar`, `topk`, `bottomk`, `quantile`, by or without labels.
@@ -16,7 +17,7 @@
 //!   between scalars and vectors, with `on`/`ignoring` and
 //!   `group_left`/`group_right`.
 //!
-//! Anything else (subqueries, `@`, `label_replace`, ...) is an error that
+//! Anything else (subqueries, `@`, `label_join`, ...) is an error that
 //! names it, found when a rule is checked, not when it first runs.
 
 use std::collections::HashMap;
@@ -82,6 +83,51 @@ pub fn eval(store: &Store, expr: &Expr, t: i64, state: &mut State) -> Result<Val
         calls: 0,
     };
     cx.eval(expr, t)
+}
+
+/// Prometheus's `label_replace`: where `src`'s value matches `regex` whole,
+/// `dst` becomes `replacement` with the groups expanded (`$1`, `${name}`),
+/// or goes when that is empty; other samples pass unchanged.
+fn label_replace(
+    v: Vec<Sample>,
+    dst: &str,
+    replacement: &str,
+    src: &str,
+    regex: &str,
+) -> Result<Vec<Sample>, String> {
+    let re = regex::Regex::new(&format!("^(?s:{regex})$"))
+        .map_err(|e| format!("label_replace(): invalid regex {regex:?}: {e}"))?;
+    let valid = dst
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && dst.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!("label_replace(): invalid label name {dst:?}"));
+    }
+    let mut out = Vec::with_capacity(v.len());
+    for mut s in v {
+        let value = s
+            .labels
+            .iter()
+            .find(|(k, _)| k == src)
+            .map_or("", |(_, v)| v.as_str());
+        if let Some(caps) = re.captures(value) {
+            let mut res = String::new();
+            caps.expand(replacement, &mut res);
+            s.labels.retain(|(k, _)| k != dst);
+            if !res.is_empty() {
+                s.labels.push((dst.to_owned(), res));
+                s.labels.sort();
+            }
+        }
+        out.push(s);
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    if out.windows(2).any(|w| w[0].labels == w[1].labels) {
+        return Err("label_replace(): the result has two series with the same labels".to_owned());
+    }
+    Ok(out)
 }
 
 /// Checks that `expr` uses only what [`eval`] supports, so a rule fails
@@ -202,6 +248,20 @@ impl Cx<'_> {
                 let q = self.scalar(arg(0)?, t)?;
                 let v = self.vector(arg(1)?, t)?;
                 return Ok(Value::Vector(histogram_quantile(q, v)));
+            }
+            "label_replace" => {
+                let v = self.vector(arg(0)?, t)?;
+                let mut text = |i: usize| -> Result<String, String> {
+                    match self.eval(arg(i)?, t)? {
+                        Value::String(s) => Ok(s),
+                        _ => Err(format!(
+                            "label_replace(): argument {} must be a string",
+                            i + 1
+                        )),
+                    }
+                };
+                let (dst, replacement, src, regex) = (text(1)?, text(2)?, text(3)?, text(4)?);
+                return label_replace(v, &dst, &replacement, &src, &regex).map(Value::Vector);
             }
             n if n == ANOMALOUS => {
                 let id = self.calls;
@@ -1113,11 +1173,71 @@ mod tests {
     }
 
     #[test]
+    fn label_replace_sets_moves_and_removes_labels_as_prometheus_does() {
+        let s = Store::new(100);
+        at(
+            &s,
+            T0,
+            &[
+                ("in_use", &[("bot", "a"), ("host", "db-1:5432")], 3.0),
+                ("idle", &[("bot", "a"), ("host", "db-1:5432")], 7.0),
+            ],
+        );
+        // A constant label tells apart lines that `or` would merge.
+        let r = query(
+            &s,
+            r#"label_replace(sum by (bot) (in_use), "state", "in use", "", "") or label_replace(sum by (bot) (idle), "state", "idle", "", "")"#,
+            T0,
+        );
+        assert_eq!(
+            r,
+            vec![
+                ("{bot=\"a\", state=\"in use\"}".to_owned(), 3.0),
+                ("{bot=\"a\", state=\"idle\"}".to_owned(), 7.0),
+            ]
+        );
+        // Groups expanded; a regex that does not match the whole value
+        // leaves the sample as it was; an empty result removes the label.
+        let r = query(
+            &s,
+            r#"label_replace(in_use, "name", "$1", "host", "(.*):.*")"#,
+            T0,
+        );
+        assert_eq!(
+            r[0].0,
+            "{__name__=\"in_use\", bot=\"a\", host=\"db-1:5432\", name=\"db-1\"}"
+        );
+        let r = query(
+            &s,
+            r#"label_replace(in_use, "name", "$1", "host", "db")"#,
+            T0,
+        );
+        assert_eq!(
+            r[0].0,
+            "{__name__=\"in_use\", bot=\"a\", host=\"db-1:5432\"}"
+        );
+        let r = query(&s, r#"label_replace(in_use, "host", "", "bot", "a")"#, T0);
+        assert_eq!(r[0].0, "{__name__=\"in_use\", bot=\"a\"}");
+        // Two series made one is an error, as in Prometheus.
+        let expr = botfleet_config::promql::parse(
+            r#"label_replace({__name__=~"in_use|idle"}, "__name__", "x", "", "")"#,
+        )
+        .unwrap();
+        let err = eval(&s, &expr, T0, &mut State::default()).unwrap_err();
+        assert!(err.contains("same labels"), "{err}");
+    }
+
+    #[test]
     fn what_is_not_supported_is_named_when_checked() {
         for (text, says) in [
+            ("label_join(q, \"a\", \",\", \"b\", \"c\")", "label_join"),
             (
-                "label_replace(q, \"a\", \"$1\", \"b\", \"(.*)\")",
-                "label_replace",
+                "label_replace(q, \"a\", \"$1\", \"b\", \"(\")",
+                "invalid regex",
+            ),
+            (
+                "label_replace(q, \"1a\", \"x\", \"b\", \"\")",
+                "invalid label name",
             ),
             ("rate(q[5m:1m])", "subqueries"),
             ("q @ 100", "@ modifier"),

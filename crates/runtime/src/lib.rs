@@ -461,6 +461,10 @@ impl Fleet {
                 bot: bot.name.clone(),
                 source,
             })?;
+        // What the dashboard sets the bot's sends against.
+        let allowance = &self.config.telegram.limits.token;
+        metrics::gauge!("botfleet_telegram_allowance_per_second", "bot" => bot.name.clone())
+            .set(f64::from(allowance.max) / allowance.window.as_secs_f64());
         let journal_dir = self.data_dir().join("journal");
         let (journal, recovered) =
             journal::Journal::open(&journal_dir, &bot.name, journal::MAX_DEPTH).map_err(
