@@ -31,5 +31,5 @@ pub use l2::{DEFAULT_PROBE_INTERVAL, DEFAULT_TIMEOUT, Redis, RedisUrlError};
 pub use loading::LoadingCache;
 pub use tiered::{
     DEFAULT_CAPACITY, DEFAULT_JITTER, DEFAULT_MAX_VALUE_BYTES, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL,
-    Stats, TieredCache, TieredCacheBuilder, all_stats,
+    Stats, TieredCache, TieredCacheBuilder, all_stats, report_all_metrics,
 };

@@ -947,6 +947,12 @@ async fn heartbeats(shared: Arc<Shared>, every: Duration) {
             return;
         }
         if let Some(registry) = &shared.metrics {
+            // The pool's and the caches' gauges and counters are exported
+            // on demand; the latencies were recorded as they happened.
+            if let Some(db) = &shared.db {
+                db.report_metrics();
+            }
+            botfleet_cache::report_all_metrics();
             let changed = changed_series(registry, &mut sent);
             if !changed.is_empty() && shared.outbox.send(Message::Series(changed)).is_err() {
                 return;

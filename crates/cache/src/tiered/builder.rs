@@ -247,8 +247,14 @@ where
             }
         });
         let weak = Arc::downgrade(&inner);
-        super::registry::register(Box::new(move || {
-            weak.upgrade().map(|inner| TieredCache { inner }.stats())
+        super::registry::register(Box::new(move |report| {
+            weak.upgrade().map(|inner| {
+                let cache = TieredCache { inner };
+                if report {
+                    cache.report_metrics();
+                }
+                cache.stats()
+            })
         }));
         TieredCache { inner }
     }

@@ -5,7 +5,7 @@ mod builder;
 mod registry;
 mod remote;
 
-pub use registry::all_stats;
+pub use registry::{all_stats, report_all_metrics};
 mod stats;
 mod tags;
 

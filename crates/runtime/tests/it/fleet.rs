@@ -1163,6 +1163,24 @@ fn forwarded_count(name: &str, worker: &str) -> u64 {
         .sum()
 }
 
+/// The value of `name`'s gauge for `bot`'s slot `worker` in the installed
+/// registry.
+fn forwarded_gauge(name: &str, worker: &str) -> Option<f64> {
+    botfleet_monitor::installed()?
+        .snapshot()
+        .series
+        .into_iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.contains(&("bot".to_owned(), "echo".to_owned()))
+                && s.labels.contains(&("worker".to_owned(), worker.to_owned()))
+        })
+        .and_then(|s| match s.value {
+            botfleet_monitor::registry::Value::Gauge(v) => Some(v),
+            _ => None,
+        })
+}
+
 /// A worker's own metrics (here its database's query times) reach the
 /// supervisor's registry labelled by bot and slot, and a worker killed and
 /// started again keeps its slot's label, its counts adding to the old.
@@ -1190,6 +1208,16 @@ async fn worker_metrics_reach_the_monitor_and_survive_a_restart_under_the_same_s
             .into_iter()
             .map(|s| (s.name, s.labels))
             .collect::<Vec<_>>())
+    );
+    // The pool's gauges too, exported by the SDK each second.
+    assert!(
+        until(Duration::from_secs(10), || forwarded_gauge(
+            "botfleet_db_pool_connections_max",
+            "0"
+        )
+        .is_some_and(|v| v >= 1.0))
+        .await,
+        "the worker's pool gauges never reached the monitor"
     );
     let before = forwarded_count(QUERIES, "0");
     let (_, _, pid) = fleet.workers()[0];
