@@ -271,6 +271,23 @@ annotations = { summary = "{{ $labels.bot }} is busy" }
         )
         .await;
     browser.screenshot("dashboard.png").await;
+    // A value PromQL could not give (a p99 over no traffic: 0/0) is a gap
+    // in its line, not a scale of NaN that draws nothing.
+    let scale = browser
+        .run(
+            "const chart = state.charts.find((c) => c.id === 'p99'); const now = Date.now() / 1000; \
+             state.series.p99['bot=nan'] = { labels: { bot: 'nan' }, points: [[now - 9, NaN], [now - 6, 0.5], [now - 3, NaN]] }; \
+             draw(chart); const scale = chart.canvas.dataset.scale; \
+             delete state.series.p99['bot=nan']; draw(chart); return scale",
+        )
+        .await;
+    let scale = scale.as_str().unwrap_or_default().to_owned();
+    assert!(
+        scale
+            .split(' ')
+            .all(|v| v.parse::<f64>().is_ok_and(f64::is_finite)),
+        "the p99 chart's scale with a 0/0 point: {scale:?}"
+    );
     // A bot's page: its own lines only.
     browser.goto(&format!("{base}/#bot=echo")).await;
     browser

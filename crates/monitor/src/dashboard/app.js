@@ -56,7 +56,8 @@ function draw(chart) {
   const lines = Object.values(state.series[chart.id] || {}).filter((s) => shown(s.labels));
   let lo = Infinity, hi = -Infinity, points = 0;
   for (const s of lines) {
-    s.points = s.points.filter((p) => p[0] >= from);
+    // A value PromQL could not give (0/0: no traffic) is a gap, not a point.
+    s.points = s.points.filter((p) => p[0] >= from && isFinite(p[1]));
     for (const [, v] of s.points) { lo = Math.min(lo, v); hi = Math.max(hi, v); points++; }
     s.band = chart.band ? band(s.points) : null;
     s.trend = chart.forecast ? trend(s.points) : null;
@@ -77,6 +78,7 @@ function draw(chart) {
   }
   if (lo === hi) { lo = Math.min(0, lo); hi = hi === 0 ? 1 : hi * 1.1; }
   lo = Math.min(lo, 0);
+  canvas.dataset.scale = `${lo} ${hi}`;
   const x = (t) => left + (width - left - right) * (t - from) / (state.range + ahead);
   const y = (v) => top + (height - top - bottom) * (1 - (v - lo) / (hi - lo));
   for (let i = 0; i <= 3; i++) {
@@ -127,14 +129,16 @@ function draw(chart) {
 
 // The detector's baseline at each point, from the points before it: an
 // EWMA mean and variance (lambda 0.2, as the alert rules' anomalous()),
-// the band mean +- 3 sigma, after a warm-up of 10 points.
+// the band mean +- 3 sigma, after a warm-up of 10 points; never below zero
+// for a line that never is (a rate, a latency).
 function band(points) {
   const lambda = 0.2, out = [];
+  const floor = points.every(([, v]) => v >= 0) ? 0 : -Infinity;
   let mean = null, variance = 0, seen = 0;
   for (const [t, v] of points) {
     if (mean !== null && seen >= 10) {
       const sd = Math.sqrt(variance);
-      out.push([t, mean - 3 * sd, mean + 3 * sd]);
+      out.push([t, Math.max(floor, mean - 3 * sd), mean + 3 * sd]);
     }
     if (mean === null) mean = v;
     else { const d = v - mean; mean += lambda * d; variance = (1 - lambda) * (variance + lambda * d * d); }
