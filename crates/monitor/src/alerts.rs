@@ -756,10 +756,10 @@ mod tests {
 
     #[test]
     fn a_rule_that_cannot_be_evaluated_is_refused_with_its_origin() {
-        let rule = AlertRule::new("Bad", "label_replace(queue, \"a\", \"b\", \"c\", \"d\")");
+        let rule = AlertRule::new("Bad", "label_join(queue, \"a\", \",\", \"c\")");
         let e = Engine::new(&[RuleGroup::new("g", vec![rule])]).unwrap_err();
         assert!(
-            e.contains("built in (alert Bad, group g)") && e.contains("label_replace"),
+            e.contains("built in (alert Bad, group g)") && e.contains("label_join"),
             "{e}"
         );
         let rule = AlertRule::new("Bad", "queue > 1").annotation("summary", "{{ .Value }}");

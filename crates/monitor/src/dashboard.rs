@@ -10,6 +10,7 @@
 //!   last 20 changes) and each chart's newest values, as an SSE `data:`
 //!   line of JSON.
 
+use std::sync::Arc;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -312,6 +313,41 @@ fn chart_values(store: &crate::store::Store, t: i64) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
+/// The live event of this second, `{t, fleet, alerts, charts}`: made by
+/// the first dashboard to ask in the second, the others wait for it and
+/// share it, so a dashboard more costs a copy, not an evaluation.
+async fn live_event(state: &AppState) -> Arc<str> {
+    let t = unix_now();
+    let mut live = state.live.lock().await;
+    if let Some((at, event)) = &*live {
+        if *at == t {
+            return Arc::clone(event);
+        }
+    }
+    let summary = (state.fleet)().await;
+    let fleet = crate::fleet::json(&summary, &state.store, t as u64);
+    let (alerts, history) = state
+        .alerts
+        .get()
+        .map(|a| {
+            let engine = a.engine.lock();
+            let history = engine.history();
+            let recent = history[history.len().saturating_sub(20)..].to_vec();
+            (engine.alerts(), recent)
+        })
+        .unwrap_or_default();
+    let data = serde_json::json!({
+        "t": t,
+        "fleet": fleet,
+        "alerts": alerts,
+        "history": history,
+        "charts": chart_values(&state.store, t),
+    });
+    let event: Arc<str> = Arc::from(data.to_string());
+    *live = Some((t, Arc::clone(&event)));
+    event
+}
+
 /// `/api/v1/stream`: every second, `{t, fleet, alerts, charts}`.
 pub(crate) async fn stream(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(refusal) = refused(&state, &headers) {
@@ -320,27 +356,7 @@ pub(crate) async fn stream(State(state): State<AppState>, headers: HeaderMap) ->
     let ticks = tokio::time::interval(Duration::from_secs(1));
     let events = futures_util::stream::unfold((state, ticks), |(state, mut ticks)| async move {
         ticks.tick().await;
-        let t = unix_now();
-        let summary = (state.fleet)().await;
-        let fleet = crate::fleet::json(&summary, &state.store, t as u64);
-        let (alerts, history) = state
-            .alerts
-            .get()
-            .map(|a| {
-                let engine = a.engine.lock();
-                let history = engine.history();
-                let recent = history[history.len().saturating_sub(20)..].to_vec();
-                (engine.alerts(), recent)
-            })
-            .unwrap_or_default();
-        let data = serde_json::json!({
-            "t": t,
-            "fleet": fleet,
-            "alerts": alerts,
-            "history": history,
-            "charts": chart_values(&state.store, t),
-        });
-        let event = Event::default().data(data.to_string());
+        let event = Event::default().data(&*live_event(&state).await);
         Some((Ok::<_, Infallible>(event), (state, ticks)))
     });
     Sse::new(events)

@@ -189,6 +189,9 @@ pub struct Monitor {
     logs: Arc<OnceLock<logs::Served>>,
 }
 
+/// A live event of the dashboard's stream and the second it is of.
+type LiveEvent = (i64, Arc<str>);
+
 #[derive(Clone)]
 struct AppState {
     store: Arc<store::Store>,
@@ -199,6 +202,9 @@ struct AppState {
     alerts: Arc<OnceLock<Arc<AlertsShared>>>,
     control: Arc<OnceLock<control::ControlShared>>,
     logs: Arc<OnceLock<logs::Served>>,
+    /// The live stream's latest event and its second, made once for every
+    /// dashboard connected (`dashboard::stream`).
+    live: Arc<tokio::sync::Mutex<Option<LiveEvent>>>,
 }
 
 impl Monitor {
@@ -255,6 +261,7 @@ impl Monitor {
         let control = Arc::new(OnceLock::new());
         let logs = Arc::new(OnceLock::new());
         let state = AppState {
+            live: Arc::default(),
             logs: logs.clone(),
             store: store.clone(),
             alerts: alerts.clone(),
