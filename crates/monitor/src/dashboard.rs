@@ -10,8 +10,8 @@
 //!   last 20 changes) and each chart's newest values, as an SSE `data:`
 //!   line of JSON.
 
-use std::sync::Arc;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
