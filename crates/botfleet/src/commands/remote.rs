@@ -35,7 +35,8 @@ pub(crate) struct ControlFiles {
 }
 
 impl ControlFiles {
-    /// The token's file, for `--token-file`.
+    /// The token's file, for `--token-file` (the demo prints it).
+    #[cfg(feature = "bench")]
     pub(crate) fn token_path(&self) -> &Path {
         &self.token
     }
