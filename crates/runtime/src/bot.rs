@@ -674,10 +674,11 @@ const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// The dispatcher's counters and gauges, as metrics (docs/metrics.md).
 fn report(bot: &str, d: &Dispatcher, last: &mut Counts) {
     let c = d.counts;
+    // Every counter from the bot's first report, at 0 until something
+    // happens: a rule's `increase()` then sees the first updates too (a
+    // series born at 8 would count nothing before its second sample).
     let bump = |name: &'static str, now: u64, before: u64| {
-        if now > before {
-            metrics::counter!(name, "bot" => bot.to_owned()).increment(now - before);
-        }
+        metrics::counter!(name, "bot" => bot.to_owned()).increment(now.saturating_sub(before));
     };
     bump("botfleet_updates_received_total", c.received, last.received);
     bump(

@@ -16,13 +16,13 @@ fn replies(e: &Emulator, chat: i64) -> Vec<String> {
         .collect()
 }
 
-fn start(dir: &std::path::Path) -> std::process::Child {
+fn start(dir: &std::path::Path) -> Supervisor {
     start_with(dir, &[])
 }
 
 /// `botfleet run fleet.toml` with `flags` in `dir`, its stdout and stderr
 /// in `dir/stdout.log` and `dir/stderr.log`.
-pub(crate) fn start_with(dir: &std::path::Path, flags: &[&str]) -> std::process::Child {
+pub(crate) fn start_with(dir: &std::path::Path, flags: &[&str]) -> Supervisor {
     #[expect(
         clippy::disallowed_methods,
         reason = "integration tests run the real binary"
@@ -39,7 +39,34 @@ pub(crate) fn start_with(dir: &std::path::Path, flags: &[&str]) -> std::process:
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }
-    command.spawn().unwrap()
+    Supervisor(command.spawn().unwrap())
+}
+
+/// A test's `botfleet run`: killed when the test ends without waiting for
+/// it (a failed assertion), so it cannot outlive the test and meddle with
+/// the next run's scratch directory.
+pub(crate) struct Supervisor(std::process::Child);
+
+impl std::ops::Deref for Supervisor {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Supervisor {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -685,7 +712,7 @@ fn monitor_url(dir: &std::path::Path) -> Option<String> {
 
 /// `botfleet run` in `dir`, once its monitor's address is on stdout: the
 /// process and the address.
-async fn start_monitored(dir: &std::path::Path) -> (std::process::Child, String) {
+async fn start_monitored(dir: &std::path::Path) -> (Supervisor, String) {
     let supervisor = start(dir);
     assert!(
         until(Duration::from_secs(30), || monitor_url(dir).is_some()).await,
