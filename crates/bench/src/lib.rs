@@ -17,6 +17,7 @@
 
 pub mod cache;
 pub mod chaos;
+pub mod compare;
 pub mod dashboard;
 pub mod db;
 pub mod fleet;
@@ -80,6 +81,9 @@ pub enum BenchCommand {
     /// weight and time to first chart in headless Chromium, the supervisor's
     /// CPU per connected dashboard, `botfleet status`'s answer time.
     Dashboard(dashboard::DashboardBench),
+    /// `botfleet compare`'s error rates on a noise model: false alarms on
+    /// A/A and the detection of a 5 % change, by runs per side.
+    Compare(compare::CompareBench),
 }
 
 impl BenchCommand {
@@ -98,6 +102,7 @@ impl BenchCommand {
             BenchCommand::Journal(args) => journal::run(args),
             BenchCommand::Monitor(args) => monitor::run(args),
             BenchCommand::Dashboard(args) => dashboard::run(args),
+            BenchCommand::Compare(args) => compare::run(args),
         }
     }
 }

@@ -129,6 +129,11 @@ enum Command {
     /// print each bot's workers x pool size, within the budget, and the
     /// preset's pool settings.
     Tune(commands::tune::TuneArgs),
+    /// Is a change real or noise? Benchmark JSON documents (BASE NEW...),
+    /// or two commands run interleaved (--runs N -- CMD_A -- CMD_B),
+    /// compared figure by figure: medians, change with its 95 % interval,
+    /// Mann-Whitney p, verdict. Exit 1 when a figure is worse.
+    Compare(commands::compare::CompareArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +210,7 @@ pub(crate) fn run() -> ExitCode {
         #[cfg(feature = "bench")]
         Command::Bench(command) => command.run(),
         Command::Tune(args) => commands::tune::run(&args),
+        Command::Compare(args) => commands::compare::run(&args),
         Command::Db(command) => commands::db::run(&command),
         Command::DeadLetters(args) => commands::dead_letters::run(&args),
         Command::Rules(command) => commands::rules::run(&command),

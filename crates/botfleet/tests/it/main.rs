@@ -5,6 +5,7 @@
 mod bench;
 #[cfg(feature = "bench")]
 mod bots;
+mod compare;
 mod config;
 mod dashboard;
 mod dead_letters;
