@@ -12,15 +12,19 @@ use crate::stats::{hodges_lehmann, mann_whitney_p, median};
 pub struct Settings {
     /// The significance level of the Mann-Whitney test.
     pub alpha: f64,
-    /// A change inside ± this (percent) is no change.
+    /// An interval wider than ± this (percent) is inconclusive; one
+    /// inside it, without a significant change, is no change.
     pub threshold_pct: f64,
+    /// A significant change smaller than this (percent) is no change.
+    pub min_change_pct: f64,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
-            alpha: 0.05,
+            alpha: 0.01,
             threshold_pct: 5.0,
+            min_change_pct: 1.0,
         }
     }
 }
@@ -29,13 +33,15 @@ impl Default for Settings {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
-    /// Significantly better, by more than the threshold.
+    /// Significantly better, by at least the smallest change that counts.
     Better,
-    /// Significantly worse, by more than the threshold.
+    /// Significantly worse, by at least the smallest change that counts.
     Worse,
-    /// The whole interval within ± the threshold.
+    /// No significant change that counts, the interval within ± the
+    /// threshold.
     Same,
-    /// Neither: too few runs or too much noise to tell.
+    /// The interval wider than ± the threshold, or a change the runs
+    /// cannot confirm.
     Inconclusive,
 }
 
@@ -100,16 +106,21 @@ pub fn figure(name: &str, base: &[f64], new: &[f64], settings: Settings) -> Figu
         None => (f64::NAN, f64::NAN, f64::NAN),
     };
     let t = settings.threshold_pct;
-    let inside = ci_low_pct >= -t && ci_high_pct <= t;
+    let half_width = (ci_high_pct - ci_low_pct) / 2.0;
+    let within = ci_low_pct >= -t && ci_high_pct <= t;
     let excludes_zero = ci_low_pct > 0.0 || ci_high_pct < 0.0;
-    let verdict = if p_value < settings.alpha && excludes_zero && !inside {
-        let up = ci_low_pct > 0.0;
-        if up == higher_is_better {
+    let verdict = if half_width.is_nan() || half_width > t {
+        Verdict::Inconclusive
+    } else if p_value < settings.alpha
+        && excludes_zero
+        && change_pct.abs() >= settings.min_change_pct
+    {
+        if (change_pct > 0.0) == higher_is_better {
             Verdict::Better
         } else {
             Verdict::Worse
         }
-    } else if inside {
+    } else if within {
         Verdict::Same
     } else {
         Verdict::Inconclusive

@@ -1,6 +1,6 @@
 //! The statistics `botfleet compare` judges with: medians, the
-//! Mann-Whitney U test (exact for small samples without ties, the normal
-//! approximation with a tie correction otherwise) and the Hodges-Lehmann
+//! Mann-Whitney U test (counted exactly up to 60 runs in all, ties
+//! included; the normal approximation with a tie correction beyond) and the Hodges-Lehmann
 //! estimate of the shift between two samples with its confidence interval.
 //! Rank statistics, because benchmark timings are skewed and have
 //! outliers: they assume no distribution (../shared/reference, benchstat).
@@ -21,13 +21,16 @@ pub fn median(xs: &[f64]) -> f64 {
 }
 
 /// The two-sided p-value of the Mann-Whitney U test that `a` and `b` come
-/// from one distribution (1 when either is empty).
+/// from one distribution (1 when either is empty): exact up to
+/// [`EXACT_MAX`] runs in all, ties included; beyond, the normal
+/// approximation with the tie correction.
 pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
     let (n, m) = (a.len(), b.len());
     if n == 0 || m == 0 {
         return 1.0;
     }
-    // Ranks of the pooled samples, ties given their mean rank.
+    // Ranks of the pooled samples, ties given their mean rank, doubled so
+    // they stay integers.
     let mut pooled: Vec<(f64, bool)> = a
         .iter()
         .map(|&x| (x, true))
@@ -35,9 +38,9 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
         .collect();
     pooled.sort_by(|x, y| x.0.total_cmp(&y.0));
     let total = pooled.len();
-    let mut rank_a = 0.0;
+    let mut ranks2 = Vec::with_capacity(total);
+    let mut rank_a2 = 0usize;
     let mut ties = 0.0;
-    let mut tied = false;
     let mut i = 0;
     while i < total {
         let mut j = i;
@@ -45,19 +48,21 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
             j += 1;
         }
         let t = (j - i + 1) as f64;
-        if t > 1.0 {
-            tied = true;
-            ties += t * t * t - t;
+        ties += t * t * t - t;
+        // Ranks i+1 ..= j+1: their mean, doubled.
+        let rank2 = i + j + 2;
+        for p in &pooled[i..=j] {
+            ranks2.push(rank2);
+            if p.1 {
+                rank_a2 += rank2;
+            }
         }
-        // Ranks i+1 ..= j+1, their mean.
-        let rank = (i + j + 2) as f64 / 2.0;
-        rank_a += rank * pooled[i..=j].iter().filter(|p| p.1).count() as f64;
         i = j + 1;
     }
-    let u = rank_a - (n * (n + 1)) as f64 / 2.0;
-    if !tied && n * m <= EXACT_MAX {
-        return exact_p(n, m, u.round() as usize);
+    if total <= EXACT_MAX {
+        return exact_p(&ranks2, n, rank_a2);
     }
+    let u = rank_a2 as f64 / 2.0 - (n * (n + 1)) as f64 / 2.0;
     let (nf, mf, tf) = (n as f64, m as f64, total as f64);
     let mean = nf * mf / 2.0;
     let var = nf * mf / 12.0 * ((tf + 1.0) - ties / (tf * (tf - 1.0)));
@@ -69,37 +74,31 @@ pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
     (2.0 * (1.0 - normal_cdf(z))).min(1.0)
 }
 
-/// Beyond this many pairs the normal approximation is used.
-const EXACT_MAX: usize = 400;
+/// Up to this many runs in all, the p-value is counted exactly.
+const EXACT_MAX: usize = 60;
 
-/// The exact two-sided p-value of U = `u` for samples of `n` and `m`
-/// without ties: the share of the arrangements at least as extreme.
-fn exact_p(n: usize, m: usize, u: usize) -> f64 {
-    let max = n * m;
-    // counts[i][j][k]: arrangements of i and j values with U = k,
-    // built up one value at a time.
-    let mut prev: Vec<Vec<f64>> = vec![vec![1.0]; m + 1];
-    for i in 1..=n {
-        let mut cur: Vec<Vec<f64>> = Vec::with_capacity(m + 1);
-        cur.push(vec![1.0]);
-        for j in 1..=m {
-            let mut row = vec![0.0; i * j + 1];
-            // The largest value is from the first sample (it is above all
-            // j of the second: U grows by j) or from the second.
-            for (k, c) in prev[j].iter().enumerate() {
-                row[k + j] += c;
+/// The exact two-sided p-value of a rank sum: of every way to choose
+/// which `n` of the pooled values (their doubled ranks `ranks2`) are the
+/// first sample's, the share whose rank sum is at least as far out as
+/// `observed2` on its side, doubled.
+fn exact_p(ranks2: &[usize], n: usize, observed2: usize) -> f64 {
+    let max: usize = ranks2.iter().sum();
+    // ways[k][s]: the subsets of k values whose doubled ranks sum to s.
+    let mut ways = vec![vec![0.0f64; max + 1]; n + 1];
+    ways[0][0] = 1.0;
+    for &r in ranks2 {
+        for k in (1..=n).rev() {
+            let (before, at) = ways.split_at_mut(k);
+            let (from, to) = (&before[k - 1], &mut at[0]);
+            for s in (r..=max).rev() {
+                to[s] += from[s - r];
             }
-            for (k, c) in cur[j - 1].iter().enumerate() {
-                row[k] += c;
-            }
-            cur.push(row);
         }
-        prev = cur;
     }
-    let counts = &prev[m];
-    let all: f64 = counts.iter().sum();
-    let low: f64 = counts[..=u.min(max)].iter().sum();
-    let high: f64 = counts[u.min(max)..].iter().sum();
+    let dist = &ways[n];
+    let all: f64 = dist.iter().sum();
+    let low: f64 = dist[..=observed2].iter().sum();
+    let high: f64 = dist[observed2..].iter().sum();
     (2.0 * low.min(high) / all).min(1.0)
 }
 
@@ -164,25 +163,45 @@ mod tests {
         assert!(p > 0.99, "{p}");
         // Three against three can never be significant at 5 %.
         assert!(mann_whitney_p(&[1.0, 2.0, 3.0], &[4.0, 5.0, 6.0]) > 0.05);
+        // Exact for a case past the old limit of pairs too (30 against 30).
+        let a: Vec<f64> = (0..30).map(f64::from).collect();
+        let b: Vec<f64> = (30..60).map(f64::from).collect();
+        assert!(mann_whitney_p(&a, &b) < 1e-10);
     }
 
     #[test]
-    fn the_normal_approximation_agrees_with_the_exact_test() {
-        // 25 against 25 without ties: beyond EXACT_MAX, so approximated;
-        // the exact count for the same U, computed directly, agrees.
-        let a: Vec<f64> = (0..25).map(|i| f64::from(i) * 2.0).collect();
-        let b: Vec<f64> = (0..25).map(|i| f64::from(i) * 2.0 + 9.0).collect();
+    fn ties_are_counted_exactly() {
+        // Three against three, each side constant: 2 of the 20 ways to
+        // split the ranks are as extreme.
+        let p = mann_whitney_p(&[1.0; 3], &[2.0; 3]);
+        assert!((p - 0.1).abs() < 1e-12, "{p}");
+        // All equal is no evidence.
+        assert_eq!(mann_whitney_p(&[1.0; 10], &[1.0; 10]), 1.0);
+    }
+
+    #[test]
+    fn the_normal_approximation_agrees_with_the_exact_count() {
+        // 35 against 35: beyond EXACT_MAX, so approximated; the exact count
+        // of the same ranks agrees.
+        let a: Vec<f64> = (0..35).map(|i| f64::from(i) * 2.0).collect();
+        let b: Vec<f64> = (0..35).map(|i| f64::from(i) * 2.0 + 15.0).collect();
         let approx = mann_whitney_p(&a, &b);
-        // U = pairs with a above b.
-        let u = a
+        let mut pooled: Vec<(f64, bool)> = a
             .iter()
-            .map(|x| b.iter().filter(|y| x > y).count())
-            .sum::<usize>();
-        let exact = exact_p(25, 25, u);
+            .map(|&x| (x, true))
+            .chain(b.iter().map(|&x| (x, false)))
+            .collect();
+        pooled.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let ranks2: Vec<usize> = (0..70).map(|i| 2 * i + 2).collect();
+        let observed2: usize = pooled
+            .iter()
+            .zip(&ranks2)
+            .filter(|(p, _)| p.1)
+            .map(|(_, r)| r)
+            .sum();
+        let exact = exact_p(&ranks2, 35, observed2);
         assert!((approx - exact).abs() < 0.01, "{approx} vs {exact}");
         assert!(exact < 0.05, "{exact}");
-        // Ties use the corrected variance: all equal is no evidence.
-        assert_eq!(mann_whitney_p(&[1.0; 10], &[1.0; 10]), 1.0);
     }
 
     #[test]

@@ -24,12 +24,15 @@ pub(crate) struct CompareArgs {
     /// their wall time and the JSON figures they print.
     #[arg(long, value_name = "N")]
     runs: Option<u32>,
-    /// A change within +- this many percent is no change; wider intervals
-    /// that are not significant are inconclusive.
+    /// A 95 % interval wider than +- this many percent is inconclusive;
+    /// one inside it without a significant change is the same.
     #[arg(long, value_name = "PCT", default_value_t = 5.0)]
     threshold: f64,
+    /// A significant change smaller than this many percent is the same.
+    #[arg(long, value_name = "PCT", default_value_t = 1.0)]
+    min_change: f64,
     /// The Mann-Whitney test's significance level.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.01)]
     alpha: f64,
     /// The order of the interleaved runs [default: from the clock].
     #[arg(long)]
@@ -55,9 +58,16 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             args.alpha
         ));
     }
+    if !(args.min_change >= 0.0 && args.min_change < args.threshold) {
+        return usage(&format!(
+            "--min-change must be at least 0 and below --threshold (got {})",
+            args.min_change
+        ));
+    }
     let settings = Settings {
         alpha: args.alpha,
         threshold_pct: args.threshold,
+        min_change_pct: args.min_change,
     };
     let (base, new) = match args.runs {
         Some(runs) => {
@@ -101,6 +111,7 @@ pub(crate) fn run(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         let doc = serde_json::json!({
             "alpha": settings.alpha,
             "threshold_pct": settings.threshold_pct,
+            "min_change_pct": settings.min_change_pct,
             "figures": figures,
             "only_one_side": alone,
         });
@@ -279,7 +290,7 @@ fn table(
     let count = |v: Verdict| figures.iter().filter(|f| f.verdict == v).count();
     writeln!(
         out,
-        "{} figures: {} worse, {} better, {} same, {} inconclusive (threshold +-{} %, alpha {}; n = runs per side)",
+        "{} figures: {} worse, {} better, {} same, {} inconclusive (threshold +-{} %, alpha {})",
         figures.len(),
         count(Verdict::Worse),
         count(Verdict::Better),
