@@ -22,7 +22,7 @@ pub fn median(xs: &[f64]) -> f64 {
 
 /// The two-sided p-value of the Mann-Whitney U test that `a` and `b` come
 /// from one distribution (1 when either is empty): exact up to
-/// [`EXACT_MAX`] runs in all, ties included; beyond, the normal
+/// 60 runs in all, ties included; beyond, the normal
 /// approximation with the tie correction.
 pub fn mann_whitney_p(a: &[f64], b: &[f64]) -> f64 {
     let (n, m) = (a.len(), b.len());
