@@ -229,11 +229,15 @@ fn walk(v: &serde_json::Value, path: String, out: &mut Vec<(String, f64)>) {
 /// The runs of each figure over documents, in first-seen order.
 pub fn runs(docs: &[serde_json::Value]) -> Vec<(String, Vec<f64>)> {
     let mut out: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for doc in docs {
         for (name, x) in flatten(doc) {
-            match out.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, xs)) => xs.push(x),
-                None => out.push((name, vec![x])),
+            match at.get(&name) {
+                Some(&i) => out[i].1.push(x),
+                None => {
+                    at.insert(name.clone(), out.len());
+                    out.push((name, vec![x]));
+                }
             }
         }
     }
@@ -249,19 +253,25 @@ pub fn documents(
 ) -> (Vec<Figure>, Vec<String>) {
     let base = runs(base);
     let new = runs(new);
+    let new_at: std::collections::HashMap<&str, &[f64]> = new
+        .iter()
+        .map(|(n, xs)| (n.as_str(), xs.as_slice()))
+        .collect();
+    let base_names: std::collections::HashSet<&str> =
+        base.iter().map(|(n, _)| n.as_str()).collect();
     let mut figures = Vec::new();
     let mut alone = Vec::new();
     for (name, b) in &base {
-        match new.iter().find(|(n, _)| n == name) {
-            Some((_, n)) => figures.push(figure(name, b, n, settings)),
+        match new_at.get(name.as_str()) {
+            Some(n) => figures.push(figure(name, b, n, settings)),
             None => alone.push(name.clone()),
         }
     }
-    for (name, _) in &new {
-        if !base.iter().any(|(n, _)| n == name) {
-            alone.push(name.clone());
-        }
-    }
+    alone.extend(
+        new.iter()
+            .filter(|(n, _)| !base_names.contains(n.as_str()))
+            .map(|(n, _)| n.clone()),
+    );
     (figures, alone)
 }
 

@@ -468,6 +468,20 @@ async fn stats(servers: bool) {
     w.stop().await;
 }
 
+/// The demo's summary line of `bot` and its numbers: "received N,
+/// handled N, failed N, ...".
+fn demo_summary<'a>(stdout: &'a str, bot: &str) -> (&'a str, Vec<u64>) {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(bot) && l.contains("received"))
+        .unwrap_or_else(|| panic!("no summary of {bot}: {stdout}"));
+    let numbers = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (line, numbers)
+}
+
 #[test]
 fn the_demo_runs_both_bots_and_loses_nothing() {
     let dir = crate::scratch("demo");
@@ -483,15 +497,7 @@ fn the_demo_runs_both_bots_and_loses_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     for bot in ["dating", "analytics"] {
-        let line = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(bot) && l.contains("received"))
-            .unwrap_or_else(|| panic!("no summary of {bot}: {stdout}"));
-        // "received N, handled N, failed 0, ..."
-        let numbers: Vec<u64> = line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|n| n.parse().ok())
-            .collect();
+        let (line, numbers) = demo_summary(&stdout, bot);
         assert!(numbers[0] > 0, "{line}");
         assert_eq!(numbers[0], numbers[1], "{line}");
         assert_eq!(numbers[2], 0, "{line}");
@@ -823,14 +829,7 @@ async fn the_demo_is_operated_from_the_cli_and_stops_cleanly_on_ctrl_c() {
     assert!(stdout.contains("\nsummary after "), "{stdout}");
     // Nothing lost across the restart and the stop.
     for bot in ["dating", "analytics"] {
-        let line = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(bot) && l.contains("received"))
-            .unwrap_or_else(|| panic!("no summary of {bot}: {stdout}"));
-        let numbers: Vec<u64> = line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|n| n.parse().ok())
-            .collect();
+        let (line, numbers) = demo_summary(&stdout, bot);
         assert!(numbers[0] > 0, "{line}");
         assert_eq!(numbers[0], numbers[1], "{line}");
     }

@@ -134,4 +134,26 @@ fn benchmark_documents_with_one_figure_changed() {
     );
     let out = botfleet(&dir, &["compare", "base.json"], &[]);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    // A command that fails stops the comparison with its own words.
+    let out = botfleet(
+        &dir,
+        &[
+            "compare",
+            "--runs",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "echo boom >&2; exit 3",
+            "--",
+            "true",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("boom") && stderr(&out).contains("exit status: 3"),
+        "{}",
+        stderr(&out)
+    );
 }
