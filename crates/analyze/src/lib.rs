@@ -1,8 +1,10 @@
 //! botfleet's judgement on measurements. [`compare`] tells a real change
 //! from noise over runs of a benchmark or a command, with the rank
-//! statistics of [`stats`] (docs/compare.md). The fleet's analyzer
-//! (`botfleet analyze`) and readiness check (`botfleet doctor`) are to
-//! join it.
+//! statistics of [`stats`] (docs/compare.md). [`fleet`] names a running
+//! fleet's bottleneck from its monitor's store (`botfleet analyze`,
+//! docs/analyze.md). The readiness check (`botfleet doctor`) is to join
+//! them.
 
 pub mod compare;
+pub mod fleet;
 pub mod stats;

@@ -75,6 +75,20 @@ enum Command {
         #[command(flatten)]
         remote: commands::remote::Remote,
     },
+    /// A running fleet's bottlenecks, the worst first, each with its
+    /// evidence and its fix; where each bot's update time goes; the host's
+    /// saturation and the dependencies (docs/analyze.md). Exit 1 when
+    /// something binds.
+    Analyze {
+        /// The window looked at, ending now.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = botfleet_config::duration::positive_arg)]
+        window: std::time::Duration,
+        /// One JSON document (BENCHMARKS.md's shape) instead of the text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: commands::remote::Remote,
+    },
     /// A running fleet's status redrawn every second, with its alerts.
     Top {
         #[command(flatten)]
@@ -217,6 +231,11 @@ pub(crate) fn run() -> ExitCode {
         Command::Status { json, remote } => {
             commands::remote::run(&commands::remote::Ask::Status { json }, &remote)
         }
+        Command::Analyze {
+            window,
+            json,
+            remote,
+        } => commands::remote::run(&commands::remote::Ask::Analyze { window, json }, &remote),
         Command::Top { top, remote } => {
             commands::remote::run(&commands::remote::Ask::Top(top), &remote)
         }

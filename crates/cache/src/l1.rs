@@ -62,6 +62,7 @@ pub struct L1<K, V> {
     shards: Box<[Mutex<Shard<K, V>>]>,
     hasher: std::collections::hash_map::RandomState,
     weigher: Weigher<K, V>,
+    capacity: u64,
     pub(crate) counters: L1Counters,
 }
 
@@ -91,8 +92,14 @@ where
                 .collect(),
             hasher: std::collections::hash_map::RandomState::new(),
             weigher: weigher.unwrap_or_else(|| Arc::new(|_, _| 1)),
+            capacity,
             counters: L1Counters::default(),
         }
+    }
+
+    /// The capacity it was made with (entries, or the weigher's unit).
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     fn locate(&self, key: &K) -> (u64, MutexGuard<'_, Shard<K, V>>) {

@@ -108,6 +108,11 @@ fn describe() {
         );
         describe_gauge!("botfleet_cache_l1_entries", Unit::Count, "Entries in L1.");
         describe_gauge!(
+            "botfleet_cache_l1_capacity",
+            Unit::Count,
+            "L1's capacity (entries, or the weigher's unit)."
+        );
+        describe_gauge!(
             REDIS_AVAILABLE,
             "1 when Redis is reachable, 0 while the breaker is open."
         );
@@ -158,6 +163,7 @@ where
             counter!(*name, &labels).absolute(field(&s));
         }
         gauge!("botfleet_cache_l1_entries", &labels).set(s.l1_entries as f64);
+        gauge!("botfleet_cache_l1_capacity", &labels).set(self.l1_capacity() as f64);
         if let Some(redis) = self.redis() {
             gauge!(REDIS_AVAILABLE).set(if redis.is_unavailable() { 0.0 } else { 1.0 });
         }

@@ -89,6 +89,25 @@ pub fn installed() -> Option<Registry> {
     INSTALLED.get().cloned().flatten()
 }
 
+/// The fleet's analysis over a window of the store (`/performance/report`,
+/// `botfleet analyze`): `(store, now, window_s)` to a JSON document. The
+/// analyzer lives above the monitor (`botfleet-analyze`); the program
+/// hands it in with [`Monitor::serve_analysis`].
+pub type AnalysisSource = Arc<
+    dyn Fn(Arc<store::Store>, i64, u64) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The analysis [`Monitor::serve_analysis`] was given.
+struct ServedAnalysis(AnalysisSource);
+
+impl std::fmt::Debug for ServedAnalysis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServedAnalysis")
+    }
+}
+
 /// Whether the fleet is ready to serve, and if not, why.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Readiness {
@@ -187,6 +206,7 @@ pub struct Monitor {
     alerts: Arc<OnceLock<Arc<AlertsShared>>>,
     control: Arc<OnceLock<control::ControlShared>>,
     logs: Arc<OnceLock<logs::Served>>,
+    analysis: Arc<OnceLock<ServedAnalysis>>,
 }
 
 /// A live event of the dashboard's stream and the second it is of.
@@ -202,6 +222,7 @@ struct AppState {
     alerts: Arc<OnceLock<Arc<AlertsShared>>>,
     control: Arc<OnceLock<control::ControlShared>>,
     logs: Arc<OnceLock<logs::Served>>,
+    analysis: Arc<OnceLock<ServedAnalysis>>,
     /// The live stream's latest event and its second, made once for every
     /// dashboard connected (`dashboard::stream`).
     live: Arc<tokio::sync::Mutex<Option<LiveEvent>>>,
@@ -260,8 +281,10 @@ impl Monitor {
         let alerts = Arc::new(OnceLock::new());
         let control = Arc::new(OnceLock::new());
         let logs = Arc::new(OnceLock::new());
+        let analysis = Arc::new(OnceLock::new());
         let state = AppState {
             live: Arc::default(),
+            analysis: analysis.clone(),
             logs: logs.clone(),
             store: store.clone(),
             alerts: alerts.clone(),
@@ -342,7 +365,16 @@ impl Monitor {
             alerts,
             control,
             logs,
+            analysis,
         })
+    }
+
+    /// Serves `source`'s analysis in `/performance/report` (its
+    /// `analysis` and `findings`).
+    pub fn serve_analysis(&mut self, source: AnalysisSource) {
+        if self.analysis.set(ServedAnalysis(source)).is_err() {
+            tracing::warn!("the analysis was served twice; the second is ignored");
+        }
     }
 
     /// Serves the workers' recent output at `/api/v1/logs` from `source`.
@@ -473,12 +505,38 @@ fn metrics_of(state: &AppState, headers: &HeaderMap, prefixes: &[&str]) -> Respo
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
-/// `/performance/report`: the fleet at a glance and the host, as JSON; the
-/// analyzer's findings are to come (docs/config.md).
-async fn performance_report(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `/performance/report[?window=5m]`: the fleet at a glance, the host and
+/// the dependencies, and the analyzer's findings over the window, as JSON
+/// (docs/analyze.md).
+async fn performance_report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     if let Some(refusal) = refused(&state, &headers) {
         return refusal;
     }
+    let pairs = match query_pairs(&uri) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
+    let window_s = match pairs.iter().find(|(k, _)| k == "window") {
+        None => DEFAULT_WINDOW_S,
+        Some((_, text)) => match botfleet_config::duration::parse(text) {
+            Some(d) if d.as_secs() >= 2 => d.as_secs(),
+            _ => {
+                return bad_request(format!(
+                    "window={text:?}: give a duration of 2 s or more, such as 30s, 5m or 1h"
+                ));
+            }
+        },
+    };
+    let analysis = match state.analysis.get() {
+        Some(ServedAnalysis(source)) => {
+            Some(source(state.store.clone(), unix_now(), window_s).await)
+        }
+        None => None,
+    };
     let summary = (state.fleet)().await;
     let store = &state.store;
     let host_cpu = {
@@ -515,7 +573,8 @@ async fn performance_report(State(state): State<AppState>, headers: HeaderMap) -
             "postgres_up": store.latest("botfleet_postgres_up", &[]),
             "redis_up": store.latest("botfleet_redis_up", &[]),
         },
-        "findings": [],
+        "findings": analysis.as_ref().and_then(|a| a.get("findings").cloned()).unwrap_or_default(),
+        "analysis": analysis,
     });
     axum::Json(report).into_response()
 }
@@ -549,6 +608,9 @@ async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Respons
 }
 
 /// Seconds since the Unix epoch.
+/// The analysis window when the request names none, seconds.
+const DEFAULT_WINDOW_S: u64 = 300;
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

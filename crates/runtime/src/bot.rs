@@ -211,6 +211,8 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
     // The workers' handler time, Bot API time and updates handled, summed,
     // at the autoscaler's last ask.
     let mut busy_seen = (0.0, 0.0, 0.0);
+    // The workers' handler time and its Bot API part, seconds, summed.
+    let mut handler_seconds = (0.0f64, 0.0f64);
     // Workers whose connection closed: what they held waits for their
     // exit (which tells whether those updates are to blame), or for
     // CLOSE_WAIT.
@@ -350,6 +352,25 @@ pub(crate) async fn actor(ctx: Arc<BotCtx>, mut events: mpsc::UnboundedReceiver<
                 let sum = |stat: Stat| sums.get(stat.name()).copied().unwrap_or(0.0);
                 let now = (sum(Stat::HandlerUs), sum(Stat::ApiUs), sum(Stat::Handled));
                 let handled = now.2 - busy_seen.2;
+                // The workers' own account of their time, as counters for
+                // the analyzer: what a handler spent, of it waiting for
+                // the Bot API (a restarted worker's sums start again: only
+                // growth counts).
+                handler_seconds.0 += (now.0 - busy_seen.0).max(0.0) / 1e6;
+                handler_seconds.1 += (now.1 - busy_seen.1).max(0.0) / 1e6;
+                if let Some(registry) = botfleet_monitor::installed() {
+                    let labels = [("bot".to_owned(), bot.clone())];
+                    registry.set_float_counter(
+                        "botfleet_handler_seconds_total",
+                        &labels,
+                        handler_seconds.0,
+                    );
+                    registry.set_float_counter(
+                        "botfleet_handler_api_seconds_total",
+                        &labels,
+                        handler_seconds.1,
+                    );
+                }
                 let busy = (handled > 0.0).then(|| {
                     let us = ((now.0 - busy_seen.0) - (now.1 - busy_seen.1)).max(0.0) / handled;
                     std::time::Duration::from_micros(us as u64)

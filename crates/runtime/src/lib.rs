@@ -943,7 +943,9 @@ async fn database_plan(
         let limits =
             botfleet_db::budget::ServerLimits::fetch(&url, settings, "botfleet/supervisor").await?;
         if let Some(limits) = limits {
-            for b in botfleet_db::budget::plan_fleet(config, limits)?.bots {
+            let plan = botfleet_db::budget::plan_fleet(config, limits)?;
+            metrics::gauge!("botfleet_db_budget_usable_connections").set(f64::from(plan.usable));
+            for b in plan.bots {
                 sizes.insert(b.name, b.pool_size);
             }
         }

@@ -111,6 +111,8 @@ pub(crate) async fn run(
         } else if !many {
             declined = false;
         }
+        metrics::gauge!("botfleet_workers_max", "bot" => name.clone())
+            .set(f64::from(config.max_workers));
         metrics::gauge!("botfleet_workers_desired", "bot" => name.clone()).set(f64::from(
             want.clamp(config.min_workers, config.max_workers),
         ));

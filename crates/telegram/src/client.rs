@@ -235,6 +235,7 @@ impl Client {
             .await
             .map_err(|_| fail(ErrorKind::Transport("client closed".into())))?;
         mx::in_flight(&self.inner.bot, 1.0);
+        let began = tokio::time::Instant::now();
         let sent = self
             .inner
             .http
@@ -244,6 +245,7 @@ impl Client {
             .send()
             .await;
         mx::in_flight(&self.inner.bot, -1.0);
+        mx::duration(&self.inner.bot, method, began.elapsed());
         let response = sent.map_err(|e| {
             // reqwest puts the URL, and so the token, in its messages.
             let e = e.without_url();

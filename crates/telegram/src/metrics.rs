@@ -22,6 +22,15 @@ pub(crate) fn call<R>(bot: &str, method: &str, result: &Result<R, Error>) {
     counter!("botfleet_telegram_calls_total", "bot" => bot.to_owned(), "method" => method.to_owned(), "outcome" => outcome).increment(1);
 }
 
+/// The time Telegram took to answer a call (its headers); `getUpdates`,
+/// a long poll that waits for updates on purpose, is not recorded.
+pub(crate) fn duration(bot: &str, method: &str, took: Duration) {
+    if method == "getUpdates" {
+        return;
+    }
+    histogram!("botfleet_telegram_call_duration_seconds", "bot" => bot.to_owned(), "method" => method.to_owned()).record(took);
+}
+
 pub(crate) fn retry(bot: &str, reason: &'static str) {
     counter!("botfleet_telegram_retries_total", "bot" => bot.to_owned(), "reason" => reason)
         .increment(1);

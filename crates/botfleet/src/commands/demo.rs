@@ -109,6 +109,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let (mut control_rx, control_files) = match &mut monitor {
         Some(m) => {
             let (rx, files) = super::control::open(m, None, world.data_dir());
+            m.serve_analysis(super::analyze::source(&world.config));
             (Some(rx), files)
         }
         None => (None, None),

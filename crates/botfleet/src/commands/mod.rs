@@ -2,6 +2,7 @@
 //! stdout/stderr explicitly (so a closed pipe is an error, not a panic) and
 //! returns the exit code.
 
+pub(crate) mod analyze;
 pub(crate) mod compare;
 pub(crate) mod config;
 pub(crate) mod control;

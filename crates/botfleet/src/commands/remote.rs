@@ -233,7 +233,13 @@ pub(crate) struct TopArgs {
 /// What a remote command asks.
 #[derive(Debug)]
 pub(crate) enum Ask {
-    Status { json: bool },
+    Status {
+        json: bool,
+    },
+    Analyze {
+        window: std::time::Duration,
+        json: bool,
+    },
     Top(TopArgs),
     Logs(LogsArgs),
     Reload,
@@ -257,6 +263,10 @@ pub(crate) fn run(ask: &Ask, remote: &Remote) -> anyhow::Result<ExitCode> {
     let (post, path) = match ask {
         Ask::Logs(_) | Ask::Top(_) => unreachable!("answered above"),
         Ask::Status { .. } => (false, "/api/v1/fleet".to_owned()),
+        Ask::Analyze { window, .. } => (
+            false,
+            format!("/performance/report?window={}s", window.as_secs().max(2)),
+        ),
         Ask::Reload => (true, "/api/v1/reload".to_owned()),
         Ask::Restart(bot) => (true, format!("/api/v1/bots/{bot}/restart")),
         Ask::Stop(bot) => (true, format!("/api/v1/bots/{bot}/stop")),
@@ -268,6 +278,23 @@ pub(crate) fn run(ask: &Ask, remote: &Remote) -> anyhow::Result<ExitCode> {
         Ask::Logs(_) | Ask::Top(_) => {}
         Ask::Status { json: true } => writeln!(out, "{answer}")?,
         Ask::Status { json: false } => status_table(&mut out, &answer)?,
+        Ask::Analyze { json, .. } => {
+            let analysis = &answer["analysis"];
+            if analysis.is_null() {
+                bail!(
+                    "the fleet at {} serves no analysis in /performance/report (a botfleet older than `analyze`?)",
+                    fleet.url
+                );
+            }
+            if *json {
+                writeln!(out, "{analysis}")?;
+            } else {
+                super::analyze::print(&mut out, analysis, &fleet.url)?;
+            }
+            if analysis["healthy"].as_bool() != Some(true) {
+                return Ok(ExitCode::from(exit::FAILURE));
+            }
+        }
         Ask::Reload => {
             let list = |key: &str| -> String {
                 answer[key]

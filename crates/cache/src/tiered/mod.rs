@@ -313,6 +313,11 @@ where
         self.inner.l2.as_ref()
     }
 
+    /// L1's capacity (entries, or the weigher's unit).
+    pub fn l1_capacity(&self) -> u64 {
+        self.inner.l1.capacity()
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> Stats {
         let inner = &self.inner;

@@ -33,6 +33,12 @@ impl Running {
         self.monitor.start_control(token, send);
     }
 
+    /// Serves `source`'s analysis in `/performance/report`
+    /// (`botfleet_monitor::Monitor::serve_analysis`).
+    pub fn serve_analysis(&mut self, source: botfleet_monitor::AnalysisSource) {
+        self.monitor.serve_analysis(source);
+    }
+
     /// Stops both.
     pub async fn stop(self) {
         self.poller.abort();
