@@ -308,6 +308,15 @@ pub fn human_s(s: f64) -> String {
     }
 }
 
+/// `n word`, or `n words`.
+fn count(n: f64, word: &str) -> String {
+    if n == 1.0 {
+        format!("1 {word}")
+    } else {
+        format!("{n:.0} {word}s")
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:.0} %", x * 100.0)
 }
@@ -788,7 +797,7 @@ fn per_bot(q: &Q<'_>, b: &Breakdown, advice: Option<&Advice>, out: &mut Vec<Find
                 format!("max_over_time(botfleet_db_pool_waiters{{bot=\"{bot}\"}}[{w}])"),
                 n,
                 0.0,
-                format!("up to {n:.0} callers waited at once"),
+                format!("up to {} waited at once", count(n, "caller")),
             ));
         }
         if timeouts > 0.0 {
@@ -804,7 +813,7 @@ fn per_bot(q: &Q<'_>, b: &Breakdown, advice: Option<&Advice>, out: &mut Vec<Find
             format!("botfleet_db_pool_connections_max{{bot=\"{bot}\"}}"),
             size,
             0.0,
-            format!("each worker's pool has {size:.0} connections"),
+            format!("each worker's pool has {}", count(size, "connection")),
         ));
         finding(
             "db.pool_exhausted",

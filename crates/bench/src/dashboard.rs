@@ -111,6 +111,7 @@ async fn measure(args: &DashboardBench) -> anyhow::Result<Report> {
         chat_limits: false,
         monitor: None,
         workers: Some(args.workers),
+        faults: Vec::new(),
     })
     .await?;
     let rules = vec![botfleet_monitor::alerts::default_rules()];

@@ -241,6 +241,7 @@ pub fn run(args: &FleetBench) -> anyhow::Result<ExitCode> {
         chat_limits: false,
         workers: None,
         monitor: None,
+        faults: Vec::new(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

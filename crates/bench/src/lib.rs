@@ -20,6 +20,7 @@ pub mod chaos;
 pub mod compare;
 pub mod dashboard;
 pub mod db;
+pub mod faults;
 pub mod fleet;
 mod harness;
 pub mod ipc;

@@ -11,6 +11,8 @@ use botfleet_db::batch::Batcher;
 use botfleet_db::{Database, Row};
 use botfleet_emulator::{Emulator, EmulatorConfig, Limits, Replies, Traffic, TrafficHandle};
 use botfleet_runtime::{Fleet, Report, RunOptions, Status};
+
+use crate::faults::{Fault, Relay};
 use tokio::time::Instant;
 
 /// The dating bot's token (the emulator's; no such bot exists on Telegram).
@@ -43,6 +45,8 @@ pub struct WorldOptions {
     /// Each bot's workers, fixed (`None`: dating 2 to 4, analytics 1 to 3,
     /// the autoscaler's choice).
     pub workers: Option<u32>,
+    /// The demo's fault knobs (`faults.rs`).
+    pub faults: Vec<Fault>,
 }
 
 /// The running world.
@@ -59,6 +63,8 @@ pub struct World {
     /// The fleet file the fleet runs.
     pub config: botfleet_config::FleetConfig,
     dir: botfleet_testkit::TempDir,
+    /// The relays the `db.down` and `cache.redis_down` knobs cut.
+    relays: Vec<std::sync::Arc<Relay>>,
 }
 
 /// The fleet's file: both bots, their workers this binary's `demo-worker`.
@@ -70,6 +76,7 @@ fn fleet_file(
     no_limits: bool,
     chat_limits: bool,
     workers: Option<u32>,
+    faults: &[Fault],
 ) -> FleetFile {
     let mut file = FleetFile::new()
         .set("environment", "dev")
@@ -89,17 +96,39 @@ fn fleet_file(
                 .set("telegram.limits.group", telegram.group.to_config_string());
         }
     }
+    for fault in faults {
+        file = match fault {
+            Fault::CacheTooSmall => file.set("cache.capacity", 8),
+            Fault::PoolExhausted => file.set("database.pool.max_connections", 1),
+            Fault::RateLimited => file.set("telegram.limits.token", "8/1s"),
+            _ => file,
+        };
+    }
+    let args = |bot: &str| {
+        let mut args = vec!["demo-worker".to_owned(), bot.to_owned()];
+        for fault in faults.iter().filter(|f| f.in_worker()) {
+            args.extend(["--fault".to_owned(), fault.kind().to_owned()]);
+        }
+        args
+    };
     file.bot(
         BotFile::new("dating", DATING_TOKEN)
             .workers(workers.unwrap_or(2), workers.unwrap_or(4))
-            .command(exe, ["demo-worker", "dating"]),
+            .command(exe, args("dating")),
     )
     .bot(
         BotFile::new("analytics", ANALYTICS_TOKEN)
             .workers(workers.unwrap_or(1), workers.unwrap_or(3))
-            .command(exe, ["demo-worker", "analytics"]),
+            .command(exe, args("analytics")),
     )
 }
+
+/// When the `db.down` and `cache.redis_down` knobs cut their path, after
+/// the traffic starts.
+const CUT_AFTER: Duration = Duration::from_secs(5);
+
+/// Each bot's most workers when the options fix none (dating 4, analytics 3).
+const MAX_WORKERS: u32 = 4 + 3;
 
 /// Creates both bots' tables and gives about half the users a complete
 /// dating profile, so browsing, likes and matches happen from the first
@@ -174,6 +203,12 @@ impl World {
         let emulator = Emulator::start(config)
             .await
             .context("cannot start the emulator")?;
+        if o.faults.contains(&Fault::SlowApi) {
+            emulator.set_faults(botfleet_emulator::Faults {
+                latency_ms: (300, 50),
+                ..botfleet_emulator::Faults::default()
+            });
+        }
         emulator.add_bot(DATING_TOKEN, "demo_dating_bot");
         emulator.add_bot(ANALYTICS_TOKEN, "demo_analytics_bot");
         let dir = botfleet_testkit::TempDir::new("bots").context("a work directory")?;
@@ -192,17 +227,64 @@ impl World {
         };
         let exe = std::env::current_exe().context("cannot find botfleet's own program")?;
         // Written out, so a user can see and run what the demo ran.
+        // The knobs that cut a path put a relay on it: the fleet reaches
+        // the server through it, the world's own handle does not.
+        let mut relays = Vec::new();
+        let mut fleet_database = database.clone();
+        let mut fleet_redis = o.redis.clone();
+        for (fault, url) in [
+            (Fault::DbDown, Some(&mut fleet_database)),
+            (Fault::RedisDown, fleet_redis.as_mut()),
+        ] {
+            let Some(url) = url else { continue };
+            if !o.faults.contains(&fault) {
+                continue;
+            }
+            let target = crate::faults::target_of(url).with_context(|| {
+                format!(
+                    "--fault {}: cannot find the server's address in its URL",
+                    fault.kind()
+                )
+            })?;
+            let relay = Relay::start(target)
+                .await
+                .context("cannot start the relay the knob cuts")?;
+            *url = crate::faults::redirect(url, relay.addr()).with_context(|| {
+                format!("--fault {}: cannot rewrite the server's URL", fault.kind())
+            })?;
+            relays.push(std::sync::Arc::new(relay));
+        }
         let mut file = fleet_file(
             &emulator.base_url(),
             &exe.display().to_string(),
-            &database,
-            o.redis.as_deref(),
+            &fleet_database,
+            fleet_redis.as_deref(),
             o.no_limits,
             o.chat_limits,
             o.workers,
+            &o.faults,
         );
         if let Some(bind) = o.monitor {
             file = file.set("monitor.bind", bind.to_string());
+        }
+        if o.faults.contains(&Fault::CappedByBudget) {
+            // No room in the budget beyond the workers' maximum, one
+            // connection each.
+            let settings = botfleet_config::Environment::Dev.preset().database;
+            let limits =
+                botfleet_db::budget::ServerLimits::fetch(&database, &settings, "botfleet/demo")
+                    .await
+                    .context(
+                        "cannot read the server's limits for --fault workers.capped_by_budget",
+                    )?
+                    .context(
+                        "--fault workers.capped_by_budget: the server's limits are unreadable",
+                    )?;
+            let planned = o.workers.map_or(MAX_WORKERS, |w| 2 * w);
+            let reserve = limits
+                .max_connections
+                .saturating_sub(limits.superuser_reserved + limits.reserved + planned);
+            file = file.set("database.reserve", i64::from(reserve));
         }
         std::fs::write(dir.path().join("fleet.toml"), file.to_toml())
             .context("cannot write the fleet.toml")?;
@@ -216,6 +298,11 @@ impl World {
             .await
             .context("cannot open the bots' database")?;
         let seeded = seed(&db, o.users).await?;
+        if o.faults.contains(&Fault::MissingIndex) {
+            crate::faults::seed_lookups(&db)
+                .await
+                .context("cannot create the table of --fault db.missing_index")?;
+        }
         let fleet = Fleet::start(&config, RunOptions::default().data_dir(dir.path()))
             .await
             .context("cannot start the fleet")?;
@@ -227,6 +314,7 @@ impl World {
             seeded,
             config: config.clone(),
             dir,
+            relays,
         })
     }
 
@@ -234,6 +322,15 @@ impl World {
     /// dating bot in private chats, 30 % to the analytics bot mostly in 40
     /// groups; nobody writes more than once every two seconds.
     pub fn traffic(&self, users: u32, rate: f64, ramp: Duration) -> [TrafficHandle; 2] {
+        if !self.relays.is_empty() {
+            let relays = self.relays.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(CUT_AFTER).await;
+                for relay in relays {
+                    relay.cut();
+                }
+            });
+        }
         let dating = self.emulator.start_traffic(
             DATING_TOKEN,
             Traffic {

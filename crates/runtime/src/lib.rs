@@ -303,6 +303,29 @@ pub struct Reloaded {
     pub not_applied: Vec<&'static str>,
 }
 
+/// The fleet file's `[cache]` as the workers get it (`env::CACHE`).
+fn cache_env(cache: &botfleet_config::CacheConfig) -> String {
+    use botfleet_protocol::env::{CacheEnv, CacheSettings};
+    let settings = |s: &botfleet_config::CacheSettings| CacheSettings {
+        capacity: s.capacity,
+        ttl_ms: s.ttl.as_millis() as u64,
+        negative_ttl_ms: s.negative_ttl.as_millis() as u64,
+        jitter: s.jitter,
+        refresh_ahead: s.refresh_ahead,
+    };
+    let carried = CacheEnv {
+        defaults: settings(&cache.defaults),
+        namespaces: cache
+            .namespaces
+            .iter()
+            .map(|(name, s)| (name.clone(), settings(s)))
+            .collect(),
+        max_value_bytes: cache.max_value_bytes,
+        lease_ms: cache.lease.as_millis() as u64,
+    };
+    serde_json::to_string(&carried).unwrap_or_default()
+}
+
 static NEXT_WORKER: AtomicU64 = AtomicU64::new(1);
 
 /// A worker id never used before in this process.
@@ -319,6 +342,7 @@ fn worker_env(
     database_url: Option<&str>,
     redis: Option<&botfleet_config::RedisConfig>,
     pool_size: Option<u32>,
+    cache: &botfleet_config::CacheConfig,
 ) -> Vec<(String, String)> {
     use botfleet_protocol::env;
     let mut vars: Vec<(String, String)> = bot
@@ -338,6 +362,7 @@ fn worker_env(
     if let Some(size) = pool_size {
         vars.push((env::DB_POOL_SIZE.into(), size.to_string()));
     }
+    vars.push((env::CACHE.into(), cache_env(cache)));
     if botfleet_monitor::installed().is_none() {
         // Nobody would read what the workers forward.
         vars.push((env::METRICS.into(), "off".into()));
@@ -446,6 +471,7 @@ impl Fleet {
                 self.database_url.as_deref(),
                 self.config.redis.as_ref(),
                 self.pool_sizes.get(&bot.name).copied(),
+                &self.config.cache,
             ),
         }
     }

@@ -177,8 +177,11 @@ impl Context {
         self.shared.redis.as_ref()
     }
 
-    /// A tiered cache builder for `namespace`, with this bot's key prefix
-    /// and the fleet's Redis as L2 when there is one. Build each cache once
+    /// A tiered cache builder for `namespace`, with this bot's key prefix,
+    /// the fleet's Redis as L2 when there is one, and the fleet file's
+    /// `[cache]` settings for the namespace (capacity, ttl, negative_ttl,
+    /// jitter, refresh_ahead, lease, max_value_bytes); calls on the
+    /// builder after this one take precedence over the file. Build each cache once
     /// (in a `OnceLock` of the program, say) and share it across updates.
     pub fn cache<K, V>(&self, namespace: &str) -> botfleet_cache::TieredCacheBuilder<K, V>
     where
@@ -192,7 +195,18 @@ impl Context {
             + 'static,
         V: Clone + serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
     {
-        let builder = botfleet_cache::TieredCache::<K, V>::builder(namespace).bot(self.bot());
+        let mut builder = botfleet_cache::TieredCache::<K, V>::builder(namespace).bot(self.bot());
+        if let Some(cache) = &self.shared.cache {
+            let s = cache.settings(namespace);
+            builder = builder
+                .capacity(s.capacity.max(1))
+                .ttl(Duration::from_millis(s.ttl_ms.max(1)))
+                .negative_ttl(Duration::from_millis(s.negative_ttl_ms))
+                .jitter(s.jitter)
+                .refresh_ahead(s.refresh_ahead)
+                .max_value_bytes(usize::try_from(cache.max_value_bytes).unwrap_or(usize::MAX))
+                .lease(Duration::from_millis(cache.lease_ms));
+        }
         match &self.shared.redis {
             Some(redis) => builder.redis(redis.clone()),
             None => builder,
@@ -227,6 +241,8 @@ struct Shared {
     api: Api,
     db: Option<Database>,
     redis: Option<botfleet_cache::Redis>,
+    /// The fleet file's `[cache]`, which every cache starts from.
+    cache: Option<env::CacheEnv>,
     outbox: mpsc::UnboundedSender<Message>,
     in_flight: AtomicU32,
     /// The average time (ns) of a handler's first step, polled inline.
@@ -259,6 +275,8 @@ pub struct Worker<H> {
     panic_retries: u32,
     remember: usize,
     start: Option<StartHook>,
+    /// Where to connect instead of `BOTFLEET_SOCKET`.
+    socket: Option<String>,
 }
 
 impl<H> std::fmt::Debug for Worker<H> {
@@ -356,6 +374,7 @@ where
             panic_retries: 0,
             remember: 10_000,
             start: None,
+            socket: None,
         }
     }
 
@@ -369,6 +388,67 @@ where
         IF: Future<Output = HandlerResult> + Send + 'static,
     {
         self.start = Some(Box::new(move |cx| Box::pin(hook(cx))));
+        self
+    }
+
+    /// Runs `hook` before the handler of every update, as a middleware: an
+    /// error from it fails the update as the handler's would (a
+    /// [`Retry`] hands it back), and the handler does not run. Its time
+    /// counts as the handler's. What it needs of the update and the
+    /// context it clones: the future it returns is its own.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), botfleet_worker::Error> {
+    /// botfleet_worker::Worker::new(|_update, _cx| async { Ok(()) })
+    ///     .before(|update, _cx| {
+    ///         let id = update.id();
+    ///         async move {
+    ///             if id < 0 {
+    ///                 return Err("a negative update id".into());
+    ///             }
+    ///             Ok(())
+    ///         }
+    ///     })
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    pub fn before<B, BF>(
+        self,
+        hook: B,
+    ) -> Worker<
+        impl Fn(Update, Context) -> std::pin::Pin<Box<dyn Future<Output = HandlerResult> + Send>>
+        + Send
+        + Sync
+        + 'static,
+    >
+    where
+        B: Fn(&Update, &Context) -> BF + Send + Sync + 'static,
+        BF: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler = Arc::new(self.handler);
+        Worker {
+            handler: move |update: Update, cx: Context| {
+                let first = hook(&update, &cx);
+                let handler = handler.clone();
+                Box::pin(async move {
+                    first.await?;
+                    handler(update, cx).await
+                }) as std::pin::Pin<Box<dyn Future<Output = HandlerResult> + Send>>
+            },
+            panic_retries: self.panic_retries,
+            remember: self.remember,
+            start: self.start,
+            socket: self.socket,
+        }
+    }
+
+    /// Connects to `socket` instead of the supervisor's (`BOTFLEET_SOCKET`):
+    /// for a worker that relays its own link, as the demo's `ipc` fault
+    /// knob does (the supervisor checks that the process it started is the
+    /// one connecting, so the relay must run in this process).
+    pub fn socket(mut self, socket: impl Into<String>) -> Self {
+        self.socket = Some(socket.into());
         self
     }
 
@@ -397,7 +477,10 @@ where
         } else {
             botfleet_monitor::install(botfleet_monitor::registry::DEFAULT_SERIES_CAP)
         };
-        let env = WorkerEnv::from_env()?;
+        let mut env = WorkerEnv::from_env()?;
+        if let Some(socket) = self.socket {
+            env.socket = socket;
+        }
         let Link {
             mut reader,
             outbox,
@@ -419,6 +502,7 @@ where
             api: Api::new(outbox.clone()),
             db,
             redis,
+            cache: env.cache.clone(),
             outbox: outbox.clone(),
             in_flight: AtomicU32::new(0),
             inline_ns: AtomicU64::new(0),
@@ -1055,6 +1139,8 @@ struct WorkerEnv {
     database_url: Option<String>,
     redis_url: Option<String>,
     pool_size: Option<u32>,
+    /// `BOTFLEET_CACHE`: the fleet file's `[cache]`.
+    cache: Option<env::CacheEnv>,
     /// `BOTFLEET_IPC_MAX_BATCH`: acks and actions per frame (1 turns
     /// batching off, for `botfleet bench ipc`).
     max_batch: usize,
@@ -1088,6 +1174,13 @@ impl WorkerEnv {
             redis_url: var(env::REDIS_URL),
             pool_size: number(env::DB_POOL_SIZE)?
                 .map(|n| u32::try_from(n).map_err(|_| too_big(env::DB_POOL_SIZE)))
+                .transpose()?,
+            cache: var(env::CACHE)
+                .map(|v| {
+                    serde_json::from_str(&v).map_err(|e| {
+                        Error::Environment(format!("{} is not the [cache] JSON: {e}", env::CACHE))
+                    })
+                })
                 .transpose()?,
             max_batch: number(env::IPC_MAX_BATCH)?.map_or(Ok(DEFAULT_MAX_BATCH), |n| {
                 usize::try_from(n).map_err(|_| too_big(env::IPC_MAX_BATCH))

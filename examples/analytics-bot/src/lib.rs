@@ -143,6 +143,20 @@ impl Bot {
 /// Runs the analytics bot as a botfleet worker until the supervisor says
 /// stop, then writes every event still queued.
 pub async fn run() -> Result<(), botfleet_worker::Error> {
+    run_with(|_, _| async { Ok(()) }, None).await
+}
+
+/// [`run`], with `before` run ahead of each update's handler
+/// ([`botfleet_worker::Worker::before`]) and connecting to `socket` when
+/// given ([`botfleet_worker::Worker::socket`]): the demo's fault knobs.
+pub async fn run_with<B, BF>(
+    before: B,
+    socket: Option<String>,
+) -> Result<(), botfleet_worker::Error>
+where
+    B: Fn(&Update, &Context) -> BF + Send + Sync + 'static,
+    BF: Future<Output = HandlerResult> + Send + 'static,
+{
     // The state outlives the worker's loop: its batcher is flushed after.
     let kept: Arc<std::sync::OnceLock<Arc<Bot>>> = Arc::default();
     let keep = kept.clone();
@@ -151,11 +165,14 @@ pub async fn run() -> Result<(), botfleet_worker::Error> {
         let _ = keep.set(bot.clone());
         Ok::<_, BoxError>(bot)
     };
-    let result = botfleet_worker::with_state(start, |update, cx, bot: Arc<Arc<Bot>>| {
+    let mut worker = botfleet_worker::with_state(start, |update, cx, bot: Arc<Arc<Bot>>| {
         handle(update, cx, Arc::clone(&bot))
     })
-    .run()
-    .await;
+    .before(before);
+    if let Some(socket) = socket {
+        worker = worker.socket(socket);
+    }
+    let result = worker.run().await;
     if let Some(bot) = kept.get() {
         finish(bot).await;
     }

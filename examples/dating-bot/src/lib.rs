@@ -143,7 +143,25 @@ impl Bot {
 
 /// Runs the dating bot as a botfleet worker until the supervisor says stop.
 pub async fn run() -> Result<(), botfleet_worker::Error> {
-    botfleet_worker::with_state(Bot::open, handle).run().await
+    run_with(|_, _| async { Ok(()) }, None).await
+}
+
+/// [`run`], with `before` run ahead of each update's handler
+/// ([`botfleet_worker::Worker::before`]) and connecting to `socket` when
+/// given ([`botfleet_worker::Worker::socket`]): the demo's fault knobs.
+pub async fn run_with<B, BF>(
+    before: B,
+    socket: Option<String>,
+) -> Result<(), botfleet_worker::Error>
+where
+    B: Fn(&Update, &Context) -> BF + Send + Sync + 'static,
+    BF: Future<Output = HandlerResult> + Send + 'static,
+{
+    let mut worker = botfleet_worker::with_state(Bot::open, handle).before(before);
+    if let Some(socket) = socket {
+        worker = worker.socket(socket);
+    }
+    worker.run().await
 }
 
 /// The handler: messages in private chats and button presses.

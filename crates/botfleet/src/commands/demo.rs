@@ -13,9 +13,13 @@ use clap::Args;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use botfleet_bench::faults::Fault;
 use botfleet_bench::stats::quantile;
 use botfleet_bench::world::{BOTS, World, WorldOptions};
 use botfleet_protocol::stats::Stat;
+
+/// The delay each way of `--fault ipc`.
+const IPC_DELAY: Duration = Duration::from_millis(25);
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -43,6 +47,14 @@ pub(crate) struct DemoArgs {
     /// port 0 lets the system pick one.
     #[arg(long, value_name = "ADDR", default_value = botfleet_config::DEFAULT_MONITOR_BIND)]
     monitor: std::net::SocketAddr,
+    /// Inject a bottleneck that `botfleet analyze` names by the same kind
+    /// (repeatable): db.down, cache.redis_down, host.memory, host.cpu,
+    /// db.missing_index, db.pool_exhausted, db.slow_query,
+    /// cache.too_small, telegram.rate_limited, telegram.slow_api, ipc,
+    /// handler.errors, workers.capped_by_budget, workers.saturated
+    /// (docs/analyze.md says what each does).
+    #[arg(long = "fault", value_name = "KIND", value_parser = Fault::parse)]
+    faults: Vec<Fault>,
 }
 
 /// `botfleet demo-worker BOT`: be one of the demo's workers.
@@ -51,6 +63,9 @@ pub(crate) struct DemoWorkerArgs {
     /// `dating` or `analytics`.
     #[arg(value_parser = ["dating", "analytics"])]
     bot: String,
+    /// The demo's fault knobs that run in the workers.
+    #[arg(long = "fault", value_name = "KIND", value_parser = Fault::parse)]
+    faults: Vec<Fault>,
 }
 
 pub(crate) fn worker(args: &DemoWorkerArgs) -> anyhow::Result<ExitCode> {
@@ -59,10 +74,16 @@ pub(crate) fn worker(args: &DemoWorkerArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        if args.bot == "dating" {
-            dating_bot::run().await?;
+        let socket = if args.faults.contains(&Fault::Ipc) {
+            Some(botfleet_bench::faults::delay_line(IPC_DELAY)?)
         } else {
-            analytics_bot::run().await?;
+            None
+        };
+        let before = botfleet_bench::faults::before(&args.faults);
+        if args.bot == "dating" {
+            dating_bot::run_with(before, socket).await?;
+        } else {
+            analytics_bot::run_with(before, socket).await?;
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -78,6 +99,21 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if let Some(url) = &args.postgres {
         if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             anyhow::bail!("--postgres takes a postgres:// URL");
+        }
+    }
+    for fault in &args.faults {
+        let given = match fault.needs() {
+            Some("--postgres") => args.postgres.is_some(),
+            Some(_) => args.redis.is_some(),
+            None => true,
+        };
+        if !given {
+            anyhow::bail!(
+                "--fault {} needs {} (it acts on that server: {})",
+                fault.kind(),
+                fault.needs().unwrap_or_default(),
+                fault.what()
+            );
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -98,6 +134,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         chat_limits: false,
         workers: None,
         monitor: Some(args.monitor),
+        faults: args.faults.clone(),
     })
     .await?;
     let mut rules = vec![botfleet_monitor::alerts::default_rules()];
@@ -157,6 +194,14 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "{} users, {} of them with a dating profile; the synthetic users start writing",
         args.users, world.seeded
     )?;
+    for fault in &args.faults {
+        writeln!(
+            out,
+            "fault knob {}: {} (`botfleet analyze` names it)",
+            fault.kind(),
+            fault.what()
+        )?;
+    }
     let [dating, analytics] = world.traffic(args.users, args.rate, Duration::ZERO);
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + d);

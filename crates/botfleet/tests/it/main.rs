@@ -2,6 +2,8 @@
 //! user would run it.
 
 #[cfg(feature = "bench")]
+mod analyze;
+#[cfg(feature = "bench")]
 mod bench;
 #[cfg(feature = "bench")]
 mod bots;
