@@ -15,6 +15,7 @@
 //! and the hidden worker roles of the benchmarks (`botfleet bench ipc
 //! --worker`, ...): the benchmarks re-execute the botfleet binary in them.
 
+pub mod analyze;
 pub mod cache;
 pub mod chaos;
 pub mod compare;
@@ -85,6 +86,10 @@ pub enum BenchCommand {
     /// `botfleet compare`'s error rates on a noise model: false alarms on
     /// A/A and the detection of a 5 % change, by runs per side.
     Compare(compare::CompareBench),
+    /// `botfleet analyze`'s accuracy (the demo with each fault knob: is
+    /// the injected kind named first?) and its time on a store of 10,000
+    /// series.
+    Analyze(analyze::AnalyzeBench),
 }
 
 impl BenchCommand {
@@ -104,6 +109,7 @@ impl BenchCommand {
             BenchCommand::Monitor(args) => monitor::run(args),
             BenchCommand::Dashboard(args) => dashboard::run(args),
             BenchCommand::Compare(args) => compare::run(args),
+            BenchCommand::Analyze(args) => analyze::run(args),
         }
     }
 }

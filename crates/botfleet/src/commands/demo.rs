@@ -146,7 +146,6 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let (mut control_rx, control_files) = match &mut monitor {
         Some(m) => {
             let (rx, files) = super::control::open(m, None, world.data_dir());
-            m.serve_analysis(super::analyze::source(&world.config));
             (Some(rx), files)
         }
         None => (None, None),
@@ -221,7 +220,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         tokio::select! {
             _ = ticks.tick() => {}
             _ = &mut ctrl_c => break None,
-            bot = world.fleet().failed() => break Some(bot),
+            // With a fault knob a failed bot is part of the show: the
+            // demo goes on (the bot starts again after its wait).
+            bot = world.fleet().failed(), if args.faults.is_empty() => break Some(bot),
             Some(asked) = super::control::recv(&mut control_rx) => {
                 super::control::act(world.fleet_mut(), &fleet_file, &data_dir, asked, &say).await;
                 continue;

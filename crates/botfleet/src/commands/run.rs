@@ -69,7 +69,6 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             Some(m) => {
                 let token = config.monitor.token.as_ref().map(|t| t.expose().as_str());
                 let (rx, files) = super::control::open(m, token, &args.data_dir);
-                m.serve_analysis(super::analyze::source(&config));
                 (Some(rx), files)
             }
             None => (None, None),

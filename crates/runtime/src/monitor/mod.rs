@@ -4,6 +4,7 @@
 //! the fleet's bots, and a clear line when it cannot start (the fleet runs
 //! on without it: its users' answers matter more than its metrics).
 
+mod analysis;
 mod deps;
 
 use std::sync::Arc;
@@ -31,12 +32,6 @@ impl Running {
     /// `token` (`botfleet_monitor::control`).
     pub fn start_control(&mut self, token: &str, send: botfleet_monitor::control::ControlSend) {
         self.monitor.start_control(token, send);
-    }
-
-    /// Serves `source`'s analysis in `/performance/report`
-    /// (`botfleet_monitor::Monitor::serve_analysis`).
-    pub fn serve_analysis(&mut self, source: botfleet_monitor::AnalysisSource) {
-        self.monitor.serve_analysis(source);
     }
 
     /// Stops both.
@@ -115,6 +110,7 @@ pub async fn start(
     match Monitor::start(&config.monitor, registry.clone(), sources).await {
         Ok(mut monitor) => {
             monitor.serve_logs(logs);
+            monitor.serve_analysis(analysis::source(config));
             match Engine::new(&rules) {
                 Ok(engine) => monitor.start_alerting(Alerting {
                     engine,
