@@ -136,9 +136,8 @@ pub fn run(args: &AnalyzeBench) -> anyhow::Result<ExitCode> {
         traffic_s: args.traffic.as_secs_f64(),
         window_s: args.window.as_secs_f64(),
         rate: args.rate,
-        accuracy_rate: (!accuracy.is_empty()).then(|| {
-            accuracy.iter().filter(|a| a.correct).count() as f64 / accuracy.len() as f64
-        }),
+        accuracy_rate: (!accuracy.is_empty())
+            .then(|| accuracy.iter().filter(|a| a.correct).count() as f64 / accuracy.len() as f64),
         accuracy,
         scale,
         took_s: started.elapsed().as_secs_f64(),
@@ -301,7 +300,9 @@ fn scale(args: &AnalyzeBench) -> Scale {
         ] {
             names.push((n.to_owned(), l(&[])));
         }
-        for le in ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "+Inf"] {
+        for le in [
+            "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "+Inf",
+        ] {
             names.push((
                 "botfleet_update_handling_seconds_bucket".to_owned(),
                 l(&[("le", le.to_owned())]),
@@ -357,7 +358,11 @@ fn scale(args: &AnalyzeBench) -> Scale {
         let age = (t - start) as f64;
         for (i, (name, labels)) in names.iter().enumerate() {
             let v = age * (1.0 + (i % 7) as f64);
-            if name.ends_with("_total") || name.ends_with("_sum") || name.ends_with("_count") || name.ends_with("_bucket") {
+            if name.ends_with("_total")
+                || name.ends_with("_sum")
+                || name.ends_with("_count")
+                || name.ends_with("_bucket")
+            {
                 registry.set_float_counter(name, labels, v);
             } else {
                 registry.set_gauge(name, labels, (i % 13) as f64);

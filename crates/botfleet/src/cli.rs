@@ -148,6 +148,14 @@ enum Command {
     /// compared figure by figure: medians, change with its 95 % interval,
     /// Mann-Whitney p, verdict. Exit 1 when a figure is worse.
     Compare(commands::compare::CompareArgs),
+    /// Is this machine ready to run the fleet file in production? Checks
+    /// the file, each token (getMe, its webhook against its mode),
+    /// PostgreSQL (version, max_connections against the budget,
+    /// pg_stat_statements), Redis (version, eviction), the worker programs
+    /// (with --start-workers, their hello), the directories, the
+    /// descriptor limit, the disk and the monitor's address; one line
+    /// each with the fix. Exit 0 only when all pass.
+    Doctor(commands::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,6 +233,7 @@ pub(crate) fn run() -> ExitCode {
         Command::Bench(command) => command.run(),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Compare(args) => commands::compare::run(&args),
+        Command::Doctor(args) => commands::doctor::run(&args),
         Command::Db(command) => commands::db::run(&command),
         Command::DeadLetters(args) => commands::dead_letters::run(&args),
         Command::Rules(command) => commands::rules::run(&command),

@@ -36,23 +36,29 @@ pub(crate) fn warnings(config: &FleetConfig) -> Vec<String> {
         .bots
         .iter()
         .filter_map(|bot| {
-            let path = bot
-                .worker
-                .env
-                .iter()
-                .find(|(name, _)| name == "PATH")
-                .map(|(_, v)| std::ffi::OsString::from(v.value()))
-                .or_else(|| std::env::var_os("PATH"));
-            botfleet_runtime::find_program(&bot.worker.command, path.as_deref())
-                .err()
-                .map(|e| {
-                    format!(
-                        "bot `{}`: worker command {e}; its workers cannot start",
-                        bot.name
-                    )
-                })
+            worker_program(bot).err().map(|e| {
+                format!(
+                    "bot `{}`: worker command {e}; its workers cannot start",
+                    bot.name
+                )
+            })
         })
         .collect()
+}
+
+/// Where `bot`'s worker command is (in the bot's `PATH`, or botfleet's),
+/// or why it is not found.
+pub(crate) fn worker_program(
+    bot: &botfleet_config::BotConfig,
+) -> Result<std::path::PathBuf, String> {
+    let path = bot
+        .worker
+        .env
+        .iter()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, v)| std::ffi::OsString::from(v.value()))
+        .or_else(|| std::env::var_os("PATH"));
+    botfleet_runtime::find_program(&bot.worker.command, path.as_deref())
 }
 
 fn show(args: &ConfigFile) -> anyhow::Result<ExitCode> {

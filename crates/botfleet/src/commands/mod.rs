@@ -10,6 +10,7 @@ pub(crate) mod db;
 pub(crate) mod dead_letters;
 #[cfg(feature = "bench")]
 pub(crate) mod demo;
+pub(crate) mod doctor;
 pub(crate) mod emulator;
 pub(crate) mod live;
 pub(crate) mod remote;

@@ -12,6 +12,7 @@ mod config;
 mod dashboard;
 mod dead_letters;
 mod deploy;
+mod doctor;
 mod emulator;
 mod rules;
 mod run;

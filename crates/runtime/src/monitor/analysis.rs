@@ -62,7 +62,10 @@ pub(crate) fn source(config: &botfleet_config::FleetConfig) -> AnalysisSource {
 
 /// The advisor's findings on the fleet's database, with a connection of its
 /// own.
-async fn advice(url: &str, settings: &botfleet_config::DatabaseSettings) -> botfleet_db::Result<Advice> {
+async fn advice(
+    url: &str,
+    settings: &botfleet_config::DatabaseSettings,
+) -> botfleet_db::Result<Advice> {
     let db = Database::builder(url.to_owned())
         .settings(settings.clone())
         .pool_size(1)
@@ -98,4 +101,3 @@ async fn advice(url: &str, settings: &botfleet_config::DatabaseSettings) -> botf
         notes: found.notes,
     })
 }
-
