@@ -1322,3 +1322,95 @@ fn capacity(q: &Q<'_>, bots: &[Breakdown], out: &mut Vec<Finding>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use botfleet_monitor::Registry;
+
+    /// A store with `seconds` of one bot at 10 updates/s, each update
+    /// spending `handler_s` in its handler, `acquire_s` of it waiting for a
+    /// connection; `postgres_up` as the monitor's poll saw it.
+    fn store(seconds: i64, handler_s: f64, acquire_s: f64, postgres_up: f64) -> (Store, i64) {
+        let registry = Registry::new(1000);
+        let store = Store::with_retention(1000, 10);
+        let bot = vec![("bot".to_owned(), "dating".to_owned())];
+        let now = 1_800_000_000;
+        for t in now - seconds..=now {
+            let n = (t - (now - seconds)) as f64 * 10.0;
+            registry.set_float_counter("botfleet_updates_acked_total", &bot, n);
+            registry.set_float_counter("botfleet_updates_received_total", &bot, n);
+            registry.set_float_counter("botfleet_update_handling_seconds_count", &bot, n);
+            registry.set_float_counter(
+                "botfleet_update_handling_seconds_sum",
+                &bot,
+                n * (handler_s + 0.0005),
+            );
+            registry.set_float_counter("botfleet_handler_seconds_total", &bot, n * handler_s);
+            registry.set_float_counter("botfleet_db_acquire_wait_seconds_sum", &bot, n * acquire_s);
+            registry.set_gauge("botfleet_db_pool_connections_max", &bot, 2.0);
+            registry.set_gauge("botfleet_postgres_up", &[], postgres_up);
+            store.record(t, &registry.snapshot());
+        }
+        (store, now)
+    }
+
+    fn kinds(store: &Store, now: i64) -> Vec<&'static str> {
+        analyze(&Input {
+            store,
+            now,
+            window_s: 30,
+            advice: None,
+        })
+        .findings
+        .iter()
+        .map(|f| f.kind)
+        .collect()
+    }
+
+    #[test]
+    fn a_quiet_fleet_is_healthy() {
+        let (s, now) = store(60, 0.004, 0.0001, 1.0);
+        assert_eq!(kinds(&s, now), ["healthy"]);
+    }
+
+    #[test]
+    fn waiting_for_connections_is_the_pool() {
+        let (s, now) = store(60, 0.1, 0.06, 1.0);
+        let report = analyze(&Input {
+            store: &s,
+            now,
+            window_s: 30,
+            advice: None,
+        });
+        assert_eq!(report.findings[0].kind, "db.pool_exhausted");
+        assert_eq!(report.findings[0].rank, 1);
+        assert!(
+            (report.bots[0].db_acquire_s - 0.06).abs() < 1e-6,
+            "{:?}",
+            report.bots[0]
+        );
+        assert!(
+            report.findings[0].fix.contains("from 2 to 4"),
+            "{}",
+            report.findings[0].fix
+        );
+    }
+
+    #[test]
+    fn an_outage_ranks_above_what_it_slows() {
+        let (s, now) = store(60, 0.1, 0.06, 0.0);
+        assert_eq!(kinds(&s, now), ["db.down", "db.pool_exhausted"]);
+    }
+
+    #[test]
+    fn every_kind_is_documented() {
+        let doc = include_str!("../../../docs/analyze.md");
+        for kind in KINDS {
+            assert!(
+                doc.contains(&format!("| `{kind}` |")),
+                "docs/analyze.md lacks {kind}"
+            );
+        }
+    }
+}

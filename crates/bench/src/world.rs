@@ -73,11 +73,10 @@ fn fleet_file(
     exe: &str,
     database: &str,
     redis: Option<&str>,
-    no_limits: bool,
-    chat_limits: bool,
-    workers: Option<u32>,
-    faults: &[Fault],
+    o: &WorldOptions,
 ) -> FleetFile {
+    let (no_limits, chat_limits, workers, faults) =
+        (o.no_limits, o.chat_limits, o.workers, &o.faults);
     let mut file = FleetFile::new()
         .set("environment", "dev")
         .database(database)
@@ -259,10 +258,7 @@ impl World {
             &exe.display().to_string(),
             &fleet_database,
             fleet_redis.as_deref(),
-            o.no_limits,
-            o.chat_limits,
-            o.workers,
-            &o.faults,
+            o,
         );
         if let Some(bind) = o.monitor {
             file = file.set("monitor.bind", bind.to_string());

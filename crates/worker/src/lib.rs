@@ -264,6 +264,9 @@ struct Shared {
     metrics: Option<botfleet_monitor::Registry>,
 }
 
+/// A handler's future, boxed (what [`Worker::before`] makes).
+pub type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
+
 /// Work a worker does once, after it connected and before it says ready.
 type StartHook = Box<
     dyn FnOnce(Context) -> std::pin::Pin<Box<dyn Future<Output = HandlerResult> + Send>> + Send,
@@ -416,12 +419,7 @@ where
     pub fn before<B, BF>(
         self,
         hook: B,
-    ) -> Worker<
-        impl Fn(Update, Context) -> std::pin::Pin<Box<dyn Future<Output = HandlerResult> + Send>>
-        + Send
-        + Sync
-        + 'static,
-    >
+    ) -> Worker<impl Fn(Update, Context) -> HandlerFuture + Send + Sync + 'static>
     where
         B: Fn(&Update, &Context) -> BF + Send + Sync + 'static,
         BF: Future<Output = HandlerResult> + Send + 'static,
@@ -434,7 +432,7 @@ where
                 Box::pin(async move {
                     first.await?;
                     handler(update, cx).await
-                }) as std::pin::Pin<Box<dyn Future<Output = HandlerResult> + Send>>
+                }) as HandlerFuture
             },
             panic_retries: self.panic_retries,
             remember: self.remember,

@@ -287,7 +287,7 @@ async fn database(config: &FleetConfig, data_dir: &Path) -> Vec<Check> {
         format!("PostgreSQL {version} answers"),
     ));
     match botfleet_db::budget::ServerLimits::read(&db).await {
-        Ok(Some(limits)) => match botfleet_db::budget::plan_fleet(config, limits.clone()) {
+        Ok(Some(limits)) => match botfleet_db::budget::plan_fleet(config, limits) {
             Ok(plan) => checks.push(Check::pass(
                 "postgres budget",
                 format!(
