@@ -1,8 +1,9 @@
 //! `botfleet bench analyze`: how well `botfleet analyze` names what was
 //! injected, and how long it takes.
 //!
-//! - Accuracy: the demo's world with each fault knob (`faults.rs`) under the
-//!   users' traffic, its monitor's `/performance/report` read at the end;
+//! - Accuracy: `botfleet demo` with each fault knob (`faults.rs`), run as
+//!   a process as a user runs it, its monitor's `/performance/report` read
+//!   after the traffic;
 //!   per kind, whether the injected kind came first, its rank, what came
 //!   first, and the report's time. A fleet with no knob is to be healthy.
 //! - Scale: the analyzer over a store of `--series` series (10,000 by
@@ -21,7 +22,6 @@ use serde::Serialize;
 
 use crate::Machine;
 use crate::faults::Fault;
-use crate::world::{World, WorldOptions};
 
 /// `botfleet bench analyze`'s flags.
 #[derive(Debug, Args)]
@@ -188,8 +188,12 @@ pub fn run(args: &AnalyzeBench) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The world with `fault`, its traffic, then its report.
+/// `botfleet demo` with `fault`, run as a user runs it (a process of its
+/// own, its own monitor and registry), its traffic, then its
+/// `/performance/report`.
 async fn one(args: &AnalyzeBench, fault: Option<Fault>) -> anyhow::Result<Accuracy> {
+    use anyhow::Context as _;
+    use tokio::io::AsyncBufReadExt;
     let needs = fault.and_then(Fault::needs);
     let postgres = match needs {
         Some("--postgres") => Some(
@@ -207,40 +211,79 @@ async fn one(args: &AnalyzeBench, fault: Option<Fault>) -> anyhow::Result<Accura
         Some("--redis") => Some(botfleet_testkit::RedisServer::start()?),
         _ => None,
     };
-    let mut world = World::start(&WorldOptions {
-        users: 3000,
-        postgres: database.as_ref().map(|d| d.url().to_owned()),
-        redis: redis.as_ref().map(botfleet_testkit::RedisServer::url),
-        no_limits: false,
-        chat_limits: false,
-        monitor: Some("127.0.0.1:0".parse()?),
-        workers: None,
-        faults: fault.into_iter().collect(),
+    let exe = std::env::current_exe().context("cannot find botfleet's own program")?;
+    let mut demo = tokio::process::Command::new(exe);
+    demo.arg("demo")
+        .arg("--duration")
+        .arg(format!("{}s", args.traffic.as_secs() + 5))
+        .arg("--rate")
+        .arg(args.rate.to_string())
+        .arg("--monitor")
+        .arg("127.0.0.1:0");
+    if let Some(f) = fault {
+        demo.arg("--fault").arg(f.kind());
+    }
+    if let Some(db) = &database {
+        demo.arg("--postgres").arg(db.url());
+    }
+    if let Some(r) = &redis {
+        demo.arg("--redis").arg(r.url());
+    }
+    let mut child = demo
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start botfleet demo")?;
+    let mut lines =
+        tokio::io::BufReader::new(child.stdout.take().context("the demo's output")?).lines();
+    let mut reach = None;
+    let started = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(rest) = line.strip_prefix("from another terminal: ") {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let after = |flag: &str| {
+                    words
+                        .iter()
+                        .position(|w| *w == flag)
+                        .and_then(|at| words.get(at + 1))
+                        .map(|w| (*w).to_owned())
+                };
+                reach = after("--url").zip(after("--token-file"));
+            }
+            if line.contains("the synthetic users start writing") {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the demo ended before its traffic started")
     })
-    .await?;
-    let rules = vec![botfleet_monitor::alerts::default_rules()];
-    let monitor =
-        botfleet_runtime::monitor::start(&world.config, world.fleet().view(), rules).await;
-    let monitor = monitor.ok_or_else(|| anyhow::anyhow!("the monitor did not start"))?;
-    let [a, b] = world.traffic(3000, args.rate, Duration::ZERO);
+    .await;
+    started.context("the demo did not start within 2 minutes")??;
+    let (url, token_file) = reach.context("the demo did not say where its monitor is")?;
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("cannot read the demo's token file {token_file}"))?;
+    // The rest of its output is drained, so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     tokio::time::sleep(args.traffic).await;
     let asked = tokio::time::Instant::now();
     let report: serde_json::Value = reqwest::Client::new()
         .get(format!(
-            "http://{}/performance/report?window={}s",
-            monitor.addr(),
+            "{url}/performance/report?window={}s",
             args.window.as_secs()
         ))
+        .bearer_auth(token.trim())
         .send()
         .await?
         .json()
         .await?;
     let report_ms = asked.elapsed().as_secs_f64() * 1e3;
-    a.stop().await;
-    b.stop().await;
-    world.shutdown().await;
-    monitor.stop().await;
-    world.db.close().await;
+    if tokio::time::timeout(Duration::from_secs(90), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
     let kind = fault.map_or("healthy", Fault::kind).to_owned();
     let findings = report["findings"].as_array().cloned().unwrap_or_default();
     let first = findings
