@@ -397,12 +397,14 @@ pub fn analyze(input: &Input<'_>) -> Report {
 
 /// Whether the database's share of the time is large enough that the
 /// index advisor should look (the caller then runs it and analyzes
-/// again with its advice).
+/// again with its advice); not while the database is down.
 pub fn wants_advice(report: &Report) -> bool {
-    report
-        .findings
-        .iter()
-        .any(|f| f.kind == "db.slow_query" || f.kind == "db.pool_exhausted")
+    let down = report.findings.iter().any(|f| f.kind == "db.down");
+    !down
+        && report
+            .findings
+            .iter()
+            .any(|f| f.kind == "db.slow_query" || f.kind == "db.pool_exhausted")
 }
 
 fn breakdowns(q: &Q<'_>) -> Vec<Breakdown> {
@@ -1401,6 +1403,13 @@ mod tests {
     fn an_outage_ranks_above_what_it_slows() {
         let (s, now) = store(60, 0.1, 0.06, 0.0);
         assert_eq!(kinds(&s, now), ["db.down", "db.pool_exhausted"]);
+        let report = analyze(&Input {
+            store: &s,
+            now,
+            window_s: 30,
+            advice: None,
+        });
+        assert!(!wants_advice(&report), "no advisor while the database is down");
     }
 
     #[test]
