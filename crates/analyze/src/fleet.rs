@@ -1409,7 +1409,10 @@ mod tests {
             window_s: 30,
             advice: None,
         });
-        assert!(!wants_advice(&report), "no advisor while the database is down");
+        assert!(
+            !wants_advice(&report),
+            "no advisor while the database is down"
+        );
     }
 
     #[test]
