@@ -33,7 +33,13 @@ pub struct Redis {
 pub(crate) struct RedisInner {
     client: redis::Client,
     url: String,
-    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The connection, read without a lock by every call (a multiplexed
+    /// connection is a handle: cloning it is cheap, and calls on clones
+    /// share it).
+    connection: arc_swap::ArcSwapOption<MultiplexedConnection>,
+    /// Held only while a connection is opened, so one caller opens it
+    /// and the others wait for it rather than opening their own.
+    connecting: tokio::sync::Mutex<()>,
     breaker: Breaker,
     timeout: Duration,
     probe_interval: Duration,
@@ -95,7 +101,8 @@ impl Redis {
             inner: Arc::new(RedisInner {
                 client,
                 url: redacted,
-                connection: tokio::sync::Mutex::new(None),
+                connection: arc_swap::ArcSwapOption::empty(),
+                connecting: tokio::sync::Mutex::new(()),
                 breaker: Breaker::new(probe_interval),
                 timeout,
                 probe_interval,
@@ -189,14 +196,18 @@ impl Redis {
             .round_trips
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let attempt = async {
-            let connection = {
-                let mut slot = inner.connection.lock().await;
-                match slot.as_ref() {
-                    Some(c) => c.clone(),
-                    None => {
-                        let c = inner.client.get_multiplexed_async_connection().await?;
-                        *slot = Some(c.clone());
-                        c
+            let connection = match inner.connection.load_full() {
+                Some(c) => MultiplexedConnection::clone(&c),
+                None => {
+                    let _opening = inner.connecting.lock().await;
+                    match inner.connection.load_full() {
+                        // Another caller opened it meanwhile.
+                        Some(c) => MultiplexedConnection::clone(&c),
+                        None => {
+                            let c = inner.client.get_multiplexed_async_connection().await?;
+                            inner.connection.store(Some(Arc::new(c.clone())));
+                            c
+                        }
                     }
                 }
             };
@@ -218,7 +229,7 @@ impl Redis {
                 None
             }
             failed => {
-                *inner.connection.lock().await = None;
+                inner.connection.store(None);
                 if inner.breaker.failure() == Transition::Opened {
                     let reason = match failed {
                         Ok(Err(error)) => error.to_string(),
