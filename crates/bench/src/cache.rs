@@ -51,6 +51,10 @@ pub struct CacheBench {
     /// Run only the hit-ratio section (no Redis needed).
     #[arg(long)]
     hit_ratio_only: bool,
+    /// Only the 12 named cells, not the sweep over every trace and
+    /// capacity (quicker).
+    #[arg(long)]
+    named_only: bool,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -81,12 +85,89 @@ const CELLS: &[(&str, Format, &[u64])] = &[
     ),
 ];
 
+/// The sweep: every trace of the directory at every capacity its README
+/// lists (../shared/traces/README.md); with the named cells, the cells
+/// `bench cache` runs by default.
+const SWEEP: &[(&str, Format, &[u64])] = &[
+    ("2_pools.trace.gz", Format::Lirs, &[500, 1000, 2000]),
+    ("cpp.trace.gz", Format::Lirs, &[100, 500]),
+    ("cs.trace.gz", Format::Lirs, &[100, 500, 1000]),
+    ("gli.trace.gz", Format::Lirs, &[250, 500, 1000, 1500, 2000]),
+    ("loop.trace.gz", Format::Lirs, &[512, 1000]),
+    ("multi1.trace.gz", Format::Lirs, &[500, 1000, 1500]),
+    ("multi2.trace.gz", Format::Lirs, &[500, 1000, 2000, 3000]),
+    ("multi3.trace.gz", Format::Lirs, &[500, 1000, 2000, 3000]),
+    ("ps.trace.gz", Format::Lirs, &[500, 1000, 2000]),
+    ("sprite.trace.gz", Format::Lirs, &[100, 500, 1000]),
+    ("backf.trace.gz", Format::Lirs, &[100, 500]),
+    ("scan.trace.gz", Format::Lirs, &[500, 1000, 1500]),
+    ("zigzag.trace.gz", Format::Lirs, &[500, 1000, 1500]),
+    ("OLTP.lis.zst", Format::Arc, &[250, 500, 1000, 2000, 8192]),
+    ("orm-busy.trace.xz", Format::Cache2k, &[1024, 4096, 16384]),
+    ("orm-night.trace.xz", Format::Cache2k, &[1024, 4096, 16384]),
+    ("web07.trace.xz", Format::Cache2k, &[1024, 4096, 16384]),
+    ("web12.trace.xz", Format::Cache2k, &[1024, 4096, 16384]),
+    (
+        "scarab-recs.trace.xz",
+        Format::Scarab,
+        &[1000, 10_000, 100_000],
+    ),
+    ("trace_vaultservice.gz", Format::Corda, &[1024]),
+    (
+        "cloudPhysicsIO.oracleGeneral.bin",
+        Format::OracleGeneral,
+        &[
+            128 << 20,
+            256 << 20,
+            384 << 20,
+            512 << 20,
+            640 << 20,
+            768 << 20,
+            896 << 20,
+            1024 << 20,
+        ],
+    ),
+];
+
+/// What the sweep says of each policy.
+#[derive(Debug, Serialize)]
+struct Sweep {
+    /// Cells swept.
+    cells: usize,
+    /// The worst `botfleet − lru`, points, and its cell.
+    worst_gap_to_lru: Gap,
+    /// The worst `botfleet − max(moka, quick_cache)`, points, and its cell.
+    worst_gap_to_best_peer: Gap,
+    /// The mean hit ratio over the cells, per policy.
+    mean: SweepMean,
+    /// The run's time, seconds.
+    took_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Gap {
+    points: f64,
+    trace: String,
+    capacity: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct SweepMean {
+    botfleet: f64,
+    moka: f64,
+    quick_cache: f64,
+    lru: f64,
+    opt: f64,
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     machine: Machine,
     peers: Peers,
     redis: Option<String>,
     hit_ratio: Vec<HitRatio>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sweep: Option<Sweep>,
     #[serde(skip_serializing_if = "Option::is_none")]
     speed: Option<Speed>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -199,14 +280,35 @@ pub fn run(args: &CacheBench) -> anyhow::Result<std::process::ExitCode> {
             let dir = args.traces.as_ref().with_context(|| {
                 format!("the hit-ratio section needs the cache traces: pass --traces DIR or set {BOTFLEET_TRACES} (docs/benchmarks.md)")
             })?;
-            CELLS
+            // The named cells, and unless told not to every cell of the
+            // sweep, each trace read once.
+            let mut cells: Vec<(PathBuf, String, Format, Vec<u64>)> = CELLS
                 .iter()
                 .map(|(file, format, caps)| {
                     (dir.join(file), (*file).to_owned(), *format, caps.to_vec())
                 })
-                .collect()
+                .collect();
+            if !args.named_only {
+                for (file, format, caps) in SWEEP {
+                    match cells.iter_mut().find(|c| c.1 == *file) {
+                        Some(cell) => {
+                            for cap in *caps {
+                                if !cell.3.contains(cap) {
+                                    cell.3.push(*cap);
+                                }
+                            }
+                            cell.3.sort_unstable();
+                        }
+                        None => {
+                            cells.push((dir.join(file), (*file).to_owned(), *format, caps.to_vec()))
+                        }
+                    }
+                }
+            }
+            cells
         }
     };
+    let started = Instant::now();
     let mut hit_ratio = Vec::new();
     let total: usize = cells.iter().map(|c| c.3.len()).sum();
     let mut done = 0;
@@ -223,6 +325,7 @@ pub fn run(args: &CacheBench) -> anyhow::Result<std::process::ExitCode> {
     }
 
     let single_cell = args.trace.is_some();
+    let sweep = (!single_cell && !args.named_only).then(|| sweep(&hit_ratio, started));
     let mut report = Report {
         machine: Machine::current(),
         peers: Peers {
@@ -231,6 +334,7 @@ pub fn run(args: &CacheBench) -> anyhow::Result<std::process::ExitCode> {
         },
         redis: None,
         hit_ratio,
+        sweep,
         speed: None,
         stampede: None,
         cold_start: None,
@@ -246,6 +350,52 @@ pub fn run(args: &CacheBench) -> anyhow::Result<std::process::ExitCode> {
     }
 
     super::output(args.json, &report, print_table)
+}
+
+/// The sweep's summary over `cells` (five policies per cell): the sweep's
+/// cells and the named ones.
+fn sweep(cells: &[HitRatio], started: Instant) -> Sweep {
+    let get = |cell: &[HitRatio], p: &str| {
+        cell.iter()
+            .find(|c| c.policy == p)
+            .map_or(0.0, |c| c.hit_ratio)
+    };
+    let swept: Vec<&[HitRatio]> = cells.chunks(5).collect();
+    let n = swept.len().max(1) as f64;
+    let mean = |p: &str| round2(swept.iter().map(|c| get(c, p)).sum::<f64>() / n);
+    let worst = |gap: &dyn Fn(&[HitRatio]) -> f64| {
+        swept
+            .iter()
+            .map(|c| (gap(c), *c))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or(
+                Gap {
+                    points: 0.0,
+                    trace: String::new(),
+                    capacity: 0,
+                },
+                |(points, c)| Gap {
+                    points: round2(points),
+                    trace: c[0].trace.clone(),
+                    capacity: c[0].capacity,
+                },
+            )
+    };
+    Sweep {
+        cells: swept.len(),
+        worst_gap_to_lru: worst(&|c| get(c, "botfleet") - get(c, "lru")),
+        worst_gap_to_best_peer: worst(&|c| {
+            get(c, "botfleet") - get(c, "moka").max(get(c, "quick_cache"))
+        }),
+        mean: SweepMean {
+            botfleet: mean("botfleet"),
+            moka: mean("moka"),
+            quick_cache: mean("quick_cache"),
+            lru: mean("lru"),
+            opt: mean("opt"),
+        },
+        took_s: round2(started.elapsed().as_secs_f64()),
+    }
 }
 
 fn hit_ratio_cell(name: &str, trace: &[Request], format: Format, capacity: u64) -> Vec<HitRatio> {
@@ -666,6 +816,29 @@ fn print_table(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         "botfleet: mean of {} sketch seeds; moka: mean of {MOKA_RUNS} runs (not deterministic)",
         SEEDS.len()
     )?;
+    if let Some(sw) = &r.sweep {
+        writeln!(
+            out,
+            "sweep over {} cells ({:.0} s): mean botfleet {:.2}, moka {:.2}, quick_cache {:.2}, lru {:.2}, opt {:.2}",
+            sw.cells,
+            sw.took_s,
+            sw.mean.botfleet,
+            sw.mean.moka,
+            sw.mean.quick_cache,
+            sw.mean.lru,
+            sw.mean.opt
+        )?;
+        writeln!(
+            out,
+            "  worst against LRU: {:+.2} points ({} at {}); worst against the best peer: {:+.2} points ({} at {})",
+            sw.worst_gap_to_lru.points,
+            sw.worst_gap_to_lru.trace,
+            sw.worst_gap_to_lru.capacity,
+            sw.worst_gap_to_best_peer.points,
+            sw.worst_gap_to_best_peer.trace,
+            sw.worst_gap_to_best_peer.capacity
+        )?;
+    }
     for c in r.hit_ratio.iter().filter(|c| c.runs.len() > 1) {
         let (min, max) = c.range();
         if max - min >= 0.1 {
