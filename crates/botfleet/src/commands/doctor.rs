@@ -128,6 +128,26 @@ async fn checks(args: &DoctorArgs) -> Report {
     Report::of(checks)
 }
 
+/// A probe's answer within [`PROBE`], or the failed check `name`: `what`
+/// and the error with `fix`, or no answer with `silent_fix`.
+fn probed<T, E: std::fmt::Display>(
+    name: &str,
+    answer: Result<Result<T, E>, tokio::time::error::Elapsed>,
+    what: &str,
+    fix: &str,
+    silent_fix: &str,
+) -> Result<T, Check> {
+    match answer {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Check::fail(name, format!("{what}: {e}"), fix)),
+        Err(_) => Err(Check::fail(
+            name,
+            format!("no answer within {} s", PROBE.as_secs()),
+            silent_fix,
+        )),
+    }
+}
+
 /// `getMe` with the bot's token at `api_url`, and its webhook against its
 /// mode.
 async fn telegram(config: &FleetConfig, bot: &botfleet_config::BotConfig) -> Vec<Check> {
@@ -257,22 +277,15 @@ async fn database(config: &FleetConfig, data_dir: &Path) -> Vec<Check> {
             .connect(),
     )
     .await;
-    let db = match connected {
-        Ok(Ok(db)) => db,
-        Ok(Err(e)) => {
-            return vec![Check::fail(
-                "postgres",
-                format!("cannot connect: {e}"),
-                "start PostgreSQL, or correct database.url (host, port, user, password, database)",
-            )];
-        }
-        Err(_) => {
-            return vec![Check::fail(
-                "postgres",
-                format!("no answer within {} s", PROBE.as_secs()),
-                "check that PostgreSQL listens where database.url says",
-            )];
-        }
+    let db = match probed(
+        "postgres",
+        connected,
+        "cannot connect",
+        "start PostgreSQL, or correct database.url (host, port, user, password, database)",
+        "check that PostgreSQL listens where database.url says",
+    ) {
+        Ok(db) => db,
+        Err(failed) => return vec![failed],
     };
     let mut checks = Vec::new();
     let version: String = db
@@ -351,22 +364,15 @@ async fn redis_checks(url: &str) -> Vec<Check> {
             .await?;
         Ok::<_, redis::RedisError>((server, memory, persistence))
     };
-    let (server, memory, persistence) = match tokio::time::timeout(PROBE, info).await {
-        Ok(Ok(i)) => i,
-        Ok(Err(e)) => {
-            return vec![Check::fail(
-                "redis",
-                format!("cannot reach Redis: {e}"),
-                "start Redis, or correct [redis] url; without it the caches run on L1 alone and each process loads on its own",
-            )];
-        }
-        Err(_) => {
-            return vec![Check::fail(
-                "redis",
-                format!("no answer within {} s", PROBE.as_secs()),
-                "check that Redis listens where [redis] url says",
-            )];
-        }
+    let (server, memory, persistence) = match probed(
+        "redis",
+        tokio::time::timeout(PROBE, info).await,
+        "cannot reach Redis",
+        "start Redis, or correct [redis] url; without it the caches run on L1 alone and each process loads on its own",
+        "check that Redis listens where [redis] url says",
+    ) {
+        Ok(i) => i,
+        Err(failed) => return vec![failed],
     };
     let mut checks = Vec::new();
     match doctor::redis_version(&server) {

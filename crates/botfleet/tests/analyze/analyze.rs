@@ -4,7 +4,6 @@
 //! workers, and PostgreSQL and Redis from the testkit where a knob needs
 //! them.
 
-use std::io::BufRead;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -42,29 +41,11 @@ fn diagnose(name: &str, faults: &[&str], extra: &[String]) -> Diagnosis {
         args.extend(["--fault".to_owned(), (*fault).to_owned()]);
     }
     args.extend(extra.iter().cloned());
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "integration tests run the real binary"
-    )]
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
-        .args(&args)
-        .current_dir(&dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    let reading = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in reader.lines().map_while(Result::ok) {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = lines_tx.send(line);
-        }
-        all
-    });
+    let crate::Demo {
+        mut child,
+        lines,
+        reading,
+    } = crate::demo(&dir, &args, std::process::Stdio::null());
     let mut reach = None;
     loop {
         let Ok(line) = lines.recv_timeout(Duration::from_secs(120)) else {
@@ -74,13 +55,8 @@ fn diagnose(name: &str, faults: &[&str], extra: &[String]) -> Diagnosis {
                 reading.join().unwrap()
             );
         };
-        if let Some(rest) = line.strip_prefix("from another terminal: ") {
-            let words: Vec<&str> = rest.split_whitespace().collect();
-            let after = |flag: &str| {
-                let at = words.iter().position(|w| *w == flag).unwrap();
-                words[at + 1].to_owned()
-            };
-            reach = Some((after("--url"), after("--token-file")));
+        if let Some(found) = crate::demo_reach(&line) {
+            reach = Some(found);
         }
         if line.contains("the synthetic users start writing") {
             break;

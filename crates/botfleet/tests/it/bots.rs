@@ -709,15 +709,14 @@ async fn dating_worker_killed_mid_conversation_loses_nothing_postgres_redis() {
 /// nothing lost), then stops cleanly on Ctrl-C with its summary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_is_operated_from_the_cli_and_stops_cleanly_on_ctrl_c() {
-    use std::io::BufRead;
     let dir = crate::scratch("demo-ctrl-c");
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "integration tests run the real binary"
-    )]
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"));
-    let mut child = command
-        .args([
+    let crate::Demo {
+        child,
+        lines,
+        reading,
+    } = crate::demo(
+        &dir,
+        &[
             "demo",
             "--users",
             "200",
@@ -725,38 +724,16 @@ async fn the_demo_is_operated_from_the_cli_and_stops_cleanly_on_ctrl_c() {
             "10",
             "--monitor",
             "127.0.0.1:0",
-        ])
-        .current_dir(&dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Its output line by line, as it comes.
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    let reading = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in reader.lines() {
-            let line = line.unwrap();
-            all.push_str(&line);
-            all.push('\n');
-            let _ = lines_tx.send(line);
-        }
-        all
-    });
+        ],
+        std::process::Stdio::piped(),
+    );
     // "from another terminal: botfleet status|... --url URL --token-file FILE"
     let (url, token_file) = loop {
         let line = lines
             .recv_timeout(Duration::from_secs(60))
             .expect("the demo never said how to reach it");
-        if let Some(rest) = line.strip_prefix("from another terminal: ") {
-            let words: Vec<&str> = rest.split_whitespace().collect();
-            let after = |flag: &str| {
-                let at = words.iter().position(|w| *w == flag).unwrap();
-                words[at + 1].to_owned()
-            };
-            break (after("--url"), after("--token-file"));
+        if let Some(reach) = crate::demo_reach(&line) {
+            break reach;
         }
     };
     let cli = |args: &[&str]| {
