@@ -284,6 +284,24 @@ async fn each_broken_setup_fails_its_check_with_the_fix() {
         "/nonexistent/botfleet-worker",
     );
 
+    // A worker that dies before its hello, and one that never says it.
+    let file = s.file(|f, b| {
+        (
+            f,
+            b.command("sh", ["-c", "echo cannot start here >&2; exit 3"]),
+        )
+    });
+    let (report, code) = s.doctor(&file, &["--start-workers"], None).await;
+    only_failed(
+        &report,
+        code,
+        "worker dating",
+        "before its hello; its last line: cannot start here",
+    );
+    let file = s.file(|f, b| (f, b.command("sh", ["-c", "exec sleep 60"])));
+    let (report, code) = s.doctor(&file, &["--start-workers"], None).await;
+    only_failed(&report, code, "worker dating", "no hello within");
+
     // Redis unreachable.
     let file = s.file(|f, b| (f.redis("redis://127.0.0.1:9"), b));
     let (report, code) = s.doctor(&file, &[], None).await;

@@ -267,6 +267,13 @@ async fn the_store_keeps_every_second_and_answers_queries() {
         "{report}"
     );
     assert!(report["host"]["cpu_pct"].as_f64().is_some(), "{report}");
+    // A window that is no duration, or under 2 s, is refused with the reason.
+    for window in ["soon", "1s", "-5m"] {
+        let refused = get(&format!("/performance/report?window={window}")).await;
+        assert_eq!(refused.status(), 400, "window={window}");
+        let body = refused.text().await.unwrap();
+        assert!(body.contains("give a duration of 2 s or more"), "{body}");
+    }
     // The host is sampled too.
     let body: serde_json::Value = get("/api/v1/series?name=process_resident_memory_bytes")
         .await
